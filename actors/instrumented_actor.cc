@@ -1,0 +1,48 @@
+#include "actors/instrumented_actor.h"
+
+#include <utility>
+
+#include "actors/runtime.h"
+
+namespace troupe::actors {
+
+InstrumentedActor::InstrumentedActor(caf::actor_config& config)
+    : caf::event_based_actor(config), depth_(std::make_shared<std::atomic<int64_t>>(0)) {}
+
+InstrumentedActor::~InstrumentedActor() = default;
+
+void InstrumentedActor::Instrument(const std::string& name, const std::string& role) {
+  MetricsRegistry* registry = MetricsOf(home_system());
+  if (registry == nullptr) return;  // A plain actor_system: nothing to export to.
+  const Labels labels = {{"node", NodeNameOf(home_system())}, {"actor", name}, {"role", role}};
+  absl::StatusOr<Counter*> handled = registry->AddCounter(
+      "troupe_actor_messages_total", "Messages handled by the actor.", labels);
+  if (handled.ok()) handled_ = *handled;
+  std::shared_ptr<std::atomic<int64_t>> depth = depth_;
+  absl::StatusOr<CallbackGauge> gauge = registry->AddGaugeCallback(
+      "troupe_actor_mailbox_depth", "Messages waiting in the actor's mailbox.", labels,
+      [depth] { return static_cast<double>(depth->load(std::memory_order_relaxed)); });
+  if (gauge.ok()) depth_gauge_ = std::move(*gauge);
+}
+
+void InstrumentedActor::enqueue(caf::mailbox_element_ptr what, caf::execution_unit* host) {
+  depth_->fetch_add(1, std::memory_order_relaxed);
+  caf::event_based_actor::enqueue(std::move(what), host);
+}
+
+caf::invoke_message_result InstrumentedActor::consume(caf::mailbox_element& element) {
+  caf::invoke_message_result result = caf::event_based_actor::consume(element);
+  // A skipped message goes back to the mailbox and will be consumed again later.
+  if (result != caf::invoke_message_result::skipped) {
+    depth_->fetch_sub(1, std::memory_order_relaxed);
+    if (handled_ != nullptr) handled_->Increment();
+  }
+  return result;
+}
+
+void InstrumentedActor::on_exit() {
+  depth_gauge_ = CallbackGauge();
+  caf::event_based_actor::on_exit();
+}
+
+}  // namespace troupe::actors
