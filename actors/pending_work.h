@@ -26,7 +26,7 @@
 #include "actors/errors.h"
 #include "caf/actor.hpp"
 #include "caf/actor_addr.hpp"
-#include "caf/down_msg.hpp"
+#include "caf/system_messages.hpp"
 
 namespace troupe::actors {
 
