@@ -1,0 +1,258 @@
+// troupe: the command-line entry point.
+//
+//   troupe demo                                   a one-node runtime demo (the quick start)
+//   troupe node --config X.toml --node NAME       one node of a cluster; N of these make one
+//   troupe check --config X.toml                  validate a cluster config and print it
+//   troupe roles                                  list the roles a config can use
+//
+// Flags are Abseil flags (see --help); CAF sees none of them (no CAF_MAIN): the runtime builds
+// CAF's config from them and from the TOML.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "actors/cluster_config.h"
+#include "actors/node.h"
+#include "actors/roles.h"
+#include "actors/runtime.h"
+#include "actors/torch_threads.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, config, "", "Cluster config (TOML) for `node` and `check`.");
+ABSL_FLAG(std::string, node, "", "Which [[node]] of the config this process runs.");
+ABSL_FLAG(std::string, join, "",
+          "host:port of any cluster member to join through (default: the config's first node).");
+ABSL_FLAG(int, metrics_port, -2,
+          "Serve Prometheus metrics on this port (0: any free port, -1: off). Default: the "
+          "config's metrics_port; for `demo`, any free port.");
+ABSL_FLAG(int, scheduler_threads, 0, "CAF scheduler threads (0: the config's, or half the cores).");
+ABSL_FLAG(int, torch_threads, 0, "LibTorch intra-op threads (0: the config's, or the rest).");
+ABSL_FLAG(double, duration_s, 0, "Stop after this many seconds (0: run until Ctrl-C).");
+ABSL_FLAG(double, report_every_s, 2, "How often `demo` prints its actors and metrics.");
+ABSL_FLAG(double, join_timeout_s, 30, "How long to keep trying to join the cluster.");
+
+namespace troupe {
+namespace {
+
+using actors::ClusterConfig;
+using actors::Node;
+using actors::NodeOptions;
+
+// The demo's cluster: one node, two CPU workers, a load generator feeding them, and an echo.
+constexpr char kDemoConfig[] = R"(
+[cluster]
+name = "demo"
+
+[[node]]
+name = "local"
+host = "127.0.0.1"
+port = 0
+
+[[actor]]
+name = "worker0"
+role = "gpu_worker"
+node = "local"
+device = "cpu"
+
+[[actor]]
+name = "worker1"
+role = "gpu_worker"
+node = "local"
+device = "cpu"
+
+[[actor]]
+name = "load"
+role = "load"
+node = "local"
+[actor.params]
+targets = "worker0,worker1"
+interval_ms = 100
+work_ms = 10
+
+[[actor]]
+name = "echo"
+role = "echo"
+node = "local"
+)";
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "troupe: error: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+NodeOptions OptionsFromFlags(ClusterConfig config, std::string name) {
+  NodeOptions options;
+  options.config = std::move(config);
+  options.name = std::move(name);
+  options.join = absl::GetFlag(FLAGS_join);
+  options.join_timeout = absl::Seconds(absl::GetFlag(FLAGS_join_timeout_s));
+  options.scheduler_threads = absl::GetFlag(FLAGS_scheduler_threads);
+  options.compute_threads = absl::GetFlag(FLAGS_torch_threads);
+  if (int port = absl::GetFlag(FLAGS_metrics_port); port >= -1) options.metrics_port = port;
+  options.set_compute_threads = actors::SetTorchThreads;
+  return options;
+}
+
+// MetricsExcerpt keeps the sample lines of the families a person watching the demo cares about.
+std::string MetricsExcerpt(const std::string& text) {
+  const std::vector<std::string> families = {"troupe_actor_mailbox_depth",
+                                             "troupe_worker_items_total",
+                                             "troupe_worker_busy_nanoseconds_total",
+                                             "troupe_load_items_total"};
+  std::string out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    for (const std::string& family : families) {
+      if (line.rfind(family, 0) == 0) absl::StrAppend(&out, "  ", line, "\n");
+    }
+    start = end + 1;
+  }
+  return out;
+}
+
+// RunUntilStopped serves until SIGINT/SIGTERM, --duration_s, or a supervisor failure.
+int RunUntilStopped(actors::ShutdownSignals& signals, Node& node, bool report) {
+  const absl::Time begin = absl::Now();
+  const double duration_s = absl::GetFlag(FLAGS_duration_s);
+  const absl::Duration every = absl::Seconds(absl::GetFlag(FLAGS_report_every_s));
+  absl::Time next_report = begin + every;
+  int exit_code = 0;
+  while (true) {
+    if (std::optional<int> signal = signals.Wait(absl::Milliseconds(200))) {
+      std::printf("\nreceived %s; shutting down (Ctrl-C again to force)\n",
+                  *signal == SIGINT ? "SIGINT" : "SIGTERM");
+      break;
+    }
+    if (std::optional<std::string> failure = node.Failure()) {
+      std::fprintf(stderr, "troupe: node %s failed: %s\n", node.info().name.c_str(),
+                   failure->c_str());
+      exit_code = 1;
+      break;
+    }
+    if (duration_s > 0 && absl::Now() - begin >= absl::Seconds(duration_s)) {
+      std::printf("ran for %.1f s (--duration_s); shutting down\n", duration_s);
+      break;
+    }
+    if (report && absl::Now() >= next_report) {
+      next_report += every;
+      std::printf("\n--- %s after %.0f s ---\n%s\nmetrics:\n%s", node.info().name.c_str(),
+                  absl::ToDoubleSeconds(absl::Now() - begin), node.Describe().c_str(),
+                  MetricsExcerpt(node.runtime().metrics().PrometheusText()).c_str());
+      std::fflush(stdout);
+    }
+  }
+  node.Stop();
+  std::printf("node %s stopped cleanly\n", node.info().name.c_str());
+  return exit_code;
+}
+
+void PrintStarted(Node& node, const ClusterConfig& config) {
+  std::printf("troupe node \"%s\" (cluster \"%s\") listening on %s:%d\n", node.info().name.c_str(),
+              config.name.c_str(), node.info().host.c_str(), node.info().port);
+  if (node.metrics_port() >= 0) {
+    std::printf("metrics: http://%s:%d/metrics\n", node.info().host.c_str(), node.metrics_port());
+  }
+  std::printf("threads: %d scheduler, %d compute\n%s", node.runtime().threads().scheduler,
+              node.runtime().threads().compute, node.Describe().c_str());
+  std::printf("ready\n");
+  std::fflush(stdout);
+}
+
+int RunNode(actors::ShutdownSignals& signals) {
+  const std::string path = absl::GetFlag(FLAGS_config);
+  const std::string name = absl::GetFlag(FLAGS_node);
+  if (path.empty() || name.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "`troupe node` needs --config FILE.toml and --node NAME (a [[node]] of that file)"));
+  }
+  absl::StatusOr<ClusterConfig> config = actors::LoadClusterConfig(path);
+  if (!config.ok()) return Fail(config.status());
+  ClusterConfig copy = *config;
+  absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(OptionsFromFlags(copy, name));
+  if (!node.ok()) return Fail(node.status());
+  PrintStarted(**node, *config);
+  return RunUntilStopped(signals, **node, /*report=*/false);
+}
+
+int RunDemo(actors::ShutdownSignals& signals) {
+  absl::StatusOr<ClusterConfig> config = actors::ParseClusterConfig(kDemoConfig, "<demo>");
+  if (!config.ok()) return Fail(config.status());
+  NodeOptions options = OptionsFromFlags(*config, "local");
+  if (!options.metrics_port) options.metrics_port = 0;
+  absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(std::move(options));
+  if (!node.ok()) return Fail(node.status());
+  std::printf("Troupe runtime demo: one node, two CPU workers fed by a load generator.\n");
+  PrintStarted(**node, *config);
+  std::printf("Press Ctrl-C to stop.\n");
+  std::fflush(stdout);
+  return RunUntilStopped(signals, **node, /*report=*/true);
+}
+
+int RunCheck() {
+  absl::StatusOr<ClusterConfig> config = actors::LoadClusterConfig(absl::GetFlag(FLAGS_config));
+  if (!config.ok()) return Fail(config.status());
+  if (absl::Status roles = actors::BuiltinRoles().Check(*config); !roles.ok()) return Fail(roles);
+  std::printf("%s: cluster \"%s\", %zu node(s), %zu actor(s)\n", config->source.c_str(),
+              config->name.c_str(), config->nodes.size(), config->actors.size());
+  for (const actors::NodeSpec& node : config->nodes) {
+    std::printf("  node %s at %s:%d\n", node.info.name.c_str(), node.info.host.c_str(),
+                node.info.port);
+    for (const actors::ActorSpec* actor : config->ActorsOn(node.info.name)) {
+      std::printf("    %-16s %-12s %s\n", actor->name.c_str(), actor->role.c_str(),
+                  actor->device.c_str());
+    }
+  }
+  return 0;
+}
+
+int RunRoles() {
+  const actors::RoleCatalog catalog = actors::BuiltinRoles();
+  for (const auto& [name, role] : catalog.roles()) {
+    std::printf("%-12s %s\n", name.c_str(), role.summary.c_str());
+    for (const auto& [param, help] : role.params) {
+      std::printf("    params.%-12s %s\n", param.c_str(), help.c_str());
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace troupe
+
+int main(int argc, char** argv) {
+  // Before any thread exists, so that every thread inherits the blocked signals.
+  troupe::actors::ShutdownSignals signals = troupe::actors::ShutdownSignals::Block();
+  absl::SetProgramUsageMessage(
+      "Troupe actor runtime.\n"
+      "  troupe demo                                  one-node runtime demo\n"
+      "  troupe node --config X.toml --node NAME      run one node of a cluster\n"
+      "  troupe check --config X.toml                 validate a cluster config\n"
+      "  troupe roles                                 list the roles configs can use");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  spdlog::set_default_logger(spdlog::stderr_color_mt("troupe"));
+  const std::string command = args.size() > 1 ? args[1] : "";
+  if (args.size() > 2) {
+    return troupe::Fail(absl::InvalidArgumentError(absl::StrCat(
+        "unexpected argument \"", args[2], "\"; flags look like --name=value (see --help)")));
+  }
+  if (command == "demo") return troupe::RunDemo(signals);
+  if (command == "node") return troupe::RunNode(signals);
+  if (command == "check") return troupe::RunCheck();
+  if (command == "roles") return troupe::RunRoles();
+  return troupe::Fail(absl::InvalidArgumentError(absl::StrCat(
+      command.empty() ? std::string("no command given") : absl::StrCat("unknown command \"", command, "\""),
+      "; use one of: demo, node, check, roles (see --help)")));
+}
