@@ -2,7 +2,10 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "actors/errors.h"
 #include "actors/runtime.h"
+#include "caf/message_view.hpp"
 
 namespace troupe::actors {
 
@@ -12,6 +15,18 @@ InstrumentedActor::InstrumentedActor(caf::actor_config& config)
 InstrumentedActor::~InstrumentedActor() = default;
 
 void InstrumentedActor::Instrument(const std::string& name, const std::string& role) {
+  // A message the behavior does not handle is answered with an error that says which actor
+  // refused what, instead of CAF's bare "unexpected_message".
+  set_default_handler([name, role](caf::scheduled_actor* self,
+                                   caf::message_view& view) -> caf::result<caf::message> {
+    std::string content = caf::to_string(view.copy_content_to_message());
+    if (content.size() > 200) content = content.substr(0, 200) + "...";
+    return MakeCafError(absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("actor \"", name, "\" (role ", role, ") on node \"",
+                                     NodeNameOf(self->home_system()),
+                                     "\" does not handle the message ", content,
+                                     "; check the message type and the actor's role"));
+  });
   MetricsRegistry* registry = MetricsOf(home_system());
   if (registry == nullptr) return;  // A plain actor_system: nothing to export to.
   const Labels labels = {{"node", NodeNameOf(home_system())}, {"actor", name}, {"role", role}};

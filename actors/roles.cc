@@ -58,6 +58,19 @@ absl::StatusOr<caf::actor> StartEcho(const RoleContext& context) {
   return context.system.spawn(Echo, context.spec.name, absl::Milliseconds(*delay_ms));
 }
 
+// --- reflector ---------------------------------------------------------------------------------
+
+caf::behavior Reflector(caf::stateful_actor<EchoState, InstrumentedActor>* self,
+                        std::string name) {
+  self->Instrument(name, "reflector");
+  self->set_default_handler(caf::reflect);
+  return {[](shutdown_atom) {}};  // Never sent; a behavior must not be empty.
+}
+
+absl::StatusOr<caf::actor> StartReflector(const RoleContext& context) {
+  return context.system.spawn(Reflector, context.spec.name);
+}
+
 // --- gpu_worker --------------------------------------------------------------------------------
 
 absl::StatusOr<caf::actor> StartGpuWorker(const RoleContext& context) {
@@ -208,6 +221,10 @@ RoleCatalog BuiltinRoles() {
                "answers Ping with the same Ping; for health checks, benchmarks, fault drills",
                {{"delay_ms", "reply after this many milliseconds (default 0)"}},
                StartEcho});
+  catalog.Add({"reflector",
+               "answers any message with the message itself; for wire-format tests",
+               {},
+               StartReflector});
   catalog.Add({"gpu_worker", "runs work items in order on one device (device = \"cuda:N\") or the CPU",
                {},
                StartGpuWorker});

@@ -45,6 +45,10 @@ std::unique_ptr<TroupeConfig> MakeConfig(const RuntimeOptions& options, int sche
   // Nodes never talk to anyone but their own cluster; name the application so a stray
   // connection from another CAF program is refused at the handshake.
   config->set("middleman.app-identifiers", std::vector<std::string>{"troupe"});
+  config->set("middleman.heartbeat-interval",
+              caf::timespan(absl::ToInt64Nanoseconds(options.heartbeat_interval)));
+  config->set("middleman.connection-timeout",
+              caf::timespan(absl::ToInt64Nanoseconds(options.connection_timeout)));
   if (options.load_middleman) config->load<caf::io::middleman>();
   RegisterMessageTypes(*config);
   return config;

@@ -44,6 +44,10 @@ struct RuntimeOptions {
   int scheduler_threads = 0;  // 0: derive (ResolveThreadCounts).
   int compute_threads = 0;    // 0: derive.
   bool load_middleman = true;
+  // Peers exchange heartbeats this often; a peer silent for `connection_timeout` is declared
+  // dead (its actors go down), which is how a cut network link is noticed.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  absl::Duration connection_timeout = absl::Seconds(5);
   // Sets the compute library's thread count (e.g. SetTorchThreads). Binaries that link no
   // compute library leave it empty.
   std::function<absl::Status(int)> set_compute_threads;

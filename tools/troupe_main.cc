@@ -4,9 +4,13 @@
 //   troupe node --config X.toml --node NAME       one node of a cluster; N of these make one
 //   troupe check --config X.toml                  validate a cluster config and print it
 //   troupe roles                                  list the roles a config can use
+//   troupe ping --join HOST:PORT --target NODE/ACTOR   ping an actor of a running cluster
 //
 // Flags are Abseil flags (see --help); CAF sees none of them (no CAF_MAIN): the runtime builds
 // CAF's config from them and from the TOML.
+#include <unistd.h>
+
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -20,11 +24,16 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "actors/ask.h"
 #include "actors/cluster_config.h"
+#include "actors/directory.h"
+#include "actors/errors.h"
+#include "actors/messages.h"
 #include "actors/node.h"
 #include "actors/roles.h"
 #include "actors/runtime.h"
 #include "actors/torch_threads.h"
+#include "caf/all.hpp"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
@@ -40,6 +49,10 @@ ABSL_FLAG(int, torch_threads, 0, "LibTorch intra-op threads (0: the config's, or
 ABSL_FLAG(double, duration_s, 0, "Stop after this many seconds (0: run until Ctrl-C).");
 ABSL_FLAG(double, report_every_s, 2, "How often `demo` prints its actors and metrics.");
 ABSL_FLAG(double, join_timeout_s, 30, "How long to keep trying to join the cluster.");
+ABSL_FLAG(std::string, target, "", "`ping`: the actor to ping, as NODE/ACTOR.");
+ABSL_FLAG(int, count, 10, "`ping`: how many pings to send.");
+ABSL_FLAG(int, payload_bytes, 0, "`ping`: bytes of payload in each ping.");
+ABSL_FLAG(double, timeout_s, 5, "`ping`: how long to wait for each reply.");
 
 namespace troupe {
 namespace {
@@ -218,6 +231,63 @@ int RunCheck() {
   return 0;
 }
 
+// RunPing connects to any member, resolves NODE/ACTOR through it, and pings that actor.
+int RunPing() {
+  absl::StatusOr<std::pair<std::string, uint16_t>> seed =
+      actors::ParseHostPort(absl::GetFlag(FLAGS_join));
+  if (!seed.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat(
+      "`troupe ping` needs --join HOST:PORT of a cluster member: ", seed.status().message())));
+  const std::string target = absl::GetFlag(FLAGS_target);
+  const size_t slash = target.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == target.size()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--target \"", target, "\" is not NODE/ACTOR, e.g. --target n0/echo")));
+  }
+  const int count = absl::GetFlag(FLAGS_count);
+  const absl::Duration timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
+  actors::RuntimeOptions options;
+  options.node_name = absl::StrCat("ping-", getpid());
+  options.scheduler_threads = 1;
+  absl::StatusOr<std::unique_ptr<actors::Runtime>> runtime = actors::Runtime::Create(options);
+  if (!runtime.ok()) return Fail(runtime.status());
+  caf::actor_system& system = (*runtime)->system();
+  absl::StatusOr<caf::actor> directory =
+      actors::ConnectDirectory(system, seed->first, seed->second);
+  if (!directory.ok()) return Fail(directory.status());
+  absl::StatusOr<caf::actor> actor = actors::LookupActor(
+      system, *directory, target.substr(0, slash), target.substr(slash + 1), timeout);
+  if (!actor.ok()) return Fail(actor.status());
+  std::vector<double> rtt_us;
+  std::string last_error;
+  const std::string payload(static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_payload_bytes))),
+                            'x');
+  caf::scoped_actor self{system};
+  for (int i = 0; i < count; ++i) {
+    const absl::Time sent = absl::Now();
+    self->request(*actor, actors::ToCafDuration(timeout), actors::Ping{uint64_t(i), payload})
+        .receive(
+            [&](const actors::Ping& pong) {
+              if (pong.seq == uint64_t(i)) {
+                rtt_us.push_back(absl::ToDoubleMicroseconds(absl::Now() - sent));
+              }
+            },
+            [&](caf::error& error) { last_error = actors::RenderError(error); });
+  }
+  std::sort(rtt_us.begin(), rtt_us.end());
+  auto percentile = [&](double q) {
+    return rtt_us.empty() ? 0.0 : rtt_us[std::min(rtt_us.size() - 1, size_t(q * rtt_us.size()))];
+  };
+  std::printf("ping %s via %s:%d: %zu/%d replies, rtt p50 %.0f us, p99 %.0f us\n",
+              target.c_str(), seed->first.c_str(), seed->second, rtt_us.size(), count,
+              percentile(0.5), percentile(0.99));
+  if (static_cast<int>(rtt_us.size()) != count) {
+    return Fail(absl::UnavailableError(absl::StrCat(count - rtt_us.size(),
+                                                    " ping(s) got no reply; last error: ",
+                                                    last_error)));
+  }
+  return 0;
+}
+
 int RunRoles() {
   const actors::RoleCatalog catalog = actors::BuiltinRoles();
   for (const auto& [name, role] : catalog.roles()) {
@@ -240,7 +310,8 @@ int main(int argc, char** argv) {
       "  troupe demo                                  one-node runtime demo\n"
       "  troupe node --config X.toml --node NAME      run one node of a cluster\n"
       "  troupe check --config X.toml                 validate a cluster config\n"
-      "  troupe roles                                 list the roles configs can use");
+      "  troupe roles                                 list the roles configs can use\n"
+      "  troupe ping --join HOST:PORT --target N/A    ping an actor of a running cluster");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("troupe"));
   const std::string command = args.size() > 1 ? args[1] : "";
@@ -252,7 +323,8 @@ int main(int argc, char** argv) {
   if (command == "node") return troupe::RunNode(signals);
   if (command == "check") return troupe::RunCheck();
   if (command == "roles") return troupe::RunRoles();
+  if (command == "ping") return troupe::RunPing();
   return troupe::Fail(absl::InvalidArgumentError(absl::StrCat(
       command.empty() ? std::string("no command given") : absl::StrCat("unknown command \"", command, "\""),
-      "; use one of: demo, node, check, roles (see --help)")));
+      "; use one of: demo, node, check, roles, ping (see --help)")));
 }
