@@ -23,7 +23,7 @@ using ::testing::HasSubstr;
 
 constexpr absl::Duration kTimeout = absl::Seconds(60);
 
-// Run runs a shell command and returns its exit code; output goes to `output` if given.
+// Shell runs a shell command and returns its exit code; output goes to `output` if given.
 int Shell(const std::string& command, std::string* output = nullptr) {
   std::string full = absl::StrCat(command, " 2>&1");
   FILE* pipe = popen(full.c_str(), "r");

@@ -59,15 +59,18 @@ def _nvcc_command(src, out):
     ])
 
 def troupe_cuda_library(name, srcs, hdrs = [], deps = [], cuda_hdrs = [], **kwargs):
-    """Compiles `srcs` (.cu) with nvcc for sm_90 and links the objects like a cc_library.
+    """Compiles the .cu files of `srcs` with nvcc for sm_90 and links them like a cc_library.
 
-    `hdrs` are the public headers (which must not include CUDA headers, so CPU code can include
-    them); `cuda_hdrs` are extra headers the .cu files include. Without --config=cuda the nvcc
-    step fails with a message that says so.
+    Other `srcs` (.cc) are host code compiled by the C++ toolchain, with the CUDA headers
+    available. `hdrs` are the public headers: they must not include CUDA headers, so CPU code
+    can include them. `cuda_hdrs` are extra headers the .cu files include. Without
+    --config=cuda the nvcc step fails with a message that says so.
     """
     objects = []
     for src in srcs:
-        stem = src[:-len(".cu")] if src.endswith(".cu") else src
+        if not src.endswith(".cu"):
+            continue
+        stem = src[:-len(".cu")]
         out = "_cuda_objs/%s/%s.pic.o" % (name, stem)
         native.genrule(
             name = "%s_%s_nvcc" % (name, stem.replace("/", "_")),
@@ -83,10 +86,12 @@ def troupe_cuda_library(name, srcs, hdrs = [], deps = [], cuda_hdrs = [], **kwar
             visibility = ["//visibility:private"],
         )
         objects.append(out)
+    host_srcs = [src for src in srcs if not src.endswith(".cu")]
     native.cc_library(
         name = name,
-        srcs = objects,
+        srcs = objects + host_srcs + cuda_hdrs,
         hdrs = hdrs,
+        copts = TROUPE_COPTS + kwargs.pop("copts", []),
         deps = deps + ["//third_party:cuda_runtime"],
         tags = CUDA_TAGS + kwargs.pop("tags", []),
         **kwargs
