@@ -10,7 +10,7 @@
 namespace troupe::actors {
 
 InstrumentedActor::InstrumentedActor(caf::actor_config& config)
-    : caf::event_based_actor(config), depth_(std::make_shared<std::atomic<int64_t>>(0)) {}
+    : caf::event_based_actor(config), counts_(std::make_shared<Counts>()) {}
 
 InstrumentedActor::~InstrumentedActor() = default;
 
@@ -30,18 +30,25 @@ void InstrumentedActor::Instrument(const std::string& name, const std::string& r
   MetricsRegistry* registry = MetricsOf(home_system());
   if (registry == nullptr) return;  // A plain actor_system: nothing to export to.
   const Labels labels = {{"node", NodeNameOf(home_system())}, {"actor", name}, {"role", role}};
-  absl::StatusOr<Counter*> handled = registry->AddCounter(
-      "troupe_actor_messages_total", "Messages handled by the actor.", labels);
-  if (handled.ok()) handled_ = *handled;
-  std::shared_ptr<std::atomic<int64_t>> depth = depth_;
-  absl::StatusOr<CallbackGauge> gauge = registry->AddGaugeCallback(
+  std::shared_ptr<Counts> counts = counts_;
+  absl::StatusOr<CallbackGauge> handled = registry->AddCounterCallback(
+      "troupe_actor_messages_total", "Messages handled by the actor.", labels,
+      [counts] { return static_cast<double>(counts->handled.load(std::memory_order_relaxed)); });
+  if (handled.ok()) handled_metric_ = std::move(*handled);
+  absl::StatusOr<CallbackGauge> depth = registry->AddGaugeCallback(
       "troupe_actor_mailbox_depth", "Messages waiting in the actor's mailbox.", labels,
-      [depth] { return static_cast<double>(depth->load(std::memory_order_relaxed)); });
-  if (gauge.ok()) depth_gauge_ = std::move(*gauge);
+      [counts] { return static_cast<double>(counts->Depth()); });
+  if (depth.ok()) depth_metric_ = std::move(*depth);
+  // The metrics leave with the actor. (stateful_actor makes on_exit final, so use a functor
+  // that runs when the actor is cleaned up.)
+  attach_functor([this](const caf::error&) {
+    depth_metric_ = CallbackGauge();
+    handled_metric_ = CallbackGauge();
+  });
 }
 
 void InstrumentedActor::enqueue(caf::mailbox_element_ptr what, caf::execution_unit* host) {
-  depth_->fetch_add(1, std::memory_order_relaxed);
+  counts_->enqueued.fetch_add(1, std::memory_order_relaxed);
   caf::event_based_actor::enqueue(std::move(what), host);
 }
 
@@ -49,15 +56,12 @@ caf::invoke_message_result InstrumentedActor::consume(caf::mailbox_element& elem
   caf::invoke_message_result result = caf::event_based_actor::consume(element);
   // A skipped message goes back to the mailbox and will be consumed again later.
   if (result != caf::invoke_message_result::skipped) {
-    depth_->fetch_sub(1, std::memory_order_relaxed);
-    if (handled_ != nullptr) handled_->Increment();
+    // Only this actor writes `handled`: a load and a store, no locked read-modify-write.
+    counts_->handled.store(counts_->handled.load(std::memory_order_relaxed) + 1,
+                           std::memory_order_relaxed);
   }
   return result;
 }
 
-void InstrumentedActor::on_exit() {
-  depth_gauge_ = CallbackGauge();
-  caf::event_based_actor::on_exit();
-}
 
 }  // namespace troupe::actors

@@ -199,8 +199,22 @@ absl::StatusOr<CallbackGauge> MetricsRegistry::AddGaugeCallback(const std::strin
                                                                const std::string& help,
                                                                const Labels& labels,
                                                                std::function<double()> read) {
+  return AddCallback(name, help, labels, Type::kGauge, std::move(read));
+}
+
+absl::StatusOr<CallbackGauge> MetricsRegistry::AddCounterCallback(const std::string& name,
+                                                                 const std::string& help,
+                                                                 const Labels& labels,
+                                                                 std::function<double()> read) {
+  return AddCallback(name, help, labels, Type::kCounter, std::move(read));
+}
+
+absl::StatusOr<CallbackGauge> MetricsRegistry::AddCallback(const std::string& name,
+                                                          const std::string& help,
+                                                          const Labels& labels, Type type,
+                                                          std::function<double()> read) {
   absl::MutexLock lock(&mutex_);
-  absl::StatusOr<Series*> series = FindOrAdd(name, help, labels, Type::kGauge, true);
+  absl::StatusOr<Series*> series = FindOrAdd(name, help, labels, type, true);
   if (!series.ok()) return series.status();
   (*series)->callback = std::move(read);
   (*series)->callback_id = next_callback_id_++;
@@ -229,11 +243,10 @@ std::string MetricsRegistry::PrometheusText() const {
     for (const std::unique_ptr<Series>& series : family.series) {
       switch (family.type) {
         case Type::kCounter:
-          absl::StrAppend(&out, name, RenderLabels(series->labels), " ",
-                          series->counter->Value(), "\n");
-          break;
         case Type::kGauge: {
-          double value = series->callback ? series->callback() : series->gauge->Value();
+          double value = series->callback  ? series->callback()
+                         : series->counter ? static_cast<double>(series->counter->Value())
+                                           : series->gauge->Value();
           absl::StrAppend(&out, name, RenderLabels(series->labels), " ", FormatValue(value),
                           "\n");
           break;

@@ -79,7 +79,8 @@ std::vector<double> ExponentialBuckets(double start, double factor, int count);
 
 class MetricsRegistry;
 
-// CallbackGauge keeps a callback gauge registered; destroying it unregisters the callback.
+// CallbackGauge keeps a callback metric (gauge or counter) registered; destroying it
+// unregisters the callback.
 class CallbackGauge {
  public:
   CallbackGauge() = default;
@@ -116,6 +117,11 @@ class MetricsRegistry {
   absl::StatusOr<CallbackGauge> AddGaugeCallback(const std::string& name,
                                                  const std::string& help, const Labels& labels,
                                                  std::function<double()> read);
+  // AddCounterCallback is the same for a counter whose value lives elsewhere (it must never
+  // decrease).
+  absl::StatusOr<CallbackGauge> AddCounterCallback(const std::string& name,
+                                                   const std::string& help, const Labels& labels,
+                                                   std::function<double()> read);
 
   // PrometheusText renders every metric in the Prometheus text exposition format 0.0.4.
   std::string PrometheusText() const;
@@ -139,6 +145,9 @@ class MetricsRegistry {
     std::vector<std::unique_ptr<Series>> series;
   };
 
+  absl::StatusOr<CallbackGauge> AddCallback(const std::string& name, const std::string& help,
+                                            const Labels& labels, Type type,
+                                            std::function<double()> read);
   absl::StatusOr<Series*> FindOrAdd(const std::string& name, const std::string& help,
                                     const Labels& labels, Type type, bool always_new)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);

@@ -2,6 +2,9 @@
 
 #include <httplib.h>
 
+#include <chrono>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 
 namespace troupe::actors {
@@ -37,6 +40,15 @@ absl::StatusOr<int> MetricsHttpServer::Start(const std::string& host, int port) 
   }
   server_ = std::move(server);
   thread_ = std::thread([server = server_.get()] { server->listen_after_bind(); });
+  // httplib ignores a stop() that comes before its accept loop runs, and would then serve
+  // forever: return only once the loop is up.
+  for (int waited_ms = 0; !server_->is_running(); ++waited_ms) {
+    if (waited_ms == 5000) {
+      Stop();
+      return absl::InternalError("the metrics HTTP server did not start within 5 s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return bound;
 }
 

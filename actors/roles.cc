@@ -22,6 +22,7 @@ std::chrono::microseconds Micros(absl::Duration d) {
 // --- echo ------------------------------------------------------------------------------------
 
 struct EchoState {
+  uint64_t pings = 0;  // Pings received, for throughput measurements.
   // Delayed replies, by ticket.
   std::map<uint64_t, std::pair<Ping, caf::response_promise>> delayed;
   uint64_t next_ticket = 1;
@@ -32,6 +33,7 @@ caf::behavior Echo(caf::stateful_actor<EchoState, InstrumentedActor>* self, std:
   self->Instrument(name, "echo");
   return {
       [self, delay](const Ping& ping) -> caf::result<Ping> {
+        ++self->state.pings;
         if (delay <= absl::ZeroDuration()) return ping;
         const uint64_t ticket = self->state.next_ticket++;
         self->state.delayed.emplace(ticket, std::make_pair(ping, self->make_response_promise()));
@@ -49,6 +51,7 @@ caf::behavior Echo(caf::stateful_actor<EchoState, InstrumentedActor>* self, std:
                                 absl::StrCat("echo \"", name, "\" crashed on request")));
       },
       [self](hang_atom) -> caf::result<Ping> { return self->make_response_promise(); },
+      [self](stats_atom) { return self->state.pings; },
   };
 }
 

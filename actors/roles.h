@@ -10,7 +10,8 @@
 //
 // Built-in roles:
 //   echo         answers Ping with the same Ping (after params.delay_ms); for health checks,
-//                benchmarks and fault drills (crash_atom fails it, hang_atom is never answered).
+//                benchmarks and fault drills (crash_atom fails it, hang_atom is never answered,
+//                stats_atom answers how many pings it has received).
 //   reflector    answers any message with itself; for tests of the wire format.
 //   gpu_worker   a GpuWorker on the entry's device.
 //   load         sends a work item of params.work_ms to each of params.targets (worker names

@@ -20,9 +20,13 @@
 #include "caf/all.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/child_process.h"
+#include "tools/child_process.h"
 
 namespace troupe::tests {
+
+using tools::ChildProcess;
+using tools::TroupeBinary;
+
 namespace {
 
 using actors::MembershipEvent;

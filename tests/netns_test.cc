@@ -14,9 +14,13 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/child_process.h"
+#include "tools/child_process.h"
 
 namespace troupe::tests {
+
+using tools::ChildProcess;
+using tools::TroupeBinary;
+
 namespace {
 
 using ::testing::HasSubstr;

@@ -1,4 +1,4 @@
-#include "tests/child_process.h"
+#include "tools/child_process.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace troupe::tests {
+namespace troupe::tools {
 
 absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     const std::vector<std::string>& argv) {
@@ -136,4 +136,4 @@ std::string TroupeBinary() {
   return path != nullptr ? path : "tools/troupe";
 }
 
-}  // namespace troupe::tests
+}  // namespace troupe::tools

@@ -1,6 +1,6 @@
 // ChildProcess: start a program, read its merged stdout/stderr line by line, signal it, reap it.
 //
-// Multi-process tests start real `troupe node` processes with this and watch their output:
+// Multi-process tests and benchmarks start real `troupe node` processes with this and watch their output:
 //
 //   absl::StatusOr<std::unique_ptr<ChildProcess>> node = ChildProcess::Start(
 //       {TroupeBinary(), "node", "--config=" + path, "--node=n0"});
@@ -20,7 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
-namespace troupe::tests {
+namespace troupe::tools {
 
 class ChildProcess {
  public:
@@ -61,4 +61,4 @@ class ChildProcess {
 // TroupeBinary is the path of the `troupe` binary under test (from $TROUPE_BIN).
 std::string TroupeBinary();
 
-}  // namespace troupe::tests
+}  // namespace troupe::tools
