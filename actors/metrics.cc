@@ -84,6 +84,10 @@ void Histogram::Observe(double value) {
   AtomicAdd(sum_, value);
 }
 
+uint64_t Histogram::BucketOnly(size_t i) const {
+  return buckets_[std::min(i, bounds_.size())].load(std::memory_order_relaxed);
+}
+
 uint64_t Histogram::BucketCount(size_t i) const {
   uint64_t total = 0;
   for (size_t b = 0; b <= std::min(i, bounds_.size()); ++b) {
@@ -253,10 +257,12 @@ std::string MetricsRegistry::PrometheusText() const {
         }
         case Type::kHistogram: {
           const Histogram& h = *series->histogram;
+          uint64_t cumulative = 0;
           for (size_t i = 0; i <= h.bounds().size(); ++i) {
+            cumulative += h.BucketOnly(i);
             std::string le = i < h.bounds().size() ? FormatValue(h.bounds()[i]) : "+Inf";
             absl::StrAppend(&out, name, "_bucket", RenderLabels(series->labels, "le", le), " ",
-                            h.BucketCount(i), "\n");
+                            cumulative, "\n");
           }
           absl::StrAppend(&out, name, "_sum", RenderLabels(series->labels), " ",
                           FormatValue(h.Sum()), "\n");

@@ -61,6 +61,8 @@ class Histogram {
   const std::vector<double>& bounds() const { return bounds_; }
   // BucketCount is the number of observations <= bounds()[i] (i == bounds().size(): all).
   uint64_t BucketCount(size_t i) const;
+  // BucketOnly is the number of observations in bucket i alone: (bounds()[i-1], bounds()[i]].
+  uint64_t BucketOnly(size_t i) const;
   uint64_t Count() const { return count_.load(std::memory_order_relaxed); }
   double Sum() const { return sum_.load(std::memory_order_relaxed); }
 

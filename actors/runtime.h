@@ -85,8 +85,9 @@ class Runtime {
   void Own(const caf::actor& actor);
 
   // Shutdown stops every owned actor (last owned first) and waits up to `grace` for all actors
-  // of the system to finish. Actors still running then are abandoned with a warning on stderr
-  // rather than hanging the process. Safe to call more than once.
+  // of the system to finish. Actors still alive then (idle, but kept alive by a reference) are
+  // abandoned with a warning on stderr rather than waited for; no handle to them may be used
+  // after this. Safe to call more than once.
   void Shutdown(absl::Duration grace = absl::Seconds(5));
 
   caf::actor_system& system() { return *system_; }

@@ -27,11 +27,20 @@ def troupe_cc_library(name, copts = [], **kwargs):
 def troupe_cc_binary(name, copts = [], **kwargs):
     native.cc_binary(name = name, copts = TROUPE_COPTS + copts, **kwargs)
 
-def troupe_cc_test(name, copts = [], deps = [], **kwargs):
-    """A GoogleTest test. Pass `main = False` to supply your own main()."""
+def troupe_cc_test(name, copts = [], deps = [], size = "small", **kwargs):
+    """A GoogleTest test; "small" (60 s) unless it says otherwise.
+
+    Pass `main = False` to supply your own main().
+    """
     main = kwargs.pop("main", True)
     test_deps = ["//third_party:gtest_main" if main else "//third_party:gtest"]
-    native.cc_test(name = name, copts = TROUPE_COPTS + copts, deps = deps + test_deps, **kwargs)
+    native.cc_test(
+        name = name,
+        size = size,
+        copts = TROUPE_COPTS + copts,
+        deps = deps + test_deps,
+        **kwargs
+    )
 
 def troupe_cc_benchmark(name, copts = [], deps = [], **kwargs):
     """A Google Benchmark binary; run it by hand, never from `bazel test`."""

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# Builds every CUDA test and benchmark (targets tagged "cuda") with --config=cuda and packs
-# them into a self-contained bundle for a GPU host that has no Bazel:
+# Builds every CUDA test and benchmark (targets tagged "cuda"), and the CPU benchmarks worth
+# running on the GPU hosts too (tagged "gpu_bundle"), with --config=cuda, and packs them into a
+# self-contained bundle for a GPU host that has no Bazel:
 #
 #   tools/gpu_bundle.sh [OUT_DIR]        (default: .gpu_bundle, ignored by git)
 #
 # OUT_DIR/bin     the binaries
 # OUT_DIR/lib     every shared library they need that a GPU host may lack (CAF, Abseil, the
 #                 project's own); glibc, libstdc++ and the CUDA/NCCL libraries are the host's
-# OUT_DIR/run.sh  runs every binary and prints a pass/fail table; on the host:
+# OUT_DIR/run.sh  runs every test (*_test) and prints a pass/fail table; on the host:
 #                 OUT_DIR/run.sh [RESULTS_DIR]
+# OUT_DIR/env.sh  sets LD_LIBRARY_PATH for running the other binaries by hand:
+#                 . OUT_DIR/env.sh; OUT_DIR/bin/actor_bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-.gpu_bundle}"
 jobs="${TROUPE_BAZEL_JOBS:-$(nproc)}"
 
 mapfile -t targets < <(bazel query --noshow_progress \
-  'attr(tags, "\bcuda\b", kind("cc_test|cc_binary", //...))' 2>/dev/null)
+  'attr(tags, "\b(cuda|gpu_bundle)\b", kind("cc_test|cc_binary", //...))' 2>/dev/null)
 if [ "${#targets[@]}" -eq 0 ]; then
   echo "gpu_bundle: no CUDA targets found" >&2
   exit 1
@@ -45,25 +48,27 @@ for binary in "${binaries[@]}"; do  # In place: their RPATH finds the project's 
   done
 done
 
+cat > "$out/env.sh" <<'ENV'
+# Source this on the GPU host: the bundle's libraries, then the host's CUDA and NCCL.
+bundle="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+nccl="/opt/torch/.venv/lib/python3.12/site-packages/nvidia/nccl/lib"
+export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:$nccl${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+ENV
+
 cat > "$out/run.sh" <<'RUN'
 #!/usr/bin/env bash
-# Runs every binary of this bundle and prints a pass/fail table. Logs go to RESULTS_DIR.
+# Runs every test of this bundle and prints a pass/fail table. Logs go to RESULTS_DIR.
 here="$(cd "$(dirname "$0")" && pwd)"
 results="${1:-$here/results}"
 mkdir -p "$results"
-nccl="/opt/torch/.venv/lib/python3.12/site-packages/nvidia/nccl/lib"
-export LD_LIBRARY_PATH="$here/lib:/usr/local/cuda/lib64:$nccl${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+. "$here/env.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null \
   | sed 's/^/gpu: /'
 printf '%-32s %-6s %s\n' BINARY RESULT DETAIL
 failed=0
-for binary in "$here"/bin/*; do
+for binary in "$here"/bin/*_test; do
   name="$(basename "$binary")"
-  if [[ "$name" == *_test ]]; then
-    timeout 600 "$binary" --gtest_output="xml:$results/$name.xml" > "$results/$name.log" 2>&1
-  else
-    timeout 600 "$binary" > "$results/$name.log" 2>&1
-  fi
+  timeout 600 "$binary" --gtest_output="xml:$results/$name.xml" > "$results/$name.log" 2>&1
   code=$?
   count() { grep -oP "^\[  $1 *\] \K[0-9]+(?= tests?)" "$results/$name.log" | head -1; }
   passed_n="$(count PASSED)"; failed_n="$(count FAILED)"; skipped_n="$(count SKIPPED)"
