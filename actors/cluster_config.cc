@@ -18,9 +18,9 @@ namespace {
 
 const std::vector<std::string> kTopLevelKeys = {"cluster", "node", "actor"};
 const std::vector<std::string> kClusterKeys = {"name"};
-const std::vector<std::string> kNodeKeys = {"name",          "host",          "port",
-                                            "gpus",          "scheduler_threads",
-                                            "torch_threads", "metrics_port"};
+const std::vector<std::string> kNodeKeys = {
+    "name", "host", "port", "gpus", "scheduler_threads", "scheduler_policy", "torch_threads",
+    "metrics_port"};
 const std::vector<std::string> kActorKeys = {
     "name", "role", "node", "device", "restart", "max_restarts", "restart_window_s", "params"};
 
@@ -165,6 +165,12 @@ void ParseNode(const toml::table& t, const std::string& where, Problems& problem
   threads = 0;
   if (ReadInt(t, "torch_threads", where, problems, 0, 1024, &threads)) {
     node->torch_threads = static_cast<int>(threads);
+  }
+  if (ReadString(t, "scheduler_policy", where, problems, &node->scheduler_policy, false) &&
+      !node->scheduler_policy.empty() && node->scheduler_policy != "sharing" &&
+      node->scheduler_policy != "stealing") {
+    problems.Add(absl::StrCat(where, ".scheduler_policy = ", Quoted(node->scheduler_policy)),
+                 "unknown policy", "use \"sharing\" or \"stealing\"");
   }
   if (const toml::node* gpus = t.get("gpus")) {
     const std::string key = absl::StrCat(where, ".gpus");

@@ -10,6 +10,7 @@
 //   host = "127.0.0.1"
 //   port = 0                 # 0 picks an ephemeral port
 //   gpus = [0, 1]            # CUDA devices this node may bind; omit for CPU only
+//   scheduler_threads = 4    # optional; also torch_threads, scheduler_policy, metrics_port
 //
 //   [[actor]]
 //   name = "worker0"
@@ -69,6 +70,7 @@ struct NodeSpec {
   // Thread counts; 0 means "derive from the core count" (see ResolveThreadCounts).
   int scheduler_threads = 0;
   int torch_threads = 0;
+  std::string scheduler_policy;  // Empty: the runtime's default (see RuntimeOptions).
   // Port of the Prometheus /metrics endpoint; -1 disables it, 0 picks an ephemeral port.
   int metrics_port = -1;
   std::string where;  // "node[i]", to name this entry in error messages.

@@ -23,6 +23,7 @@ host = "127.0.0.1"
 port = 4100
 gpus = [0, 1]
 scheduler_threads = 2
+scheduler_policy = "stealing"
 torch_threads = 3
 metrics_port = 9100
 
@@ -71,6 +72,8 @@ TEST(ClusterConfigTest, ParsesEveryField) {
   EXPECT_EQ(n0.info.gpus, (std::vector<int32_t>{0, 1}));
   EXPECT_EQ(n0.scheduler_threads, 2);
   EXPECT_EQ(n0.torch_threads, 3);
+  EXPECT_EQ(n0.scheduler_policy, "stealing");
+  EXPECT_EQ(config->nodes[1].scheduler_policy, "");
   EXPECT_EQ(n0.metrics_port, 9100);
   EXPECT_EQ(config->nodes[1].metrics_port, -1);
   ASSERT_EQ(config->actors.size(), 2u);
@@ -166,6 +169,8 @@ TEST(ClusterConfigTest, ReportsEveryProblemAtOnce) {
   EXPECT_THAT(message, HasSubstr("actor[0].name: missing"));
   EXPECT_THAT(message, HasSubstr("actor[0].device = \"gpu0\": not a device"));
   EXPECT_THAT(message, HasSubstr("actor[0].restart = \"often\": unknown policy"));
+  EXPECT_THAT(ErrorOf("[[node]]\nname = \"n\"\nhost = \"h\"\nscheduler_policy = \"fifo\"\n"),
+              HasSubstr("node[0].scheduler_policy = \"fifo\": unknown policy; use \"sharing\""));
 }
 
 TEST(ClusterConfigTest, DeviceMustBeAGpuOfItsNode) {

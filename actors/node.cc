@@ -86,6 +86,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   runtime_options.compute_threads =
       options.compute_threads > 0 ? options.compute_threads : spec->torch_threads;
   runtime_options.set_compute_threads = options.set_compute_threads;
+  if (!options.scheduler_policy.empty()) {
+    runtime_options.scheduler_policy = options.scheduler_policy;
+  } else if (!spec->scheduler_policy.empty()) {
+    runtime_options.scheduler_policy = spec->scheduler_policy;
+  }
   absl::StatusOr<std::unique_ptr<Runtime>> runtime = Runtime::Create(runtime_options);
   if (!runtime.ok()) return runtime.status();
   node->runtime_ = std::move(*runtime);

@@ -35,6 +35,7 @@ struct NodeOptions {
   // Overrides of the node's config entry; negative/zero values keep the config's.
   int scheduler_threads = 0;
   int compute_threads = 0;
+  std::string scheduler_policy;
   std::optional<int> metrics_port;
   // Hooks from the binary: the compute library's thread setter, and the CUDA device binder.
   std::function<absl::Status(int)> set_compute_threads;

@@ -42,6 +42,7 @@ std::unique_ptr<TroupeConfig> MakeConfig(const RuntimeOptions& options, int sche
                                          MetricsRegistry* metrics) {
   auto config = std::make_unique<TroupeConfig>(options.node_name, metrics);
   config->set("scheduler.max-threads", static_cast<size_t>(scheduler_threads));
+  config->set("scheduler.policy", caf::atom_from_string(options.scheduler_policy));
   // Nodes never talk to anyone but their own cluster; name the application so a stray
   // connection from another CAF program is refused at the handshake.
   config->set("middleman.app-identifiers", std::vector<std::string>{"troupe"});
@@ -55,6 +56,10 @@ std::unique_ptr<TroupeConfig> MakeConfig(const RuntimeOptions& options, int sche
 }
 
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& options) {
+  if (options.scheduler_policy != "sharing" && options.scheduler_policy != "stealing") {
+    return absl::InvalidArgumentError(absl::StrCat("scheduler policy \"", options.scheduler_policy,
+                                                   "\" is unknown; use \"sharing\" or \"stealing\""));
+  }
   std::unique_ptr<Runtime> runtime(new Runtime());
   runtime->threads_ =
       ResolveThreadCounts(options.scheduler_threads, options.compute_threads,

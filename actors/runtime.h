@@ -43,6 +43,11 @@ struct RuntimeOptions {
   std::string node_name = "local";
   int scheduler_threads = 0;  // 0: derive (ResolveThreadCounts).
   int compute_threads = 0;    // 0: derive.
+  // CAF's scheduler: "sharing" (one queue; idle workers block and are woken at once) or
+  // "stealing" (CAF's default; idle workers poll, then sleep 50 us between polls). Sharing halves
+  // the cross-process round trip on the machines measured (docs/results/actors.md); stealing
+  // scales better to many busy scheduler threads.
+  std::string scheduler_policy = "sharing";
   bool load_middleman = true;
   // Peers exchange heartbeats this often; a peer silent for `connection_timeout` is declared
   // dead (its actors go down), which is how a cut network link is noticed.

@@ -44,6 +44,20 @@ TEST(RuntimeTest, AFailingComputeThreadSetterFailsCreation) {
   EXPECT_EQ(Runtime::Create(options).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(RuntimeTest, UnknownSchedulerPolicyIsRefused) {
+  RuntimeOptions options;
+  options.load_middleman = false;
+  options.scheduler_policy = "fifo";
+  absl::StatusOr<std::unique_ptr<Runtime>> runtime = Runtime::Create(options);
+  ASSERT_FALSE(runtime.ok());
+  EXPECT_THAT(runtime.status().message(), HasSubstr("use \"sharing\" or \"stealing\""));
+  options.scheduler_policy = "stealing";
+  runtime = Runtime::Create(options);
+  ASSERT_TRUE(runtime.ok());
+  EXPECT_EQ(caf::get_or((*runtime)->system().config(), "scheduler.policy", caf::atom("")),
+            caf::atom("stealing"));
+}
+
 TEST(RuntimeTest, PlainSystemsHaveNoTroupeContext) {
   caf::actor_system_config config;
   caf::actor_system system(config);

@@ -12,8 +12,11 @@
 //   round trip   request -> reply between two actors, one at a time (p50, p99), in one process
 //                and across two processes on loopback (the server is this binary, re-executed);
 //   throughput   one-way messages from one sender to one receiver, until the receiver has all.
-// Runs alternate between the stacks and repeat; the table reports the median over repeats.
-// Writes actors_bench.csv and actors_bench.json into --out_dir.
+// Both stacks run under each CAF scheduler policy: "stealing" (CAF's default) and "sharing"
+// (Troupe's default), so the table separates the cost of Troupe's layers (same policy) from the
+// effect of its default (raw CAF stealing vs Troupe sharing). Runs alternate between the stacks
+// and repeat; the table reports the median over repeats.
+// Writes actors_bench_<label>.csv and .json into --out_dir; tools/plot_actor_bench.py plots them.
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +34,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "actors/cluster_config.h"
 #include "actors/directory.h"
@@ -46,7 +50,10 @@ ABSL_FLAG(int, warmup, 2000, "Unmeasured round trips before each run.");
 ABSL_FLAG(int, messages, 200000, "One-way messages per throughput run.");
 ABSL_FLAG(int, repeats, 5, "Runs per stack and measurement; the median is reported.");
 ABSL_FLAG(int, scheduler_threads, 1, "CAF scheduler threads, for both stacks.");
-ABSL_FLAG(std::string, out_dir, "", "Where to write actors_bench.csv/.json (empty: nowhere).");
+ABSL_FLAG(std::string, policies, "stealing,sharing", "CAF scheduler policies to measure.");
+ABSL_FLAG(std::string, policy, "", "Internal: the policy of a --serve process.");
+ABSL_FLAG(std::string, out_dir, "", "Where to write the CSV and JSON (empty: nowhere).");
+ABSL_FLAG(std::string, label, "dev", "Names the machine: files are actors_bench_<label>.csv/.json.");
 ABSL_FLAG(std::string, serve, "", "Internal: serve the echo of stack raw|troupe and print its port.");
 
 namespace troupe::tools {
@@ -71,9 +78,10 @@ caf::behavior RawEcho(caf::stateful_actor<uint64_t>* self) {
   };
 }
 
-std::unique_ptr<caf::actor_system_config> RawConfig() {
+std::unique_ptr<caf::actor_system_config> RawConfig(const std::string& policy) {
   auto config = std::make_unique<caf::actor_system_config>();
   config->set("scheduler.max-threads", static_cast<size_t>(absl::GetFlag(FLAGS_scheduler_threads)));
+  config->set("scheduler.policy", caf::atom_from_string(policy));
   config->load<caf::io::middleman>();
   actors::RegisterMessageTypes(*config);  // Ping must be known on the wire for both stacks.
   return config;
@@ -90,8 +98,9 @@ role = "echo"
 node = "bench"
 )";
 
-actors::NodeOptions BenchNodeOptions() {
+actors::NodeOptions BenchNodeOptions(const std::string& policy) {
   actors::NodeOptions options;
+  options.scheduler_policy = policy;
   options.config = *actors::ParseClusterConfig(kNodeConfig, "<actor_bench>");
   options.name = "bench";
   options.scheduler_threads = absl::GetFlag(FLAGS_scheduler_threads);
@@ -112,30 +121,32 @@ struct Endpoint {
   }
 };
 
-std::unique_ptr<Endpoint> LocalEndpoint(Stack stack) {
+std::unique_ptr<Endpoint> LocalEndpoint(Stack stack, const std::string& policy) {
   auto endpoint = std::make_unique<Endpoint>();
   if (stack == Stack::kRawCaf) {
-    endpoint->raw_config = RawConfig();
+    endpoint->raw_config = RawConfig(policy);
     endpoint->raw_system = std::make_unique<caf::actor_system>(*endpoint->raw_config);
     endpoint->echo = endpoint->raw_system->spawn(RawEcho);
   } else {
-    endpoint->node = std::move(*actors::Node::Start(BenchNodeOptions()));
+    endpoint->node = std::move(*actors::Node::Start(BenchNodeOptions(policy)));
     endpoint->echo = *actors::LookupActor(endpoint->system(), endpoint->node->directory(),
                                           "bench", "echo", absl::Seconds(10));
   }
   return endpoint;
 }
 
-std::unique_ptr<Endpoint> RemoteEndpoint(Stack stack, uint16_t port) {
+std::unique_ptr<Endpoint> RemoteEndpoint(Stack stack, const std::string& policy,
+                                         uint16_t port) {
   auto endpoint = std::make_unique<Endpoint>();
   if (stack == Stack::kRawCaf) {
-    endpoint->raw_config = RawConfig();
+    endpoint->raw_config = RawConfig(policy);
     endpoint->raw_system = std::make_unique<caf::actor_system>(*endpoint->raw_config);
     endpoint->echo = *endpoint->raw_system->middleman().remote_actor("127.0.0.1", port);
   } else {
     actors::RuntimeOptions options;
     options.node_name = "bench-client";
     options.scheduler_threads = absl::GetFlag(FLAGS_scheduler_threads);
+    options.scheduler_policy = policy;
     endpoint->runtime = std::move(*actors::Runtime::Create(options));
     caf::actor directory = *actors::ConnectDirectory(endpoint->system(), "127.0.0.1", port);
     endpoint->echo = *actors::LookupActor(endpoint->system(), directory, "bench", "echo",
@@ -153,8 +164,9 @@ void Shutdown(std::unique_ptr<Endpoint>& endpoint) {
 // Serve runs one stack's echo server for the cross-process runs: prints "port N", then waits
 // for SIGTERM.
 int Serve(const std::string& which, actors::ShutdownSignals& signals) {
+  const std::string policy = absl::GetFlag(FLAGS_policy);
   if (which == "raw") {
-    auto config = RawConfig();
+    auto config = RawConfig(policy);
     caf::actor_system system(*config);
     caf::actor echo = system.spawn(RawEcho);
     uint16_t port = *system.middleman().publish(echo, 0, "127.0.0.1");
@@ -164,7 +176,7 @@ int Serve(const std::string& which, actors::ShutdownSignals& signals) {
     caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
     return 0;
   }
-  std::unique_ptr<actors::Node> node = std::move(*actors::Node::Start(BenchNodeOptions()));
+  std::unique_ptr<actors::Node> node = std::move(*actors::Node::Start(BenchNodeOptions(policy)));
   std::printf("port %d\n", node->info().port);
   std::fflush(stdout);
   signals.Wait(absl::InfiniteDuration());
@@ -237,8 +249,9 @@ double Throughput(Endpoint& endpoint) {
 }
 
 struct Row {
-  std::string measurement;  // e.g. "round trip, in-process"
+  std::string measurement;  // e.g. "round trip p50, in-process"
   std::string unit;
+  std::string policy;
   std::vector<double> raw, troupe;
 };
 
@@ -247,92 +260,105 @@ double Median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
-uint16_t StartServer(Stack stack, std::unique_ptr<ChildProcess>* server) {
+uint16_t StartServer(Stack stack, const std::string& policy,
+                     std::unique_ptr<ChildProcess>* server) {
   char self_path[4096];
   ssize_t n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
   self_path[n > 0 ? n : 0] = '\0';
   *server = std::move(*ChildProcess::Start(
       {self_path, absl::StrCat("--serve=", stack == Stack::kRawCaf ? "raw" : "troupe"),
-       absl::StrCat("--scheduler_threads=", absl::GetFlag(FLAGS_scheduler_threads))}));
+       absl::StrCat("--scheduler_threads=", absl::GetFlag(FLAGS_scheduler_threads)),
+       absl::StrCat("--policy=", policy)}));
   std::string line = *(*server)->WaitForLine("port ", absl::Seconds(60));
   int port = 0;
   absl::SimpleAtoi(line.substr(line.find(' ') + 1), &port);
   return static_cast<uint16_t>(port);
 }
 
-int Bench() {
-  Row local_rtt_p50{"round trip p50, in-process", "us", {}, {}};
-  Row local_rtt_p99{"round trip p99, in-process", "us", {}, {}};
-  Row remote_rtt_p50{"round trip p50, 2 processes", "us", {}, {}};
-  Row remote_rtt_p99{"round trip p99, 2 processes", "us", {}, {}};
-  Row local_tput{"one-way throughput, in-process", "msg/s", {}, {}};
-  Row remote_tput{"one-way throughput, 2 processes", "msg/s", {}, {}};
+// MeasurePolicy fills six rows (latency and throughput, in-process and across processes) for
+// both stacks under one scheduler policy.
+std::vector<Row> MeasurePolicy(const std::string& policy) {
+  std::vector<Row> rows = {{"round trip p50, in-process", "us", policy, {}, {}},
+                           {"round trip p99, in-process", "us", policy, {}, {}},
+                           {"one-way throughput, in-process", "msg/s", policy, {}, {}},
+                           {"round trip p50, 2 processes", "us", policy, {}, {}},
+                           {"round trip p99, 2 processes", "us", policy, {}, {}},
+                           {"one-way throughput, 2 processes", "msg/s", policy, {}, {}}};
   const int repeats = absl::GetFlag(FLAGS_repeats);
   for (int repeat = 0; repeat < repeats; ++repeat) {
     // Alternate the order so neither stack always runs on a warmer machine.
     std::vector<Stack> order = repeat % 2 == 0 ? std::vector<Stack>{Stack::kRawCaf, Stack::kTroupe}
                                                : std::vector<Stack>{Stack::kTroupe, Stack::kRawCaf};
     for (Stack stack : order) {
-      auto pick = [stack](Row& row) -> std::vector<double>& {
-        return stack == Stack::kRawCaf ? row.raw : row.troupe;
+      auto add = [&](size_t row, double value) {
+        (stack == Stack::kRawCaf ? rows[row].raw : rows[row].troupe).push_back(value);
       };
-      std::unique_ptr<Endpoint> local = LocalEndpoint(stack);
+      std::unique_ptr<Endpoint> local = LocalEndpoint(stack, policy);
       Percentiles p = RoundTrips(*local);
-      pick(local_rtt_p50).push_back(p.p50_us);
-      pick(local_rtt_p99).push_back(p.p99_us);
-      pick(local_tput).push_back(Throughput(*local));
+      add(0, p.p50_us);
+      add(1, p.p99_us);
+      add(2, Throughput(*local));
       Shutdown(local);
 
       std::unique_ptr<ChildProcess> server;
-      uint16_t port = StartServer(stack, &server);
-      std::unique_ptr<Endpoint> remote = RemoteEndpoint(stack, port);
+      uint16_t port = StartServer(stack, policy, &server);
+      std::unique_ptr<Endpoint> remote = RemoteEndpoint(stack, policy, port);
       p = RoundTrips(*remote);
-      pick(remote_rtt_p50).push_back(p.p50_us);
-      pick(remote_rtt_p99).push_back(p.p99_us);
-      pick(remote_tput).push_back(Throughput(*remote));
+      add(3, p.p50_us);
+      add(4, p.p99_us);
+      add(5, Throughput(*remote));
       Shutdown(remote);
       server->Signal(SIGTERM);
       server->Wait(absl::Seconds(30)).IgnoreError();
-      std::fprintf(stderr, "actor_bench: repeat %d/%d, %s done\n", repeat + 1, repeats,
-                   StackName(stack));
+      std::fprintf(stderr, "actor_bench: %s, repeat %d/%d, %s done\n", policy.c_str(),
+                   repeat + 1, repeats, StackName(stack));
     }
   }
+  return rows;
+}
 
-  std::vector<Row*> rows = {&local_rtt_p50, &local_rtt_p99, &local_tput,
-                            &remote_rtt_p50, &remote_rtt_p99, &remote_tput};
-  std::printf("\n%-34s %12s %12s %10s\n", "measurement (median of runs)", "raw CAF", "Troupe",
-              "Troupe/raw");
-  std::string csv = "measurement,unit,stack,run,value\n";
+int Bench() {
+  std::vector<Row> rows;
+  for (absl::string_view policy : absl::StrSplit(absl::GetFlag(FLAGS_policies), ',')) {
+    std::vector<Row> measured = MeasurePolicy(std::string(policy));
+    rows.insert(rows.end(), measured.begin(), measured.end());
+  }
+  std::printf("\n%-34s %-9s %12s %12s %10s\n", "measurement (median of runs)", "policy",
+              "raw CAF", "Troupe", "Troupe/raw");
+  std::string csv = "measurement,unit,policy,stack,run,value\n";
   std::string json = "{\n  \"rows\": [\n";
   for (size_t i = 0; i < rows.size(); ++i) {
-    const Row& row = *rows[i];
+    const Row& row = rows[i];
     const double raw = Median(row.raw), troupe = Median(row.troupe);
-    std::printf("%-34s %9.1f %-2s %9.1f %-2s %9.3f\n", row.measurement.c_str(), raw,
-                row.unit == "us" ? "us" : "", troupe, row.unit == "us" ? "us" : "",
-                troupe / raw);
+    const char* unit = row.unit == "us" ? "us" : "";
+    std::printf("%-34s %-9s %9.1f %-2s %9.1f %-2s %9.3f\n", row.measurement.c_str(),
+                row.policy.c_str(), raw, unit, troupe, unit, troupe / raw);
     for (size_t r = 0; r < row.raw.size(); ++r) {
-      absl::StrAppend(&csv, "\"", row.measurement, "\",", row.unit, ",raw CAF,", r, ",",
-                      row.raw[r], "\n");
-      absl::StrAppend(&csv, "\"", row.measurement, "\",", row.unit, ",Troupe,", r, ",",
-                      row.troupe[r], "\n");
+      absl::StrAppend(&csv, "\"", row.measurement, "\",", row.unit, ",", row.policy,
+                      ",raw CAF,", r, ",", row.raw[r], "\n");
+      absl::StrAppend(&csv, "\"", row.measurement, "\",", row.unit, ",", row.policy,
+                      ",Troupe,", r, ",", row.troupe[r], "\n");
     }
     absl::StrAppend(&json, absl::StrFormat("    {\"measurement\": \"%s\", \"unit\": \"%s\", "
-                                           "\"raw_caf\": %.3f, \"troupe\": %.3f, "
-                                           "\"ratio\": %.4f}%s\n",
-                                           row.measurement, row.unit, raw, troupe, troupe / raw,
-                                           i + 1 < rows.size() ? "," : ""));
+                                           "\"policy\": \"%s\", \"raw_caf\": %.3f, "
+                                           "\"troupe\": %.3f, \"ratio\": %.4f}%s\n",
+                                           row.measurement, row.unit, row.policy, raw, troupe,
+                                           troupe / raw, i + 1 < rows.size() ? "," : ""));
   }
   absl::StrAppend(&json, absl::StrFormat(
-                             "  ],\n  \"round_trips\": %d,\n  \"messages\": %d,\n  \"repeats\": "
-                             "%d,\n  \"scheduler_threads\": %d,\n  \"cores\": %d\n}\n",
-                             absl::GetFlag(FLAGS_round_trips), absl::GetFlag(FLAGS_messages),
-                             repeats, absl::GetFlag(FLAGS_scheduler_threads),
+                             "  ],\n  \"label\": \"%s\",\n  \"round_trips\": %d,\n  "
+                             "\"messages\": %d,\n  \"repeats\": %d,\n  "
+                             "\"scheduler_threads\": %d,\n  \"cores\": %d\n}\n",
+                             absl::GetFlag(FLAGS_label), absl::GetFlag(FLAGS_round_trips),
+                             absl::GetFlag(FLAGS_messages), absl::GetFlag(FLAGS_repeats),
+                             absl::GetFlag(FLAGS_scheduler_threads),
                              static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))));
   const std::string out_dir = absl::GetFlag(FLAGS_out_dir);
   if (!out_dir.empty()) {
-    std::ofstream(out_dir + "/actors_bench.csv") << csv;
-    std::ofstream(out_dir + "/actors_bench.json") << json;
-    std::printf("\nwrote %s/actors_bench.csv and .json\n", out_dir.c_str());
+    const std::string stem = absl::StrCat(out_dir, "/actors_bench_", absl::GetFlag(FLAGS_label));
+    std::ofstream(stem + ".csv") << csv;
+    std::ofstream(stem + ".json") << json;
+    std::printf("\nwrote %s.csv and .json\n", stem.c_str());
   }
   return 0;
 }

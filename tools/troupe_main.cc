@@ -46,6 +46,8 @@ ABSL_FLAG(int, metrics_port, -2,
           "config's metrics_port; for `demo`, any free port.");
 ABSL_FLAG(int, scheduler_threads, 0, "CAF scheduler threads (0: the config's, or half the cores).");
 ABSL_FLAG(int, torch_threads, 0, "LibTorch intra-op threads (0: the config's, or the rest).");
+ABSL_FLAG(std::string, scheduler_policy, "",
+          "CAF scheduler: sharing or stealing (default: the config's, or sharing).");
 ABSL_FLAG(double, duration_s, 0, "Stop after this many seconds (0: run until Ctrl-C).");
 ABSL_FLAG(double, report_every_s, 2, "How often `demo` prints its actors and metrics.");
 ABSL_FLAG(double, join_timeout_s, 30, "How long to keep trying to join the cluster.");
@@ -111,6 +113,7 @@ NodeOptions OptionsFromFlags(ClusterConfig config, std::string name) {
   options.join_timeout = absl::Seconds(absl::GetFlag(FLAGS_join_timeout_s));
   options.scheduler_threads = absl::GetFlag(FLAGS_scheduler_threads);
   options.compute_threads = absl::GetFlag(FLAGS_torch_threads);
+  options.scheduler_policy = absl::GetFlag(FLAGS_scheduler_policy);
   if (int port = absl::GetFlag(FLAGS_metrics_port); port >= -1) options.metrics_port = port;
   options.set_compute_threads = actors::SetTorchThreads;
   return options;
