@@ -12,6 +12,7 @@
 #include "actors/messages.h"
 #include "actors/metrics.h"
 #include "actors/runtime.h"
+#include "actors/test_runtime.h"
 #include "caf/all.hpp"
 #include "caf/binary_serializer.hpp"
 
@@ -79,10 +80,7 @@ caf::behavior InstrumentedEcho(caf::stateful_actor<int, InstrumentedActor>* self
 // Troupe runtime (metrics registry present).
 template <bool kInstrumented>
 void BM_BlockingRoundTrip(benchmark::State& state) {
-  RuntimeOptions options;
-  options.load_middleman = false;
-  options.scheduler_threads = 1;
-  std::unique_ptr<Runtime> runtime = *Runtime::Create(options);
+  std::unique_ptr<Runtime> runtime = StartTestRuntime(/*scheduler_threads=*/1);
   caf::actor echo = kInstrumented ? runtime->system().spawn(InstrumentedEcho)
                                   : runtime->system().spawn(PlainEcho);
   runtime->Own(echo);
@@ -101,10 +99,7 @@ BENCHMARK_TEMPLATE(BM_BlockingRoundTrip, true)->Name("BM_BlockingRoundTrip/instr
 // scheduler thread meanwhile; every 4096 sends wait for it, so the mailbox stays bounded.
 template <bool kInstrumented>
 void BM_OneWaySend(benchmark::State& state) {
-  RuntimeOptions options;
-  options.load_middleman = false;
-  options.scheduler_threads = 1;
-  std::unique_ptr<Runtime> runtime = *Runtime::Create(options);
+  std::unique_ptr<Runtime> runtime = StartTestRuntime(/*scheduler_threads=*/1);
   caf::actor echo = kInstrumented ? runtime->system().spawn(InstrumentedEcho)
                                   : runtime->system().spawn(PlainEcho);
   runtime->Own(echo);

@@ -10,6 +10,7 @@
 #include "actors/ask.h"
 #include "actors/messages.h"
 #include "actors/runtime.h"
+#include "actors/test_runtime.h"
 #include "caf/all.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -22,11 +23,7 @@ using ::testing::HasSubstr;
 class GpuWorkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    RuntimeOptions options;
-    options.node_name = "n0";
-    options.scheduler_threads = 1;  // One scheduler thread: easy to block on purpose.
-    options.load_middleman = false;
-    runtime_ = *Runtime::Create(options);
+    runtime_ = StartTestRuntime(/*scheduler_threads=*/1);  // Easy to block on purpose.
   }
 
   caf::actor Spawn(GpuWorkerOptions options) {

@@ -39,12 +39,14 @@ void InstrumentedActor::Instrument(const std::string& name, const std::string& r
       "troupe_actor_mailbox_depth", "Messages waiting in the actor's mailbox.", labels,
       [counts] { return static_cast<double>(counts->Depth()); });
   if (depth.ok()) depth_metric_ = std::move(*depth);
-  // The metrics leave with the actor. (stateful_actor makes on_exit final, so use a functor
-  // that runs when the actor is cleaned up.)
-  attach_functor([this](const caf::error&) {
-    depth_metric_ = CallbackGauge();
-    handled_metric_ = CallbackGauge();
-  });
+}
+
+bool InstrumentedActor::cleanup(caf::error&& reason, caf::execution_unit* host) {
+  // The metrics leave before anyone monitoring the actor hears that it is gone.
+  // (stateful_actor makes on_exit final; cleanup is where down messages are sent.)
+  depth_metric_ = CallbackGauge();
+  handled_metric_ = CallbackGauge();
+  return caf::event_based_actor::cleanup(std::move(reason), host);
 }
 
 void InstrumentedActor::enqueue(caf::mailbox_element_ptr what, caf::execution_unit* host) {

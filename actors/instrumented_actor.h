@@ -40,6 +40,7 @@ class InstrumentedActor : public caf::event_based_actor {
   }
 
   void enqueue(caf::mailbox_element_ptr what, caf::execution_unit* host) override;
+  bool cleanup(caf::error&& reason, caf::execution_unit* host) override;
 
  protected:
   caf::invoke_message_result consume(caf::mailbox_element& element) override;

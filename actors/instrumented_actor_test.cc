@@ -7,6 +7,7 @@
 #include "actors/ask.h"
 #include "actors/messages.h"
 #include "actors/runtime.h"
+#include "actors/test_runtime.h"
 #include "caf/all.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -36,11 +37,7 @@ caf::behavior Gated(caf::stateful_actor<int, InstrumentedActor>* self,
 class InstrumentedActorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    RuntimeOptions options;
-    options.node_name = "n0";
-    options.scheduler_threads = 2;
-    options.load_middleman = false;
-    runtime_ = *Runtime::Create(options);
+    runtime_ = StartTestRuntime();
   }
 
   std::string Metrics() { return runtime_->metrics().PrometheusText(); }

@@ -7,6 +7,7 @@
 #include "actors/directory.h"
 #include "actors/messages.h"
 #include "actors/runtime.h"
+#include "actors/test_runtime.h"
 #include "caf/all.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -64,13 +65,8 @@ TEST(ParamsTest, TypedAccessNamesTheEntry) {
 class RolesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    RuntimeOptions options;
-    options.node_name = "n0";
-    options.scheduler_threads = 2;
-    options.load_middleman = false;
-    runtime_ = *Runtime::Create(options);
-    directory_ = SpawnDirectory(system(), DirectoryOptions{NodeInfo{"n0", "127.0.0.1", 0, {}}});
-    runtime_->Own(directory_);
+    runtime_ = StartTestRuntime();
+    directory_ = StartTestDirectory(*runtime_);
   }
 
   caf::actor_system& system() { return runtime_->system(); }
