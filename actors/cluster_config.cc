@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "actors/errors.h"
 #include "toml++/toml.h"
 
 namespace troupe::actors {
@@ -39,8 +40,6 @@ size_t EditDistance(const std::string& a, const std::string& b) {
   }
   return row[b.size()];
 }
-
-std::string Quoted(const std::string& s) { return absl::StrCat("\"", s, "\""); }
 
 bool IsValidName(const std::string& name) {
   return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {

@@ -40,8 +40,6 @@ struct PendingLookup {
 struct DirectoryState;
 using DirectoryActor = caf::stateful_actor<DirectoryState, InstrumentedActor>;
 
-std::string Quoted(const std::string& s) { return absl::StrCat("\"", s, "\""); }
-
 absl::Duration FromTimespan(caf::timespan t) {
   return absl::Nanoseconds(t.count());
 }

@@ -67,6 +67,8 @@ absl::Status ToStatus(const caf::error& error) {
   return absl::UnavailableError(RenderError(error));
 }
 
+std::string Quoted(const std::string& text) { return absl::StrCat("\"", text, "\""); }
+
 std::string RenderError(const caf::error& error) {
   if (!error) return "no error";
   std::string context = ContextText(error);

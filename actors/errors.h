@@ -34,4 +34,7 @@ absl::Status ToStatus(const caf::error& error);
 // RenderError renders any caf::error, Troupe's or CAF's, as one readable line.
 std::string RenderError(const caf::error& error);
 
+// Quoted returns `text` in double quotes, the way error messages show names and values.
+std::string Quoted(const std::string& text);
+
 }  // namespace troupe::actors

@@ -119,8 +119,6 @@ struct SupervisorState {
     self->quit(MakeCafError(absl::StatusCode::kAborted, message));
   }
 
-  static std::string Quoted(const std::string& s) { return absl::StrCat("\"", s, "\""); }
-
   std::vector<ChildStatus> Statuses() const {
     std::vector<ChildStatus> out;
     for (const Child& child : children) out.push_back(child.status);
