@@ -51,57 +51,99 @@ def troupe_cc_benchmark(name, copts = [], deps = [], **kwargs):
         **kwargs
     )
 
-def _nvcc_command(src, out):
-    return " ".join([
-        "/usr/local/cuda/bin/nvcc",
-        "-c",
-        "-O3",
-        "-std=c++17",
-        "-lineinfo",
-        "-Xcompiler -fPIC",
-        "-Xcompiler -Wall",
-        "-gencode=arch=compute_90,code=sm_90",
-        "-I.",
-        "-I$(GENDIR)",
-        "$(location %s)" % src,
-        "-o $(location %s)" % out,
-    ])
+_NVCC_FLAGS = [
+    "-c",
+    "-O3",
+    "-std=c++17",
+    "-lineinfo",
+    "-Xcompiler",
+    "-fPIC",
+    "-Xcompiler",
+    "-Wall",
+    "-gencode=arch=compute_90,code=sm_90",
+]
+
+def _cuda_objects_impl(ctx):
+    """Compiles each .cu of `srcs` with nvcc, seeing the headers of `deps` (and their defines)."""
+    compilation = [dep[CcInfo].compilation_context for dep in ctx.attr.deps]
+    headers = depset(ctx.files.hdrs, transitive = [c.headers for c in compilation])
+    include_dirs = depset(transitive = [c.includes for c in compilation] +
+                                       [c.system_includes for c in compilation] +
+                                       [c.quote_includes for c in compilation])
+    defines = depset(transitive = [c.defines for c in compilation])
+    objects = []
+    for src in ctx.files.srcs:
+        out = ctx.actions.declare_file("_cuda_objs/%s/%s.pic.o" % (ctx.label.name, src.basename[:-len(".cu")]))
+        if not ctx.attr.enabled:
+            ctx.actions.run_shell(
+                outputs = [out],
+                inputs = [src],
+                command = "echo 'ERROR: %s is CUDA code. Build it with --config=cuda on a " % src.path +
+                          "machine with /usr/local/cuda.' >&2; exit 1",
+            )
+        else:
+            args = ctx.actions.args()
+            args.add_all(_NVCC_FLAGS)
+            args.add("-I.")
+            args.add("-I" + ctx.bin_dir.path)
+            args.add_all(include_dirs, format_each = "-I%s")
+            args.add_all(defines, format_each = "-D%s")
+            args.add(src.path)
+            args.add("-o", out.path)
+            ctx.actions.run(
+                executable = "/usr/local/cuda/bin/nvcc",
+                arguments = [args],
+                inputs = depset([src], transitive = [headers]),
+                outputs = [out],
+                mnemonic = "Nvcc",
+                progress_message = "nvcc %s" % src.short_path,
+                use_default_shell_env = True,
+            )
+        objects.append(out)
+    return [DefaultInfo(files = depset(objects))]
+
+_cuda_objects = rule(
+    implementation = _cuda_objects_impl,
+    attrs = {
+        "srcs": attr.label_list(allow_files = [".cu"]),
+        "hdrs": attr.label_list(allow_files = True),
+        "deps": attr.label_list(providers = [CcInfo]),
+        "enabled": attr.bool(),
+    },
+)
 
 def troupe_cuda_library(name, srcs, hdrs = [], deps = [], cuda_hdrs = [], **kwargs):
     """Compiles the .cu files of `srcs` with nvcc for sm_90 and links them like a cc_library.
 
     Other `srcs` (.cc) are host code compiled by the C++ toolchain, with the CUDA headers
     available. `hdrs` are the public headers: they must not include CUDA headers, so CPU code
-    can include them. `cuda_hdrs` are extra headers the .cu files include. Without
-    --config=cuda the nvcc step fails with a message that says so.
+    can include them. nvcc sees `hdrs`, `cuda_hdrs` (private headers, e.g. .cuh) and every header
+    of `deps`. Without --config=cuda the nvcc step fails with a message that says so.
     """
+    cu_srcs = [src for src in srcs if src.endswith(".cu")]
+    host_srcs = [src for src in srcs if not src.endswith(".cu")]
+    all_deps = deps + ["//third_party:cuda_runtime"]
     objects = []
-    for src in srcs:
-        if not src.endswith(".cu"):
-            continue
-        stem = src[:-len(".cu")]
-        out = "_cuda_objs/%s/%s.pic.o" % (name, stem)
-        native.genrule(
-            name = "%s_%s_nvcc" % (name, stem.replace("/", "_")),
-            srcs = [src] + hdrs + cuda_hdrs,
-            outs = [out],
-            cmd = select({
-                "//tools:cuda_enabled": _nvcc_command(src, out),
-                "//conditions:default": "echo 'ERROR: %s is CUDA code. Build it with " % src +
-                                        "--config=cuda on a machine with /usr/local/cuda.' >&2; " +
-                                        "exit 1",
+    if cu_srcs:
+        _cuda_objects(
+            name = name + "_nvcc",
+            srcs = cu_srcs,
+            hdrs = hdrs + cuda_hdrs,
+            deps = all_deps,
+            enabled = select({
+                "//tools:cuda_enabled": True,
+                "//conditions:default": False,
             }),
             tags = CUDA_TAGS,
             visibility = ["//visibility:private"],
         )
-        objects.append(out)
-    host_srcs = [src for src in srcs if not src.endswith(".cu")]
+        objects = [":" + name + "_nvcc"]
     native.cc_library(
         name = name,
-        srcs = objects + host_srcs + cuda_hdrs,
+        srcs = objects + host_srcs,
         hdrs = hdrs,
         copts = TROUPE_COPTS + kwargs.pop("copts", []),
-        deps = deps + ["//third_party:cuda_runtime"],
+        deps = all_deps,
         tags = CUDA_TAGS + kwargs.pop("tags", []),
         **kwargs
     )
