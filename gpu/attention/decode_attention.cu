@@ -1,0 +1,344 @@
+#include <cuda_runtime.h>
+
+#include <cfloat>
+
+#include "absl/strings/str_cat.h"
+#include "gpu/attention/decode_attention.h"
+#include "gpu/attention/internal/device_utils.cuh"
+#include "gpu/internal/check.h"
+
+namespace troupe::gpu::attention {
+namespace {
+
+using internal::Unpack8;
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kUnroll = 4;  // 16-byte loads in flight per thread.
+
+// Reduces `value` over the block with `op`; every thread gets the result.
+template <class Op>
+__device__ float BlockReduce(float value, float* scratch, Op op) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    value = op(value, __shfl_xor_sync(0xffffffffu, value, offset));
+  }
+  const int warp = threadIdx.x / 32;
+  __syncthreads();  // scratch may still be read from a previous reduction.
+  if (threadIdx.x % 32 == 0) scratch[warp] = value;
+  __syncthreads();
+  value = scratch[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) value = op(value, scratch[w]);
+  return value;
+}
+
+// One thread block: one (kv head, sequence, partition). kGroup query heads share the kv head.
+// Threads are laid out as [token lane][chunk]: kVecs chunks of 8 elements cover head_dim, and
+// kLanes = kThreads / kVecs tokens are processed side by side.
+template <class T, int kHeadDim, int kGroup>
+__global__ void __launch_bounds__(kThreads)
+    DecodeAttentionKernel(const T* __restrict__ query, const T* __restrict__ key_cache,
+                          const T* __restrict__ value_cache,
+                          const int32_t* __restrict__ block_tables,
+                          const int32_t* __restrict__ context_lens, int num_heads,
+                          int num_kv_heads, int max_blocks_per_seq, float scale,
+                          int num_partitions, float* __restrict__ partial_max,
+                          float* __restrict__ partial_sum, float* __restrict__ partial_out,
+                          T* __restrict__ output) {
+  constexpr int kVecs = kHeadDim / 8;
+  constexpr int kLanes = kThreads / kVecs;
+  const int kv_head = blockIdx.x;
+  const int seq = blockIdx.y;
+  const int partition = blockIdx.z;
+  const int context_len = context_lens[seq];
+  const int begin = partition * kPartitionTokens;
+  if (begin >= context_len) return;
+  const int end = min(begin + kPartitionTokens, context_len);
+  const int count = end - begin;
+
+  // The logits (phases 1-3) and the per-lane outputs (phase 4) share one buffer.
+  constexpr int kLogits = kGroup * kPartitionTokens;
+  constexpr int kLaneOutputs = kLanes * kGroup * kHeadDim;
+  __shared__ float shared[kLogits > kLaneOutputs ? kLogits : kLaneOutputs];
+  __shared__ float scratch[kWarps];
+  auto logits = reinterpret_cast<float (*)[kPartitionTokens]>(shared);
+  auto reduce_out = reinterpret_cast<float (*)[kGroup][kHeadDim]>(shared);
+
+  const int chunk = threadIdx.x % kVecs;
+  const int lane = threadIdx.x / kVecs;
+  const int32_t* table = block_tables + static_cast<int64_t>(seq) * max_blocks_per_seq;
+  const int64_t head_stride = kBlockSize * kHeadDim;  // Elements of one (block, head).
+
+  // This thread's 8 elements of each query head in the group, pre-scaled.
+  float q[kGroup][8];
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+    const int head = kv_head * kGroup + g;
+    const uint4 bits = reinterpret_cast<const uint4*>(
+        query + (static_cast<int64_t>(seq) * num_heads + head) * kHeadDim)[chunk];
+    Unpack8<T>(bits, q[g]);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) q[g][i] *= scale;
+  }
+
+  auto address = [&](const T* cache, int token) {
+    const int64_t block = table[token / kBlockSize];
+    return reinterpret_cast<const uint4*>(cache + (block * num_kv_heads + kv_head) * head_stride +
+                                          (token % kBlockSize) * kHeadDim) +
+           chunk;
+  };
+
+  // 1. Logits: each group of kVecs threads computes one token's dot products. The loop bounds
+  // are the same for every thread, so the shuffles below always run with the whole warp.
+  for (int base = begin; base < end; base += kLanes * kUnroll) {
+    uint4 k_bits[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int token = base + lane + u * kLanes;
+      k_bits[u] = token < end ? __ldg(address(key_cache, token)) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int token = base + lane + u * kLanes;
+      float k[8];
+      Unpack8<T>(k_bits[u], k);
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g) {
+        float dot = 0;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) dot += q[g][i] * k[i];
+#pragma unroll
+        for (int offset = kVecs / 2; offset > 0; offset /= 2) {
+          dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+        }
+        if (chunk == 0 && token < end) logits[g][token - begin] = dot;
+      }
+    }
+  }
+  __syncthreads();
+
+  // 2. Softmax within the partition (unnormalized: exp(x - max), with the sum kept).
+  float group_max[kGroup], group_sum[kGroup];
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+    float m = -FLT_MAX;
+    for (int i = threadIdx.x; i < count; i += kThreads) m = fmaxf(m, logits[g][i]);
+    group_max[g] = BlockReduce(m, scratch, [](float a, float b) { return fmaxf(a, b); });
+    float s = 0;
+    for (int i = threadIdx.x; i < count; i += kThreads) {
+      const float e = __expf(logits[g][i] - group_max[g]);
+      logits[g][i] = e;
+      s += e;
+    }
+    group_sum[g] = BlockReduce(s, scratch, [](float a, float b) { return a + b; });
+  }
+  __syncthreads();
+
+  // 3. Weighted sum of V: each thread accumulates its 8 dimensions over its tokens.
+  float acc[kGroup][8];
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[g][i] = 0;
+  }
+  for (int base = begin + lane; base < end; base += kLanes * kUnroll) {
+    uint4 v_bits[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int token = base + u * kLanes;
+      v_bits[u] = token < end ? __ldg(address(value_cache, token)) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int token = base + u * kLanes;
+      if (token >= end) break;
+      float v[8];
+      Unpack8<T>(v_bits[u], v);
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g) {
+        const float p = logits[g][token - begin];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[g][i] += p * v[i];
+      }
+    }
+  }
+  __syncthreads();  // Every thread is done reading the logits: the buffer becomes reduce_out.
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) reduce_out[lane][g][chunk * 8 + i] = acc[g][i];
+  }
+  __syncthreads();
+
+  // 4. Sum over token lanes; write the result (or this partition's share of it).
+  for (int index = threadIdx.x; index < kGroup * kHeadDim; index += kThreads) {
+    const int g = index / kHeadDim;
+    const int d = index % kHeadDim;
+    float total = 0;
+#pragma unroll
+    for (int l = 0; l < kLanes; ++l) total += reduce_out[l][g][d];
+    const int head = kv_head * kGroup + g;
+    const int64_t row = static_cast<int64_t>(seq) * num_heads + head;
+    if (num_partitions == 1) {
+      output[row * kHeadDim + d] = internal::FromFloat<T>(total / group_sum[g]);
+    } else {
+      partial_out[(row * num_partitions + partition) * kHeadDim + d] = total / group_sum[g];
+      if (d == 0) {
+        partial_max[row * num_partitions + partition] = group_max[g];
+        partial_sum[row * num_partitions + partition] = group_sum[g];
+      }
+    }
+  }
+}
+
+// Merges the partitions of one (sequence, head): weights each partition's normalized output by
+// its share of the total softmax mass.
+template <class T, int kHeadDim>
+__global__ void __launch_bounds__(kHeadDim)
+    MergePartitionsKernel(const float* __restrict__ partial_max,
+                          const float* __restrict__ partial_sum,
+                          const float* __restrict__ partial_out,
+                          const int32_t* __restrict__ context_lens, int num_heads,
+                          int num_partitions, T* __restrict__ output) {
+  const int64_t row = blockIdx.x;  // seq * num_heads + head
+  const int seq = static_cast<int>(row / num_heads);
+  const int used = (context_lens[seq] + kPartitionTokens - 1) / kPartitionTokens;
+  const float* maxes = partial_max + row * num_partitions;
+  const float* sums = partial_sum + row * num_partitions;
+  float global_max = -FLT_MAX;
+  for (int p = 0; p < used; ++p) global_max = fmaxf(global_max, maxes[p]);
+  float total_weight = 0, value = 0;
+  for (int p = 0; p < used; ++p) {
+    const float weight = sums[p] * __expf(maxes[p] - global_max);
+    total_weight += weight;
+    value += weight * partial_out[(row * num_partitions + p) * kHeadDim + threadIdx.x];
+  }
+  output[row * kHeadDim + threadIdx.x] = internal::FromFloat<T>(value / total_weight);
+}
+
+int NumPartitions(const DecodeAttentionParams& params) {
+  return (params.max_context_len + kPartitionTokens - 1) / kPartitionTokens;
+}
+
+template <class T, int kHeadDim, int kGroup>
+cudaError_t Launch(const DecodeAttentionParams& p, const void* query, const void* key_cache,
+                   const void* value_cache, const int32_t* block_tables,
+                   const int32_t* context_lens, void* workspace, void* output,
+                   cudaStream_t stream) {
+  const int partitions = NumPartitions(p);
+  const int64_t rows = p.batch * p.num_heads;
+  float* partial_max = static_cast<float*>(workspace);
+  float* partial_sum = partial_max + rows * partitions;
+  float* partial_out = partial_sum + rows * partitions;
+  const dim3 grid(p.cache.num_kv_heads, static_cast<unsigned>(p.batch), partitions);
+  DecodeAttentionKernel<T, kHeadDim, kGroup><<<grid, kThreads, 0, stream>>>(
+      static_cast<const T*>(query), static_cast<const T*>(key_cache),
+      static_cast<const T*>(value_cache), block_tables, context_lens, p.num_heads,
+      p.cache.num_kv_heads, p.max_blocks_per_seq, p.scale, partitions, partial_max, partial_sum,
+      partial_out, static_cast<T*>(output));
+  if (partitions > 1) {
+    MergePartitionsKernel<T, kHeadDim><<<static_cast<unsigned>(rows), kHeadDim, 0, stream>>>(
+        partial_max, partial_sum, partial_out, context_lens, p.num_heads, partitions,
+        static_cast<T*>(output));
+  }
+  return cudaGetLastError();
+}
+
+template <class T, int kHeadDim>
+cudaError_t LaunchForGroup(int group, const DecodeAttentionParams& p, const void* query,
+                           const void* key_cache, const void* value_cache,
+                           const int32_t* block_tables, const int32_t* context_lens,
+                           void* workspace, void* output, cudaStream_t stream) {
+  switch (group) {
+    case 1: return Launch<T, kHeadDim, 1>(p, query, key_cache, value_cache, block_tables,
+                                          context_lens, workspace, output, stream);
+    case 2: return Launch<T, kHeadDim, 2>(p, query, key_cache, value_cache, block_tables,
+                                          context_lens, workspace, output, stream);
+    case 4: return Launch<T, kHeadDim, 4>(p, query, key_cache, value_cache, block_tables,
+                                          context_lens, workspace, output, stream);
+    default: return Launch<T, kHeadDim, 8>(p, query, key_cache, value_cache, block_tables,
+                                           context_lens, workspace, output, stream);
+  }
+}
+
+template <class T>
+cudaError_t LaunchForType(int group, const DecodeAttentionParams& p, const void* query,
+                          const void* key_cache, const void* value_cache,
+                          const int32_t* block_tables, const int32_t* context_lens,
+                          void* workspace, void* output, cudaStream_t stream) {
+  if (p.cache.head_dim == 64) {
+    return LaunchForGroup<T, 64>(group, p, query, key_cache, value_cache, block_tables,
+                                 context_lens, workspace, output, stream);
+  }
+  return LaunchForGroup<T, 128>(group, p, query, key_cache, value_cache, block_tables,
+                                context_lens, workspace, output, stream);
+}
+
+}  // namespace
+
+size_t DecodeAttentionWorkspaceBytes(const DecodeAttentionParams& params) {
+  const int partitions = NumPartitions(params);
+  if (partitions <= 1) return 0;
+  const size_t rows = static_cast<size_t>(params.batch) * params.num_heads * partitions;
+  return rows * (2 + params.cache.head_dim) * sizeof(float);
+}
+
+absl::Status PagedDecodeAttention(DType dtype, const DecodeAttentionParams& params,
+                                  const void* query, const void* key_cache,
+                                  const void* value_cache, const int32_t* block_tables,
+                                  const int32_t* context_lens, void* workspace,
+                                  size_t workspace_bytes, void* output, Stream& stream) {
+  const DecodeAttentionParams& p = params;
+  if (dtype == DType::kFloat32) {
+    return absl::InvalidArgumentError("PagedDecodeAttention supports fp16 and bf16, not fp32");
+  }
+  if (p.cache.head_dim != 64 && p.cache.head_dim != 128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PagedDecodeAttention: head_dim ", p.cache.head_dim, " is not 64 or 128"));
+  }
+  if (p.batch <= 0 || p.num_heads <= 0 || p.cache.num_kv_heads <= 0 ||
+      p.max_blocks_per_seq <= 0 || p.max_context_len <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PagedDecodeAttention: batch (", p.batch, "), num_heads (", p.num_heads,
+        "), num_kv_heads (", p.cache.num_kv_heads, "), max_blocks_per_seq (",
+        p.max_blocks_per_seq, ") and max_context_len (", p.max_context_len,
+        ") must be positive"));
+  }
+  const int group = p.num_heads / p.cache.num_kv_heads;
+  if (p.num_heads % p.cache.num_kv_heads != 0 ||
+      (group != 1 && group != 2 && group != 4 && group != 8)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PagedDecodeAttention: num_heads (", p.num_heads, ") / num_kv_heads (",
+        p.cache.num_kv_heads, ") must be 1, 2, 4 or 8"));
+  }
+  if (static_cast<int64_t>(p.max_blocks_per_seq) * kBlockSize < p.max_context_len) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PagedDecodeAttention: max_context_len ", p.max_context_len, " needs ",
+        (p.max_context_len + kBlockSize - 1) / kBlockSize, " blocks per sequence, but block "
+        "tables have ", p.max_blocks_per_seq));
+  }
+  if (p.batch > 65535) {
+    return absl::InvalidArgumentError("PagedDecodeAttention: batch above 65535");
+  }
+  if (query == nullptr || key_cache == nullptr || value_cache == nullptr ||
+      block_tables == nullptr || context_lens == nullptr || output == nullptr) {
+    return absl::InvalidArgumentError("PagedDecodeAttention: a device pointer is null");
+  }
+  const size_t needed = DecodeAttentionWorkspaceBytes(p);
+  if (workspace_bytes < needed || (needed > 0 && workspace == nullptr)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PagedDecodeAttention needs a workspace of ", needed, " bytes (", workspace_bytes,
+        " given); size it with DecodeAttentionWorkspaceBytes"));
+  }
+  cudaStream_t raw = static_cast<cudaStream_t>(stream.raw());
+  const cudaError_t launched =
+      dtype == DType::kFloat16
+          ? LaunchForType<__half>(group, p, query, key_cache, value_cache, block_tables,
+                                  context_lens, workspace, output, raw)
+          : LaunchForType<__nv_bfloat16>(group, p, query, key_cache, value_cache, block_tables,
+                                         context_lens, workspace, output, raw);
+  return gpu::internal::CudaStatus(launched, "PagedDecodeAttention launch", stream.device());
+}
+
+}  // namespace troupe::gpu::attention

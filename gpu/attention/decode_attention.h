@@ -1,0 +1,50 @@
+// Decode attention over a paged KV cache: one new query token per sequence attends to all the
+// sequence's cached tokens (including its own, already written by WriteKv).
+//
+// MHA and GQA (num_heads a multiple of num_kv_heads, group size 1, 2, 4 or 8), head_dim 64 or
+// 128, fp16 or bf16. Long contexts are split into partitions of kPartitionTokens processed by
+// separate thread blocks and merged by a second kernel (flash-decoding), so a few long
+// sequences still fill the GPU.
+//
+//   size_t bytes = DecodeAttentionWorkspaceBytes(params);
+//   PagedDecodeAttention(DType::kFloat16, params, query, key_cache, value_cache, block_tables,
+//                        context_lens, workspace, bytes, output, stream);
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "gpu/attention/paged_kv.h"
+#include "gpu/dtype.h"
+#include "gpu/stream.h"
+
+namespace troupe::gpu::attention {
+
+// kPartitionTokens is how many context tokens one thread block handles.
+inline constexpr int kPartitionTokens = 512;
+
+struct DecodeAttentionParams {
+  int64_t batch = 0;
+  int num_heads = 0;
+  KvCacheShape cache;           // num_kv_heads and head_dim of the caches.
+  int max_blocks_per_seq = 0;   // Row length of block_tables.
+  int max_context_len = 0;      // An upper bound of context_lens (sizes the split).
+  float scale = 0;              // Usually 1/sqrt(head_dim).
+};
+
+// DecodeAttentionWorkspaceBytes is the workspace PagedDecodeAttention needs (0 when no
+// sequence needs more than one partition).
+size_t DecodeAttentionWorkspaceBytes(const DecodeAttentionParams& params);
+
+// PagedDecodeAttention computes output[b, h, :] = softmax(q·K^T * scale) · V over the first
+// context_lens[b] tokens of sequence b. query and output are [batch, num_heads, head_dim];
+// block_tables is int32 [batch, max_blocks_per_seq]; context_lens is int32 [batch], each in
+// [1, max_context_len].
+absl::Status PagedDecodeAttention(DType dtype, const DecodeAttentionParams& params,
+                                  const void* query, const void* key_cache,
+                                  const void* value_cache, const int32_t* block_tables,
+                                  const int32_t* context_lens, void* workspace,
+                                  size_t workspace_bytes, void* output, Stream& stream);
+
+}  // namespace troupe::gpu::attention
