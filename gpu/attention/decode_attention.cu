@@ -62,6 +62,7 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kLaneOutputs = kLanes * kGroup * kHeadDim;
   __shared__ float shared[kLogits > kLaneOutputs ? kLogits : kLaneOutputs];
   __shared__ float scratch[kWarps];
+  __shared__ float stats_max[kGroup], stats_sum[kGroup];  // Indexed at run time in phase 4.
   auto logits = reinterpret_cast<float (*)[kPartitionTokens]>(shared);
   auto reduce_out = reinterpret_cast<float (*)[kGroup][kHeadDim]>(shared);
 
@@ -132,6 +133,7 @@ __global__ void __launch_bounds__(kThreads)
       s += e;
     }
     group_sum[g] = BlockReduce(s, scratch, [](float a, float b) { return a + b; });
+    if (threadIdx.x == 0) stats_max[g] = group_max[g], stats_sum[g] = group_sum[g];
   }
   __syncthreads();
 
@@ -181,12 +183,12 @@ __global__ void __launch_bounds__(kThreads)
     const int head = kv_head * kGroup + g;
     const int64_t row = static_cast<int64_t>(seq) * num_heads + head;
     if (num_partitions == 1) {
-      output[row * kHeadDim + d] = internal::FromFloat<T>(total / group_sum[g]);
+      output[row * kHeadDim + d] = internal::FromFloat<T>(total / stats_sum[g]);
     } else {
-      partial_out[(row * num_partitions + partition) * kHeadDim + d] = total / group_sum[g];
+      partial_out[(row * num_partitions + partition) * kHeadDim + d] = total / stats_sum[g];
       if (d == 0) {
-        partial_max[row * num_partitions + partition] = group_max[g];
-        partial_sum[row * num_partitions + partition] = group_sum[g];
+        partial_max[row * num_partitions + partition] = stats_max[g];
+        partial_sum[row * num_partitions + partition] = stats_sum[g];
       }
     }
   }

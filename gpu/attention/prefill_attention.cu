@@ -1,0 +1,333 @@
+// FlashAttention-2 forward for sm_80+ tensor cores (mma.sync m16n8k16), causal, variable length.
+//
+// A thread block owns 64 query rows of one (sequence, head); each of its 4 warps owns 16 rows.
+// Key/value tiles of 64 rows stream through double-buffered shared memory with cp.async while
+// the warps compute S = Q·K^T and O += P·V in registers. Shared-memory rows are XOR-swizzled in
+// 16-byte chunks so that ldmatrix reads 8 rows without bank conflicts.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "gpu/attention/internal/device_utils.cuh"
+#include "gpu/attention/prefill_attention.h"
+#include "gpu/internal/check.h"
+
+namespace troupe::gpu::attention {
+namespace {
+
+constexpr int kRows = 64;     // Query rows per block.
+constexpr int kCols = 64;     // Key rows per tile.
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr float kLog2e = 1.4426950408889634f;
+
+// --- PTX wrappers -------------------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t SharedAddress(const void* pointer) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
+}
+
+// Copies 16 bytes global -> shared asynchronously; `valid` false writes zeros instead.
+__device__ __forceinline__ void CopyAsync16(void* shared, const void* global, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(shared)),
+               "l"(global), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void CommitGroup() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int kPending>
+__device__ __forceinline__ void WaitGroup() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+__device__ __forceinline__ void LoadMatrixX4(uint32_t (&r)[4], const void* shared) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(SharedAddress(shared)));
+}
+__device__ __forceinline__ void LoadMatrixX4Trans(uint32_t (&r)[4], const void* shared) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(SharedAddress(shared)));
+}
+
+// D = A(16x16) · B(16x8) + D, fp32 accumulators.
+template <class T>
+__device__ __forceinline__ void Mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                    uint32_t b1);
+template <>
+__device__ __forceinline__ void Mma<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                            uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void Mma<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4],
+                                                    uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// --- Shared-memory tiles ----------------------------------------------------------------------
+
+// Element offset of 16-byte chunk `chunk` of row `row` in a [rows][kDim] tile, swizzled.
+template <int kDim>
+__device__ __forceinline__ int Swizzled(int row, int chunk) {
+  return row * kDim + ((chunk ^ (row & 7)) << 3);
+}
+
+// Loads rows [first, first + 64) of a [tokens, heads, kDim] tensor's head `head` into a tile;
+// rows at or past `limit` become zeros.
+template <class T, int kDim>
+__device__ __forceinline__ void LoadTile(T* tile, const T* base, int64_t row_stride, int first,
+                                         int limit) {
+  constexpr int kChunks = kDim / 8;
+  for (int i = threadIdx.x; i < kRows * kChunks; i += kThreads) {
+    const int row = i / kChunks;
+    const int chunk = i % kChunks;
+    const bool valid = first + row < limit;
+    const T* source = base + (valid ? (first + row) * row_stride + chunk * 8 : 0);
+    CopyAsync16(tile + Swizzled<kDim>(row, chunk), source, valid);
+  }
+}
+
+// --- The kernel --------------------------------------------------------------------------------
+
+template <class T, int kDim>
+__global__ void __launch_bounds__(kThreads, 2)
+    PrefillAttentionKernel(const T* __restrict__ q, const T* __restrict__ k,
+                           const T* __restrict__ v, const int32_t* __restrict__ cu_seqlens,
+                           int num_heads, int num_kv_heads, float scale_log2,
+                           T* __restrict__ output) {
+  constexpr int kKSteps = kDim / 16;  // k-steps of S = Q·K^T.
+  constexpr int kDimTiles = kDim / 8; // n-tiles of O.
+  extern __shared__ __align__(128) unsigned char shared_bytes[];
+  T* q_tile = reinterpret_cast<T*>(shared_bytes);
+  T* k_tiles = q_tile + kRows * kDim;      // [2][kCols][kDim]
+  T* v_tiles = k_tiles + 2 * kCols * kDim; // [2][kCols][kDim]
+
+  const int seq = blockIdx.z;
+  const int head = blockIdx.y;
+  const int kv_head = head / (num_heads / num_kv_heads);
+  const int seq_start = cu_seqlens[seq];
+  const int seq_len = cu_seqlens[seq + 1] - seq_start;
+  // Later query tiles see more keys: launch them first.
+  const int q_first = (gridDim.x - 1 - blockIdx.x) * kRows;
+  if (q_first >= seq_len) return;
+
+  const int64_t q_stride = static_cast<int64_t>(num_heads) * kDim;
+  const int64_t kv_stride = static_cast<int64_t>(num_kv_heads) * kDim;
+  const T* q_base = q + static_cast<int64_t>(seq_start) * q_stride + head * kDim;
+  const T* k_base = k + static_cast<int64_t>(seq_start) * kv_stride + kv_head * kDim;
+  const T* v_base = v + static_cast<int64_t>(seq_start) * kv_stride + kv_head * kDim;
+
+  const int kv_end = min(seq_len, q_first + kRows);  // Causal: no key after the last query.
+  const int num_tiles = (kv_end + kCols - 1) / kCols;
+
+  LoadTile<T, kDim>(q_tile, q_base, q_stride, q_first, seq_len);
+  LoadTile<T, kDim>(k_tiles, k_base, kv_stride, 0, seq_len);
+  LoadTile<T, kDim>(v_tiles, v_base, kv_stride, 0, seq_len);
+  CommitGroup();
+
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int row0 = q_first + warp * 16 + lane / 4;  // This thread's two rows: row0, row0 + 8.
+
+  WaitGroup<0>();
+  __syncthreads();
+  uint32_t q_frag[kKSteps][4];
+#pragma unroll
+  for (int ks = 0; ks < kKSteps; ++ks) {
+    LoadMatrixX4(q_frag[ks], q_tile + Swizzled<kDim>(warp * 16 + lane % 16, ks * 2 + lane / 16));
+  }
+
+  float o[kDimTiles][4];
+#pragma unroll
+  for (int t = 0; t < kDimTiles; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0;
+  float row_max[2] = {-INFINITY, -INFINITY};
+  float row_sum[2] = {0, 0};
+
+  for (int tile = 0; tile < num_tiles; ++tile) {
+    const T* k_tile = k_tiles + (tile % 2) * kCols * kDim;
+    const T* v_tile = v_tiles + (tile % 2) * kCols * kDim;
+    // Prefetch the next tile into the other buffers, which the last iteration finished with
+    // before its closing barrier; it lands while this tile is computed.
+    if (tile + 1 < num_tiles) {
+      const int next = (tile + 1) % 2;
+      LoadTile<T, kDim>(k_tiles + next * kCols * kDim, k_base, kv_stride, (tile + 1) * kCols,
+                        seq_len);
+      LoadTile<T, kDim>(v_tiles + next * kCols * kDim, v_base, kv_stride, (tile + 1) * kCols,
+                        seq_len);
+    }
+    CommitGroup();
+
+    // S = Q · K^T for this warp's 16 rows and the tile's 64 keys.
+    float s[kCols / 8][4];
+#pragma unroll
+    for (int n = 0; n < kCols / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0;
+#pragma unroll
+    for (int ks = 0; ks < kKSteps; ++ks) {
+#pragma unroll
+      for (int pair = 0; pair < kCols / 16; ++pair) {
+        uint32_t b[4];
+        const int key_row = pair * 16 + (lane & 7) + ((lane >> 4) << 3);
+        LoadMatrixX4(b, k_tile + Swizzled<kDim>(key_row, ks * 2 + ((lane >> 3) & 1)));
+        Mma<T>(s[2 * pair], q_frag[ks], b[0], b[1]);
+        Mma<T>(s[2 * pair + 1], q_frag[ks], b[2], b[3]);
+      }
+    }
+
+    // Mask (causal, and keys past the end) and update the running softmax.
+    const int key0 = tile * kCols + (lane % 4) * 2;
+    const bool needs_mask = (tile + 1) * kCols > q_first || (tile + 1) * kCols > seq_len;
+    float tile_max[2] = {row_max[0], row_max[1]};
+#pragma unroll
+    for (int n = 0; n < kCols / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = key0 + n * 8 + (e & 1);
+        const int row = row0 + (e >> 1) * 8;
+        float x = s[n][e] * scale_log2;
+        if (needs_mask && (key > row || key >= seq_len)) x = -INFINITY;
+        s[n][e] = x;
+        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], x);
+      }
+    }
+    float rescale[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      // A row that has seen only masked keys so far keeps max -inf: use 0 to avoid inf - inf.
+      const float safe_max = tile_max[r] == -INFINITY ? 0.f : tile_max[r];
+      rescale[r] = exp2f((row_max[r] == -INFINITY ? safe_max : row_max[r]) - safe_max);
+      row_max[r] = tile_max[r];
+      row_sum[r] *= rescale[r];
+      tile_max[r] = safe_max;
+    }
+#pragma unroll
+    for (int n = 0; n < kCols / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[n][e] = exp2f(s[n][e] - tile_max[e >> 1]);
+        row_sum[e >> 1] += s[n][e];
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < kDimTiles; ++t) {
+      o[t][0] *= rescale[0];
+      o[t][1] *= rescale[0];
+      o[t][2] *= rescale[1];
+      o[t][3] *= rescale[1];
+    }
+
+    // O += P · V_tile, with P repacked from the S accumulators as A fragments.
+#pragma unroll
+    for (int kk = 0; kk < kCols / 16; ++kk) {
+      uint32_t p[4];
+      p[0] = internal::PackPair<T>(s[2 * kk][0], s[2 * kk][1]);
+      p[1] = internal::PackPair<T>(s[2 * kk][2], s[2 * kk][3]);
+      p[2] = internal::PackPair<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      p[3] = internal::PackPair<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+      for (int dp = 0; dp < kDimTiles / 2; ++dp) {
+        uint32_t b[4];
+        const int value_row = kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
+        LoadMatrixX4Trans(b, v_tile + Swizzled<kDim>(value_row, dp * 2 + (lane >> 4)));
+        Mma<T>(o[2 * dp], p, b[0], b[1]);
+        Mma<T>(o[2 * dp + 1], p, b[2], b[3]);
+      }
+    }
+    WaitGroup<0>();   // The next tile has landed...
+    __syncthreads();  // ...for every thread, and nobody reads this tile's buffers any more.
+  }
+
+  // Normalize and write this thread's two rows.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+  }
+  T* out_base = output + static_cast<int64_t>(seq_start) * q_stride + head * kDim;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row0 + r * 8;
+    if (row >= seq_len) continue;
+    const float inverse = 1.f / row_sum[r];
+    T* out_row = out_base + row * q_stride + (lane % 4) * 2;
+#pragma unroll
+    for (int t = 0; t < kDimTiles; ++t) {
+      *reinterpret_cast<uint32_t*>(out_row + t * 8) =
+          internal::PackPair<T>(o[t][2 * r] * inverse, o[t][2 * r + 1] * inverse);
+    }
+  }
+}
+
+template <class T, int kDim>
+cudaError_t Launch(const PrefillAttentionParams& p, const void* q, const void* k, const void* v,
+                   const int32_t* cu_seqlens, void* output, cudaStream_t stream) {
+  constexpr size_t kSharedBytes = (kRows + 4 * kCols) * kDim * sizeof(T);
+  auto kernel = PrefillAttentionKernel<T, kDim>;
+  if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(kSharedBytes));
+      e != cudaSuccess) {
+    return e;
+  }
+  const dim3 grid((p.max_seqlen + kRows - 1) / kRows, p.num_heads, static_cast<unsigned>(p.batch));
+  kernel<<<grid, kThreads, kSharedBytes, stream>>>(
+      static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), cu_seqlens,
+      p.num_heads, p.num_kv_heads, p.scale * kLog2e, static_cast<T*>(output));
+  return cudaGetLastError();
+}
+
+template <class T>
+cudaError_t LaunchForType(const PrefillAttentionParams& p, const void* q, const void* k,
+                          const void* v, const int32_t* cu_seqlens, void* output,
+                          cudaStream_t stream) {
+  return p.head_dim == 64 ? Launch<T, 64>(p, q, k, v, cu_seqlens, output, stream)
+                          : Launch<T, 128>(p, q, k, v, cu_seqlens, output, stream);
+}
+
+}  // namespace
+
+absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params, const void* q,
+                              const void* k, const void* v, const int32_t* cu_seqlens,
+                              void* output, Stream& stream) {
+  const PrefillAttentionParams& p = params;
+  if (dtype == DType::kFloat32) {
+    return absl::InvalidArgumentError("PrefillAttention supports fp16 and bf16, not fp32");
+  }
+  if (p.head_dim != 64 && p.head_dim != 128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PrefillAttention: head_dim ", p.head_dim, " is not 64 or 128"));
+  }
+  if (p.batch <= 0 || p.num_heads <= 0 || p.num_kv_heads <= 0 || p.max_seqlen <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PrefillAttention: batch (", p.batch, "), num_heads (", p.num_heads, "), num_kv_heads (",
+        p.num_kv_heads, ") and max_seqlen (", p.max_seqlen, ") must be positive"));
+  }
+  if (p.num_heads % p.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("PrefillAttention: num_heads (", p.num_heads,
+                                                   ") is not a multiple of num_kv_heads (",
+                                                   p.num_kv_heads, ")"));
+  }
+  if (p.batch > 65535 || p.num_heads > 65535) {
+    return absl::InvalidArgumentError("PrefillAttention: batch or num_heads above 65535");
+  }
+  if (q == nullptr || k == nullptr || v == nullptr || cu_seqlens == nullptr || output == nullptr) {
+    return absl::InvalidArgumentError("PrefillAttention: a device pointer is null");
+  }
+  cudaStream_t raw = static_cast<cudaStream_t>(stream.raw());
+  const cudaError_t launched =
+      dtype == DType::kFloat16
+          ? LaunchForType<__half>(p, q, k, v, cu_seqlens, output, raw)
+          : LaunchForType<__nv_bfloat16>(p, q, k, v, cu_seqlens, output, raw);
+  return gpu::internal::CudaStatus(launched, "PrefillAttention launch", stream.device());
+}
+
+}  // namespace troupe::gpu::attention

@@ -1,0 +1,34 @@
+// Prefill attention: causal self-attention over a packed batch of variable-length prompts,
+// FlashAttention-2 style (tiles of queries and keys in shared memory, tensor-core matrix
+// products, online softmax; the score matrix never reaches device memory).
+//
+// q is [total_tokens, num_heads, head_dim]; k and v are [total_tokens, num_kv_heads, head_dim];
+// output is [total_tokens, num_heads, head_dim]. cu_seqlens (int32, device, batch + 1 entries)
+// holds each sequence's first token: sequence b is tokens [cu_seqlens[b], cu_seqlens[b + 1]).
+// MHA and GQA (num_heads a multiple of num_kv_heads); head_dim 64 or 128; fp16 or bf16.
+//
+//   PrefillAttention(DType::kBFloat16, params, q, k, v, cu_seqlens, output, stream);
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "gpu/dtype.h"
+#include "gpu/stream.h"
+
+namespace troupe::gpu::attention {
+
+struct PrefillAttentionParams {
+  int64_t batch = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int max_seqlen = 0;  // An upper bound of the sequence lengths (sizes the grid).
+  float scale = 0;     // Usually 1/sqrt(head_dim).
+};
+
+absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params, const void* q,
+                              const void* k, const void* v, const int32_t* cu_seqlens,
+                              void* output, Stream& stream);
+
+}  // namespace troupe::gpu::attention
