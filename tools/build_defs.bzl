@@ -148,6 +148,10 @@ def troupe_cuda_library(name, srcs, hdrs = [], deps = [], cuda_hdrs = [], **kwar
         **kwargs
     )
 
+def troupe_cuda_binary(name, tags = [], **kwargs):
+    """A binary that needs a GPU (a benchmark): CI compiles it, the GPU bundle carries it."""
+    troupe_cc_binary(name = name, tags = CUDA_TAGS + tags, **kwargs)
+
 def troupe_cuda_test(name, tags = [], **kwargs):
     """A test that needs a GPU: CI compiles it, the GPU bundle runs it."""
     troupe_cc_test(name = name, tags = CUDA_TAGS + tags, **kwargs)

@@ -3,7 +3,8 @@
 # running on the GPU hosts too (tagged "gpu_bundle"), with --config=cuda, and packs them into a
 # self-contained bundle for a GPU host that has no Bazel:
 #
-#   tools/gpu_bundle.sh [OUT_DIR]        (default: .gpu_bundle, ignored by git)
+#   tools/gpu_bundle.sh [OUT_DIR [SCOPE]]   (default: .gpu_bundle, ignored by git; SCOPE is a
+#                                           Bazel target pattern, default //...)
 #
 # OUT_DIR/bin     the binaries
 # OUT_DIR/lib     every shared library they need that a GPU host may lack (CAF, Abseil, the
@@ -15,10 +16,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-.gpu_bundle}"
+scope="${2:-//...}"
 jobs="${TROUPE_BAZEL_JOBS:-$(nproc)}"
 
 mapfile -t targets < <(bazel query --noshow_progress \
-  'attr(tags, "\b(cuda|gpu_bundle)\b", kind("cc_test|cc_binary", //...))' 2>/dev/null)
+  "attr(tags, '\\b(cuda|gpu_bundle)\\b', kind('cc_test|cc_binary', $scope))" 2>/dev/null)
 if [ "${#targets[@]}" -eq 0 ]; then
   echo "gpu_bundle: no CUDA targets found" >&2
   exit 1

@@ -1,0 +1,291 @@
+// gpu_kernel_bench: the GPU layer's kernels against the card's ceilings, on a GPU host.
+//
+//   . .gpu_bundle/env.sh && .gpu_bundle/bin/gpu_kernel_bench --out=RESULTS/kernels.json
+//
+// Ceilings, measured in the same run: device-to-device copy bandwidth (cudaMemcpyAsync of 1 GiB,
+// counting bytes read plus bytes written) and the cuBLAS fp16 GEMM rate (8192^3, fp32
+// accumulation, random data). Each kernel's figure is reported as a ratio to its ceiling; the
+// PyTorch peer (tools/sdpa_peer.py) runs in the same command and tools/gpu_kernel_report.py
+// joins both into docs/results/gpu_kernels.md.
+//
+// Timing: CUDA events around each launch after warm-up, median of --reps; inputs are random,
+// and memory-bound kernels rotate through enough input sets to defeat the L2 cache.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "gpu/attention/decode_attention.h"
+#include "gpu/attention/prefill_attention.h"
+#include "gpu/dtype.h"
+#include "gpu/stream.h"
+
+ABSL_FLAG(std::string, out, "", "Write the results as JSON here.");
+ABSL_FLAG(int, reps, 30, "Timed repetitions per measurement (the median is reported).");
+
+namespace troupe::tools {
+namespace {
+
+using gpu::DType;
+
+#define CHECK_CUDA(call)                                                              \
+  do {                                                                                \
+    cudaError_t e = (call);                                                           \
+    if (e != cudaSuccess) {                                                           \
+      std::fprintf(stderr, "gpu_kernel_bench: %s failed: %s\n", #call,                \
+                   cudaGetErrorString(e));                                            \
+      std::exit(1);                                                                   \
+    }                                                                                 \
+  } while (0)
+
+void CheckStatus(const absl::Status& status, const char* what) {
+  if (!status.ok()) {
+    std::fprintf(stderr, "gpu_kernel_bench: %s: %s\n", what, status.ToString().c_str());
+    std::exit(1);
+  }
+}
+
+struct Result {
+  std::string kernel;
+  std::string shape;
+  std::string dtype;
+  double ms = 0;
+  std::string metric;  // "GB/s" or "TFLOP/s"
+  double value = 0;
+  double ceiling = 0;
+  std::string ceiling_name;
+};
+
+std::vector<Result> results;
+
+// DeviceRandom allocates `count` elements of `dtype` filled with N(0, stddev).
+void* DeviceRandom(DType dtype, size_t count, uint64_t seed, float stddev = 1.0f) {
+  std::vector<char> host(count * gpu::SizeOf(dtype));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.f, stddev);
+  for (size_t i = 0; i < count; ++i) {
+    gpu::FromFloat(dtype, normal(rng), host.data() + i * gpu::SizeOf(dtype));
+  }
+  void* device = nullptr;
+  CHECK_CUDA(cudaMalloc(&device, host.size()));
+  CHECK_CUDA(cudaMemcpy(device, host.data(), host.size(), cudaMemcpyHostToDevice));
+  return device;
+}
+
+void* DeviceInts(const std::vector<int32_t>& values) {
+  void* device = nullptr;
+  CHECK_CUDA(cudaMalloc(&device, values.size() * 4));
+  CHECK_CUDA(cudaMemcpy(device, values.data(), values.size() * 4, cudaMemcpyHostToDevice));
+  return device;
+}
+
+// MedianMs times `launch(i)` with events, after `warmup` untimed calls.
+double MedianMs(gpu::Stream& stream, const std::function<void(int)>& launch, int warmup = 5) {
+  cudaStream_t raw = static_cast<cudaStream_t>(stream.raw());
+  cudaEvent_t start, stop;
+  CHECK_CUDA(cudaEventCreate(&start));
+  CHECK_CUDA(cudaEventCreate(&stop));
+  for (int i = 0; i < warmup; ++i) launch(i);
+  CHECK_CUDA(cudaStreamSynchronize(raw));
+  std::vector<float> times;
+  for (int i = 0; i < absl::GetFlag(FLAGS_reps); ++i) {
+    CHECK_CUDA(cudaEventRecord(start, raw));
+    launch(warmup + i);
+    CHECK_CUDA(cudaEventRecord(stop, raw));
+    CHECK_CUDA(cudaEventSynchronize(stop));
+    float ms = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    times.push_back(ms);
+  }
+  CHECK_CUDA(cudaGetLastError());
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+double MeasureCopyBandwidth(gpu::Stream& stream) {
+  const size_t bytes = size_t{1} << 30;
+  void *a = nullptr, *b = nullptr;
+  CHECK_CUDA(cudaMalloc(&a, bytes));
+  CHECK_CUDA(cudaMalloc(&b, bytes));
+  CHECK_CUDA(cudaMemset(a, 0x5a, bytes));
+  const double ms = MedianMs(stream, [&](int) {
+    CHECK_CUDA(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice,
+                               static_cast<cudaStream_t>(stream.raw())));
+  });
+  cudaFree(a);
+  cudaFree(b);
+  const double gbps = 2.0 * bytes / (ms * 1e-3) / 1e9;  // Read + write.
+  results.push_back({"copy (ceiling)", "1 GiB device-to-device", "-", ms, "GB/s", gbps, 0, ""});
+  return gbps;
+}
+
+double MeasureGemmRate(gpu::Stream& stream) {
+  const int n = 8192;
+  void* a = DeviceRandom(DType::kFloat16, size_t{1} * n * n, 1);
+  void* b = DeviceRandom(DType::kFloat16, size_t{1} * n * n, 2);
+  void* c = nullptr;
+  CHECK_CUDA(cudaMalloc(&c, size_t{2} * n * n));
+  cublasHandle_t handle;
+  cublasCreate(&handle);
+  cublasSetStream(handle, static_cast<cudaStream_t>(stream.raw()));
+  const float one = 1, zero = 0;
+  const double ms = MedianMs(stream, [&](int) {
+    if (cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a, CUDA_R_16F, n, b,
+                     CUDA_R_16F, n, &zero, c, CUDA_R_16F, n, CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS) {
+      std::fprintf(stderr, "gpu_kernel_bench: cublasGemmEx failed\n");
+      std::exit(1);
+    }
+  });
+  cublasDestroy(handle);
+  cudaFree(a);
+  cudaFree(b);
+  cudaFree(c);
+  const double tflops = 2.0 * n * n * n / (ms * 1e-3) / 1e12;
+  results.push_back({"cuBLAS GEMM (ceiling)", "8192x8192x8192", "fp16", ms, "TFLOP/s", tflops, 0,
+                     ""});
+  return tflops;
+}
+
+// Decode attention at OPT-13B head shapes: 40 heads of 128, batch 64, context 1024.
+void BenchDecode(gpu::Stream& stream, DType dtype, double copy_gbps) {
+  const int batch = 64, heads = 40, dim = 128, context = 1024;
+  const int blocks_per_seq = context / gpu::attention::kBlockSize;
+  const int num_blocks = batch * blocks_per_seq;
+  const size_t cache_elements = size_t{1} * num_blocks * heads * gpu::attention::kBlockSize * dim;
+  void* query = DeviceRandom(dtype, size_t{1} * batch * heads * dim, 3);
+  void* key_cache = DeviceRandom(dtype, cache_elements, 4);
+  void* value_cache = DeviceRandom(dtype, cache_elements, 5);
+  std::vector<int32_t> table(num_blocks);
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), std::mt19937(6));  // Scattered, as in a real cache.
+  void* tables = DeviceInts(table);
+  void* lens = DeviceInts(std::vector<int32_t>(batch, context));
+  void* output = nullptr;
+  CHECK_CUDA(cudaMalloc(&output, size_t{1} * batch * heads * dim * gpu::SizeOf(dtype)));
+  gpu::attention::DecodeAttentionParams params;
+  params.batch = batch;
+  params.num_heads = heads;
+  params.cache = {num_blocks, heads, dim};
+  params.max_blocks_per_seq = blocks_per_seq;
+  params.max_context_len = context;
+  params.scale = 1.0f / std::sqrt(static_cast<float>(dim));
+  const size_t workspace_bytes = gpu::attention::DecodeAttentionWorkspaceBytes(params);
+  void* workspace = nullptr;
+  if (workspace_bytes > 0) CHECK_CUDA(cudaMalloc(&workspace, workspace_bytes));
+  const double ms = MedianMs(stream, [&](int) {
+    CheckStatus(gpu::attention::PagedDecodeAttention(
+                    dtype, params, query, key_cache, value_cache,
+                    static_cast<int32_t*>(tables), static_cast<int32_t*>(lens), workspace,
+                    workspace_bytes, output, stream),
+                "PagedDecodeAttention");
+  });
+  const double bytes = 2.0 * cache_elements * gpu::SizeOf(dtype);  // K and V, read once.
+  results.push_back({"paged decode attention", "batch 64, ctx 1024, 40x128 heads",
+                     gpu::DTypeName(dtype), ms, "GB/s", bytes / (ms * 1e-3) / 1e9, copy_gbps,
+                     "copy"});
+  for (void* p : {query, key_cache, value_cache, tables, lens, output, workspace}) cudaFree(p);
+}
+
+// Causal prefill attention over `lengths` (packed), OPT-13B heads.
+void BenchPrefill(gpu::Stream& stream, DType dtype, const std::vector<int32_t>& lengths,
+                  double gemm_tflops) {
+  const int heads = 40, dim = 128;
+  std::vector<int32_t> cu = {0};
+  double pairs = 0;
+  for (int32_t l : lengths) {
+    cu.push_back(cu.back() + l);
+    pairs += 0.5 * l * (l + 1.0);  // (query, key) pairs a causal mask keeps.
+  }
+  const int total = cu.back();
+  const size_t elements = size_t{1} * total * heads * dim;
+  void* q = DeviceRandom(dtype, elements, 7);
+  void* k = DeviceRandom(dtype, elements, 8);
+  void* v = DeviceRandom(dtype, elements, 9);
+  void* cu_seqlens = DeviceInts(cu);
+  void* output = nullptr;
+  CHECK_CUDA(cudaMalloc(&output, elements * gpu::SizeOf(dtype)));
+  gpu::attention::PrefillAttentionParams params;
+  params.batch = static_cast<int64_t>(lengths.size());
+  params.num_heads = heads;
+  params.num_kv_heads = heads;
+  params.head_dim = dim;
+  params.max_seqlen = *std::max_element(lengths.begin(), lengths.end());
+  params.scale = 1.0f / std::sqrt(static_cast<float>(dim));
+  const double ms = MedianMs(stream, [&](int) {
+    CheckStatus(gpu::attention::PrefillAttention(dtype, params, q, k, v,
+                                                 static_cast<int32_t*>(cu_seqlens), output,
+                                                 stream),
+                "PrefillAttention");
+  });
+  const double flops = 4.0 * pairs * dim * heads;  // Two matrix products, 2 FLOPs per MAC.
+  results.push_back({"prefill attention (causal)",
+                     absl::StrCat(lengths.size(), " x ", lengths[0], " tokens, 40x128 heads"),
+                     gpu::DTypeName(dtype), ms, "TFLOP/s", flops / (ms * 1e-3) / 1e12,
+                     gemm_tflops, "GEMM"});
+  for (void* p : {q, k, v, cu_seqlens, output}) cudaFree(p);
+}
+
+void Report() {
+  std::printf("%-34s %-36s %-5s %10s %12s %8s\n", "kernel", "shape", "dtype", "ms", "rate",
+              "ceiling");
+  std::string json = "[\n";
+  for (size_t i = 0; i < results.size(); ++i) {
+    const Result& r = results[i];
+    std::printf("%-34s %-36s %-5s %10.4f %8.1f %-7s %s\n", r.kernel.c_str(), r.shape.c_str(),
+                r.dtype.c_str(), r.ms, r.value, r.metric.c_str(),
+                r.ceiling > 0 ? absl::StrFormat("%.0f%% of %s", 100 * r.value / r.ceiling,
+                                                r.ceiling_name)
+                                    .c_str()
+                              : "");
+    absl::StrAppend(&json,
+                    absl::StrFormat("  {\"kernel\": \"%s\", \"shape\": \"%s\", \"dtype\": \"%s\", "
+                                    "\"ms\": %.5f, \"metric\": \"%s\", \"value\": %.2f, "
+                                    "\"ceiling\": %.2f, \"ceiling_name\": \"%s\"}%s\n",
+                                    r.kernel, r.shape, r.dtype, r.ms, r.metric, r.value,
+                                    r.ceiling, r.ceiling_name,
+                                    i + 1 < results.size() ? "," : ""));
+  }
+  json += "]\n";
+  if (!absl::GetFlag(FLAGS_out).empty()) std::ofstream(absl::GetFlag(FLAGS_out)) << json;
+}
+
+int Main() {
+  cudaDeviceProp properties;
+  CHECK_CUDA(cudaGetDeviceProperties(&properties, 0));
+  std::printf("device: %s, %d SMs, %.0f GiB\n", properties.name,
+              properties.multiProcessorCount, properties.totalGlobalMem / 1073741824.0);
+  absl::StatusOr<gpu::Stream> stream = gpu::Stream::Create(0);
+  CheckStatus(stream.status(), "Stream::Create");
+  const double copy_gbps = MeasureCopyBandwidth(*stream);
+  const double gemm_tflops = MeasureGemmRate(*stream);
+  for (DType dtype : {DType::kFloat16, DType::kBFloat16}) {
+    BenchDecode(*stream, dtype, copy_gbps);
+    BenchPrefill(*stream, dtype, {4096}, gemm_tflops);
+    BenchPrefill(*stream, dtype, {1024, 1024, 1024, 1024}, gemm_tflops);
+  }
+  Report();
+  return 0;
+}
+
+}  // namespace
+}  // namespace troupe::tools
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return troupe::tools::Main();
+}
