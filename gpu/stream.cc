@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "gpu/internal/check.h"
 
 namespace troupe::gpu {
@@ -34,6 +35,19 @@ Stream::~Stream() {
 absl::Status Stream::Synchronize() const {
   return internal::CudaStatus(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)),
                               "cudaStreamSynchronize", device_);
+}
+
+absl::Status CheckStreamFor(const Stream& stream, int device, absl::string_view user) {
+  if (stream.raw() == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(user, ": the Stream was moved from; pass the Stream it was moved to"));
+  }
+  if (stream.device() != device) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        user, ": the Stream is on cuda:", stream.device(), " but the work is on cuda:", device,
+        "; use a Stream created on cuda:", device));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace troupe::gpu

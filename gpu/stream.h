@@ -7,6 +7,7 @@
 #pragma once
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace troupe::gpu {
 
@@ -33,5 +34,10 @@ class Stream {
   int device_ = -1;
   void* stream_ = nullptr;
 };
+
+// CheckStreamFor returns OK when `stream` can take work for `device`: it was not moved from (a
+// moved-from Stream's raw() is null, which CUDA would read as the legacy default stream) and it
+// was created on `device`. `user` names the caller in the error.
+absl::Status CheckStreamFor(const Stream& stream, int device, absl::string_view user);
 
 }  // namespace troupe::gpu

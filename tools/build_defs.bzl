@@ -60,7 +60,6 @@ _NVCC_FLAGS = [
     "-fPIC",
     "-Xcompiler",
     "-Wall",
-    "-gencode=arch=compute_90,code=sm_90",
 ]
 
 def _cuda_objects_impl(ctx):
@@ -84,6 +83,7 @@ def _cuda_objects_impl(ctx):
         else:
             args = ctx.actions.args()
             args.add_all(_NVCC_FLAGS)
+            args.add("-gencode=arch=compute_%s,code=sm_%s" % (ctx.attr.arch, ctx.attr.arch))
             args.add("-I.")
             args.add("-I" + ctx.bin_dir.path)
             args.add_all(include_dirs, format_each = "-I%s")
@@ -109,16 +109,19 @@ _cuda_objects = rule(
         "hdrs": attr.label_list(allow_files = True),
         "deps": attr.label_list(providers = [CcInfo]),
         "enabled": attr.bool(),
+        "arch": attr.string(default = "90"),
     },
 )
 
-def troupe_cuda_library(name, srcs, hdrs = [], deps = [], cuda_hdrs = [], **kwargs):
+def troupe_cuda_library(name, srcs, hdrs = [], deps = [], cuda_hdrs = [], arch = "90", **kwargs):
     """Compiles the .cu files of `srcs` with nvcc for sm_90 and links them like a cc_library.
 
     Other `srcs` (.cc) are host code compiled by the C++ toolchain, with the CUDA headers
     available. `hdrs` are the public headers: they must not include CUDA headers, so CPU code
     can include them. nvcc sees `hdrs`, `cuda_hdrs` (private headers, e.g. .cuh) and every header
-    of `deps`. Without --config=cuda the nvcc step fails with a message that says so.
+    of `deps`. `arch` is the target: "90" (H100/H200, the default) or "90a" for code that uses
+    Hopper-only instructions (wgmma). Without --config=cuda the nvcc step fails with a message
+    that says so.
     """
     cu_srcs = [src for src in srcs if src.endswith(".cu")]
     host_srcs = [src for src in srcs if not src.endswith(".cu")]
@@ -130,6 +133,7 @@ def troupe_cuda_library(name, srcs, hdrs = [], deps = [], cuda_hdrs = [], **kwar
             srcs = cu_srcs,
             hdrs = hdrs + cuda_hdrs,
             deps = all_deps,
+            arch = arch,
             enabled = select({
                 "//tools:cuda_enabled": True,
                 "//conditions:default": False,

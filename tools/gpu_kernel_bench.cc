@@ -30,6 +30,11 @@
 #include "gpu/attention/decode_attention.h"
 #include "gpu/attention/prefill_attention.h"
 #include "gpu/dtype.h"
+#include "gpu/kernels/activation.h"
+#include "gpu/kernels/embedding.h"
+#include "gpu/kernels/normalization.h"
+#include "gpu/kernels/residual.h"
+#include "gpu/kernels/rotary.h"
 #include "gpu/stream.h"
 
 ABSL_FLAG(std::string, out, "", "Write the results as JSON here.");
@@ -162,7 +167,7 @@ double MeasureGemmRate(gpu::Stream& stream) {
 }
 
 // Decode attention at OPT-13B head shapes: 40 heads of 128, batch 64, context 1024.
-void BenchDecode(gpu::Stream& stream, DType dtype, double copy_gbps) {
+void BenchDecode(gpu::Stream& stream, DType dtype, double copy_gbps, int partition_tokens) {
   const int batch = 64, heads = 40, dim = 128, context = 1024;
   const int blocks_per_seq = context / gpu::attention::kBlockSize;
   const int num_blocks = batch * blocks_per_seq;
@@ -184,6 +189,7 @@ void BenchDecode(gpu::Stream& stream, DType dtype, double copy_gbps) {
   params.max_blocks_per_seq = blocks_per_seq;
   params.max_context_len = context;
   params.scale = 1.0f / std::sqrt(static_cast<float>(dim));
+  params.partition_tokens = partition_tokens;
   const size_t workspace_bytes = gpu::attention::DecodeAttentionWorkspaceBytes(params);
   void* workspace = nullptr;
   if (workspace_bytes > 0) CHECK_CUDA(cudaMalloc(&workspace, workspace_bytes));
@@ -195,7 +201,10 @@ void BenchDecode(gpu::Stream& stream, DType dtype, double copy_gbps) {
                 "PagedDecodeAttention");
   });
   const double bytes = 2.0 * cache_elements * gpu::SizeOf(dtype);  // K and V, read once.
-  results.push_back({"paged decode attention", "batch 64, ctx 1024, 40x128 heads",
+  results.push_back({partition_tokens == 0
+                         ? std::string("paged decode attention")
+                         : absl::StrCat("paged decode, partitions of ", partition_tokens),
+                     "batch 64, ctx 1024, 40x128 heads",
                      gpu::DTypeName(dtype), ms, "GB/s", bytes / (ms * 1e-3) / 1e9, copy_gbps,
                      "copy"});
   for (void* p : {query, key_cache, value_cache, tables, lens, output, workspace}) cudaFree(p);
@@ -203,7 +212,8 @@ void BenchDecode(gpu::Stream& stream, DType dtype, double copy_gbps) {
 
 // Causal prefill attention over `lengths` (packed), OPT-13B heads.
 void BenchPrefill(gpu::Stream& stream, DType dtype, const std::vector<int32_t>& lengths,
-                  double gemm_tflops) {
+                  double gemm_tflops,
+                  gpu::attention::PrefillKernel kernel = gpu::attention::PrefillKernel::kAuto) {
   const int heads = 40, dim = 128;
   std::vector<int32_t> cu = {0};
   double pairs = 0;
@@ -226,6 +236,7 @@ void BenchPrefill(gpu::Stream& stream, DType dtype, const std::vector<int32_t>& 
   params.head_dim = dim;
   params.max_seqlen = *std::max_element(lengths.begin(), lengths.end());
   params.scale = 1.0f / std::sqrt(static_cast<float>(dim));
+  params.kernel = kernel;
   const double ms = MedianMs(stream, [&](int) {
     CheckStatus(gpu::attention::PrefillAttention(dtype, params, q, k, v,
                                                  static_cast<int32_t*>(cu_seqlens), output,
@@ -233,11 +244,110 @@ void BenchPrefill(gpu::Stream& stream, DType dtype, const std::vector<int32_t>& 
                 "PrefillAttention");
   });
   const double flops = 4.0 * pairs * dim * heads;  // Two matrix products, 2 FLOPs per MAC.
-  results.push_back({"prefill attention (causal)",
+  results.push_back({kernel == gpu::attention::PrefillKernel::kMmaSync
+                         ? std::string("prefill, mma.sync kernel")
+                     : kernel == gpu::attention::PrefillKernel::kWgmmaWide
+                         ? std::string("prefill, wgmma 2 warpgroups")
+                         : std::string("prefill attention (causal)"),
                      absl::StrCat(lengths.size(), " x ", lengths[0], " tokens, 40x128 heads"),
                      gpu::DTypeName(dtype), ms, "TFLOP/s", flops / (ms * 1e-3) / 1e12,
                      gemm_tflops, "GEMM"});
   for (void* p : {q, k, v, cu_seqlens, output}) cudaFree(p);
+}
+
+// Elementwise kernels: each `launch(set)` reads and writes one of kSets independent sets of
+// buffers, so consecutive launches miss in the L2 cache (each set is larger than 40 MB).
+constexpr int kSets = 3;
+
+void BenchElementwise(gpu::Stream& stream, const std::string& kernel, const std::string& shape,
+                      DType dtype, double bytes_per_launch, double copy_gbps,
+                      const std::function<absl::Status(int set)>& launch) {
+  const double ms = MedianMs(stream, [&](int i) { CheckStatus(launch(i % kSets), kernel.c_str()); });
+  results.push_back({kernel, shape, gpu::DTypeName(dtype), ms, "GB/s",
+                     bytes_per_launch / (ms * 1e-3) / 1e9, copy_gbps, "copy"});
+}
+
+void BenchElementwiseKernels(gpu::Stream& stream, DType dtype, double copy_gbps) {
+  namespace k = gpu::kernels;
+  const int64_t rows = 4096, hidden = 5120;  // 4096 prompt tokens of OPT-13B.
+  const double e = static_cast<double>(gpu::SizeOf(dtype));
+  const size_t n = static_cast<size_t>(rows) * hidden;
+  std::vector<void*> owned;
+  auto random = [&](size_t count, uint64_t seed) {
+    owned.push_back(DeviceRandom(dtype, count, seed));
+    return owned.back();
+  };
+  std::vector<void*> in, residual, out, sum;
+  for (int s = 0; s < kSets; ++s) {
+    in.push_back(random(n, 100 + s));
+    residual.push_back(random(n, 200 + s));
+    out.push_back(random(n, 300 + s));
+    sum.push_back(random(n, 400 + s));
+  }
+  void* gamma = random(hidden, 10);
+  void* beta = random(hidden, 11);
+  void* bias = random(hidden, 12);
+  const std::string shape = "4096 x 5120";
+  BenchElementwise(stream, "LayerNorm", shape, dtype, 2 * n * e, copy_gbps, [&](int s) {
+    return k::LayerNorm(dtype, in[s], gamma, beta, out[s], rows, hidden, 1e-5f, stream);
+  });
+  BenchElementwise(stream, "RMSNorm", shape, dtype, 2 * n * e, copy_gbps, [&](int s) {
+    return k::RmsNorm(dtype, in[s], gamma, out[s], rows, hidden, 1e-5f, stream);
+  });
+  BenchElementwise(stream, "bias + residual + RMSNorm (fused)", shape, dtype, 4 * n * e,
+                   copy_gbps, [&](int s) {
+                     return k::ResidualRmsNorm(dtype, in[s], bias, residual[s], gamma, sum[s],
+                                               out[s], rows, hidden, 1e-5f, stream);
+                   });
+  BenchElementwise(stream, "bias + residual", shape, dtype, 3 * n * e, copy_gbps, [&](int s) {
+    return k::BiasResidual(dtype, in[s], bias, residual[s], out[s], rows, hidden, stream);
+  });
+  BenchElementwise(stream, "bias + GELU", shape, dtype, 2 * n * e, copy_gbps, [&](int s) {
+    return k::BiasActivation(dtype, k::ActivationKind::kGelu, in[s], bias, out[s], rows, hidden,
+                             stream);
+  });
+  // RoPE in place on q and k of 40 heads x 128 (4096 tokens): reads and writes both.
+  std::vector<void*> queries, keys;
+  const size_t qk = static_cast<size_t>(rows) * 40 * 128;
+  for (int s = 0; s < kSets; ++s) {
+    queries.push_back(random(qk, 500 + s));
+    keys.push_back(random(qk, 600 + s));
+  }
+  std::vector<int32_t> position_ids(rows);
+  std::iota(position_ids.begin(), position_ids.end(), 0);
+  void* positions = DeviceInts(position_ids);
+  owned.push_back(positions);
+  BenchElementwise(stream, "rotary (q and k, in place)", "4096 tokens, 40x128 heads", dtype,
+                   4 * qk * e, copy_gbps, [&](int s) {
+                     return k::RotaryEmbedding(dtype, static_cast<int32_t*>(positions),
+                                               queries[s], keys[s], rows, 40, 40, 128, 128,
+                                               k::RotaryOptions{}, stream);
+                   });
+  // SwiGLU at LLaMA-2-13B's MLP width: [gate | up] of 2 x 13824 in, 13824 out, 4096 tokens.
+  const int64_t ffn = 13824;
+  std::vector<void*> gate_up, act;
+  for (int s = 0; s < kSets; ++s) {
+    gate_up.push_back(random(static_cast<size_t>(rows) * 2 * ffn, 700 + s));
+    act.push_back(random(static_cast<size_t>(rows) * ffn, 800 + s));
+  }
+  BenchElementwise(stream, "SiLU-gated (SwiGLU)", "4096 x 13824", dtype,
+                   3.0 * rows * ffn * e, copy_gbps, [&](int s) {
+                     return k::SiluAndMul(dtype, gate_up[s], act[s], rows, ffn, stream);
+                   });
+  // Embedding of 4096 random tokens from OPT's 50272-row table.
+  const int64_t vocab = 50272;
+  void* table = random(static_cast<size_t>(vocab) * hidden, 13);
+  std::vector<int32_t> ids(rows);
+  std::mt19937 rng(14);
+  for (int32_t& id : ids) id = static_cast<int32_t>(rng() % vocab);
+  void* token_ids = DeviceInts(ids);
+  owned.push_back(token_ids);
+  BenchElementwise(stream, "embedding lookup", "4096 tokens x 5120", dtype, 2 * n * e, copy_gbps,
+                   [&](int s) {
+                     return k::Embedding(dtype, static_cast<int32_t*>(token_ids), table, out[s],
+                                         rows, vocab, hidden, stream);
+                   });
+  for (void* p : owned) cudaFree(p);
 }
 
 void Report() {
@@ -274,10 +384,20 @@ int Main() {
   const double copy_gbps = MeasureCopyBandwidth(*stream);
   const double gemm_tflops = MeasureGemmRate(*stream);
   for (DType dtype : {DType::kFloat16, DType::kBFloat16}) {
-    BenchDecode(*stream, dtype, copy_gbps);
+    BenchElementwiseKernels(*stream, dtype, copy_gbps);
+    BenchDecode(*stream, dtype, copy_gbps, /*partition_tokens=*/0);
     BenchPrefill(*stream, dtype, {4096}, gemm_tflops);
     BenchPrefill(*stream, dtype, {1024, 1024, 1024, 1024}, gemm_tflops);
   }
+  // Ablation: both partition sizes forced (the default picks one per shape).
+  BenchDecode(*stream, DType::kFloat16, copy_gbps, 256);
+  BenchDecode(*stream, DType::kFloat16, copy_gbps, 512);
+  BenchDecode(*stream, DType::kFloat16, copy_gbps, 1024);
+  // Ablation: the portable mma.sync prefill kernel that kAuto replaces on Hopper.
+  BenchPrefill(*stream, DType::kFloat16, {4096}, gemm_tflops,
+               gpu::attention::PrefillKernel::kMmaSync);
+  BenchPrefill(*stream, DType::kFloat16, {4096}, gemm_tflops,
+               gpu::attention::PrefillKernel::kWgmmaWide);
   Report();
   return 0;
 }

@@ -14,7 +14,10 @@ using internal::Unpack8;
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kUnroll = 4;  // 16-byte loads in flight per thread.
+// 16-byte loads each thread keeps in flight; fewer with larger groups, whose per-head state
+// takes the registers.
+template <int kGroup>
+constexpr int kUnroll = kGroup <= 2 ? 8 : 4;
 
 // Reduces `value` over the block with `op`; every thread gets the result.
 template <class Op>
@@ -36,7 +39,7 @@ __device__ float BlockReduce(float value, float* scratch, Op op) {
 // One thread block: one (kv head, sequence, partition). kGroup query heads share the kv head.
 // Threads are laid out as [token lane][chunk]: kVecs chunks of 8 elements cover head_dim, and
 // kLanes = kThreads / kVecs tokens are processed side by side.
-template <class T, int kHeadDim, int kGroup>
+template <class T, int kHeadDim, int kGroup, int kPartitionTokens>
 __global__ void __launch_bounds__(kThreads)
     DecodeAttentionKernel(const T* __restrict__ query, const T* __restrict__ key_cache,
                           const T* __restrict__ value_cache,
@@ -92,15 +95,15 @@ __global__ void __launch_bounds__(kThreads)
 
   // 1. Logits: each group of kVecs threads computes one token's dot products. The loop bounds
   // are the same for every thread, so the shuffles below always run with the whole warp.
-  for (int base = begin; base < end; base += kLanes * kUnroll) {
-    uint4 k_bits[kUnroll];
+  for (int base = begin; base < end; base += kLanes * kUnroll<kGroup>) {
+    uint4 k_bits[kUnroll<kGroup>];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kUnroll<kGroup>; ++u) {
       const int token = base + lane + u * kLanes;
       k_bits[u] = token < end ? __ldg(address(key_cache, token)) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kUnroll<kGroup>; ++u) {
       const int token = base + lane + u * kLanes;
       float k[8];
       Unpack8<T>(k_bits[u], k);
@@ -144,15 +147,15 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int i = 0; i < 8; ++i) acc[g][i] = 0;
   }
-  for (int base = begin + lane; base < end; base += kLanes * kUnroll) {
-    uint4 v_bits[kUnroll];
+  for (int base = begin + lane; base < end; base += kLanes * kUnroll<kGroup>) {
+    uint4 v_bits[kUnroll<kGroup>];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kUnroll<kGroup>; ++u) {
       const int token = base + u * kLanes;
       v_bits[u] = token < end ? __ldg(address(value_cache, token)) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kUnroll<kGroup>; ++u) {
       const int token = base + u * kLanes;
       if (token >= end) break;
       float v[8];
@@ -202,10 +205,10 @@ __global__ void __launch_bounds__(kHeadDim)
                           const float* __restrict__ partial_sum,
                           const float* __restrict__ partial_out,
                           const int32_t* __restrict__ context_lens, int num_heads,
-                          int num_partitions, T* __restrict__ output) {
+                          int num_partitions, int partition_tokens, T* __restrict__ output) {
   const int64_t row = blockIdx.x;  // seq * num_heads + head
   const int seq = static_cast<int>(row / num_heads);
-  const int used = (context_lens[seq] + kPartitionTokens - 1) / kPartitionTokens;
+  const int used = (context_lens[seq] + partition_tokens - 1) / partition_tokens;
   const float* maxes = partial_max + row * num_partitions;
   const float* sums = partial_sum + row * num_partitions;
   float global_max = -FLT_MAX;
@@ -220,10 +223,11 @@ __global__ void __launch_bounds__(kHeadDim)
 }
 
 int NumPartitions(const DecodeAttentionParams& params) {
-  return (params.max_context_len + kPartitionTokens - 1) / kPartitionTokens;
+  const int tokens = DecodePartitionTokens(params);
+  return (params.max_context_len + tokens - 1) / tokens;
 }
 
-template <class T, int kHeadDim, int kGroup>
+template <class T, int kHeadDim, int kGroup, int kPartitionTokens>
 cudaError_t Launch(const DecodeAttentionParams& p, const void* query, const void* key_cache,
                    const void* value_cache, const int32_t* block_tables,
                    const int32_t* context_lens, void* workspace, void* output,
@@ -234,7 +238,7 @@ cudaError_t Launch(const DecodeAttentionParams& p, const void* query, const void
   float* partial_sum = partial_max + rows * partitions;
   float* partial_out = partial_sum + rows * partitions;
   const dim3 grid(p.cache.num_kv_heads, static_cast<unsigned>(p.batch), partitions);
-  DecodeAttentionKernel<T, kHeadDim, kGroup><<<grid, kThreads, 0, stream>>>(
+  DecodeAttentionKernel<T, kHeadDim, kGroup, kPartitionTokens><<<grid, kThreads, 0, stream>>>(
       static_cast<const T*>(query), static_cast<const T*>(key_cache),
       static_cast<const T*>(value_cache), block_tables, context_lens, p.num_heads,
       p.cache.num_kv_heads, p.max_blocks_per_seq, p.scale, partitions, partial_max, partial_sum,
@@ -242,9 +246,27 @@ cudaError_t Launch(const DecodeAttentionParams& p, const void* query, const void
   if (partitions > 1) {
     MergePartitionsKernel<T, kHeadDim><<<static_cast<unsigned>(rows), kHeadDim, 0, stream>>>(
         partial_max, partial_sum, partial_out, context_lens, p.num_heads, partitions,
-        static_cast<T*>(output));
+        kPartitionTokens, static_cast<T*>(output));
   }
   return cudaGetLastError();
+}
+
+template <class T, int kHeadDim, int kGroup>
+cudaError_t LaunchForPartition(const DecodeAttentionParams& p, const void* query,
+                               const void* key_cache, const void* value_cache,
+                               const int32_t* block_tables, const int32_t* context_lens,
+                               void* workspace, void* output, cudaStream_t stream) {
+  switch (DecodePartitionTokens(p)) {
+    case kLargePartitionTokens:
+      return Launch<T, kHeadDim, kGroup, kLargePartitionTokens>(
+          p, query, key_cache, value_cache, block_tables, context_lens, workspace, output, stream);
+    case kTinyPartitionTokens:
+      return Launch<T, kHeadDim, kGroup, kTinyPartitionTokens>(
+          p, query, key_cache, value_cache, block_tables, context_lens, workspace, output, stream);
+    default:
+      return Launch<T, kHeadDim, kGroup, kSmallPartitionTokens>(
+          p, query, key_cache, value_cache, block_tables, context_lens, workspace, output, stream);
+  }
 }
 
 template <class T, int kHeadDim>
@@ -253,14 +275,18 @@ cudaError_t LaunchForGroup(int group, const DecodeAttentionParams& p, const void
                            const int32_t* block_tables, const int32_t* context_lens,
                            void* workspace, void* output, cudaStream_t stream) {
   switch (group) {
-    case 1: return Launch<T, kHeadDim, 1>(p, query, key_cache, value_cache, block_tables,
-                                          context_lens, workspace, output, stream);
-    case 2: return Launch<T, kHeadDim, 2>(p, query, key_cache, value_cache, block_tables,
-                                          context_lens, workspace, output, stream);
-    case 4: return Launch<T, kHeadDim, 4>(p, query, key_cache, value_cache, block_tables,
-                                          context_lens, workspace, output, stream);
-    default: return Launch<T, kHeadDim, 8>(p, query, key_cache, value_cache, block_tables,
-                                           context_lens, workspace, output, stream);
+    case 1: return LaunchForPartition<T, kHeadDim, 1>(p, query, key_cache, value_cache,
+                                                      block_tables, context_lens, workspace,
+                                                      output, stream);
+    case 2: return LaunchForPartition<T, kHeadDim, 2>(p, query, key_cache, value_cache,
+                                                      block_tables, context_lens, workspace,
+                                                      output, stream);
+    case 4: return LaunchForPartition<T, kHeadDim, 4>(p, query, key_cache, value_cache,
+                                                      block_tables, context_lens, workspace,
+                                                      output, stream);
+    default: return LaunchForPartition<T, kHeadDim, 8>(p, query, key_cache, value_cache,
+                                                       block_tables, context_lens, workspace,
+                                                       output, stream);
   }
 }
 
@@ -278,6 +304,18 @@ cudaError_t LaunchForType(int group, const DecodeAttentionParams& p, const void*
 }
 
 }  // namespace
+
+int DecodePartitionTokens(const DecodeAttentionParams& params) {
+  if (params.partition_tokens == kTinyPartitionTokens ||
+      params.partition_tokens == kSmallPartitionTokens ||
+      params.partition_tokens == kLargePartitionTokens) {
+    return params.partition_tokens;
+  }
+  // Measured on an H200 (docs/results/gpu_kernels.md): at batch 64 x 40 heads x 1024 tokens,
+  // 256-token partitions beat 512 and 1024 despite the merge step: more, shorter blocks keep
+  // more loads in flight and balance better.
+  return kTinyPartitionTokens;
+}
 
 size_t DecodeAttentionWorkspaceBytes(const DecodeAttentionParams& params) {
   const int partitions = NumPartitions(params);
@@ -319,6 +357,13 @@ absl::Status PagedDecodeAttention(DType dtype, const DecodeAttentionParams& para
         "PagedDecodeAttention: max_context_len ", p.max_context_len, " needs ",
         (p.max_context_len + kBlockSize - 1) / kBlockSize, " blocks per sequence, but block "
         "tables have ", p.max_blocks_per_seq));
+  }
+  if (p.partition_tokens != 0 && p.partition_tokens != kTinyPartitionTokens &&
+      p.partition_tokens != kSmallPartitionTokens &&
+      p.partition_tokens != kLargePartitionTokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PagedDecodeAttention: partition_tokens ", p.partition_tokens, " is not 0, ",
+        kTinyPartitionTokens, ", ", kSmallPartitionTokens, " or ", kLargePartitionTokens));
   }
   if (p.batch > 65535) {
     return absl::InvalidArgumentError("PagedDecodeAttention: batch above 65535");

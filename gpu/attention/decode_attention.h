@@ -2,9 +2,9 @@
 // sequence's cached tokens (including its own, already written by WriteKv).
 //
 // MHA and GQA (num_heads a multiple of num_kv_heads, group size 1, 2, 4 or 8), head_dim 64 or
-// 128, fp16 or bf16. Long contexts are split into partitions of kPartitionTokens processed by
-// separate thread blocks and merged by a second kernel (flash-decoding), so a few long
-// sequences still fill the GPU.
+// 128, fp16 or bf16. Long contexts are split into partitions processed by separate thread
+// blocks and merged by a second kernel (flash-decoding), so a few long sequences still fill the
+// GPU.
 //
 //   size_t bytes = DecodeAttentionWorkspaceBytes(params);
 //   PagedDecodeAttention(DType::kFloat16, params, query, key_cache, value_cache, block_tables,
@@ -21,8 +21,11 @@
 
 namespace troupe::gpu::attention {
 
-// kPartitionTokens is how many context tokens one thread block handles.
-inline constexpr int kPartitionTokens = 512;
+// A thread block handles one partition of a sequence's context: 256 tokens by default (the
+// fastest measured, see docs/results/gpu_kernels.md); 512 or 1024 can be forced.
+inline constexpr int kTinyPartitionTokens = 256;
+inline constexpr int kSmallPartitionTokens = 512;
+inline constexpr int kLargePartitionTokens = 1024;
 
 struct DecodeAttentionParams {
   int64_t batch = 0;
@@ -31,7 +34,12 @@ struct DecodeAttentionParams {
   int max_blocks_per_seq = 0;   // Row length of block_tables.
   int max_context_len = 0;      // An upper bound of context_lens (sizes the split).
   float scale = 0;              // Usually 1/sqrt(head_dim).
+  // 0 chooses the partition size as above; 256, 512 or 1024 forces one (for benchmarks).
+  int partition_tokens = 0;
 };
+
+// DecodePartitionTokens is the partition size PagedDecodeAttention will use for `params`.
+int DecodePartitionTokens(const DecodeAttentionParams& params);
 
 // DecodeAttentionWorkspaceBytes is the workspace PagedDecodeAttention needs (0 when no
 // sequence needs more than one partition).

@@ -23,6 +23,7 @@ struct Case {
   int num_kv_heads;
   int head_dim;
   std::vector<int32_t> context_lens;
+  int partition_tokens = 0;  // 0: the kernel's own choice.
 };
 
 class DecodeAttentionTest : public ::testing::TestWithParam<Case> {
@@ -61,6 +62,7 @@ TEST_P(DecodeAttentionTest, MatchesTheCpuReference) {
   params.max_blocks_per_seq = max_blocks;
   params.max_context_len = max_len;
   params.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  params.partition_tokens = c.partition_tokens;
 
   DeviceArray query = *DeviceArray::FromHost(c.dtype, q);
   DeviceArray key_cache = *DeviceArray::FromHost(c.dtype, k);
@@ -90,7 +92,11 @@ INSTANTIATE_TEST_SUITE_P(
         Case{DType::kFloat16, 8, 2, 128, {33, 700, 1}},                 // GQA, group 4.
         Case{DType::kBFloat16, 8, 1, 64, {5, 1023, 64}},                // GQA, group 8, d 64.
         Case{DType::kFloat16, 6, 3, 64, {1500, 2}},                     // Group 2.
-        Case{DType::kFloat16, 40, 40, 128, std::vector<int32_t>(9, 1024)}));  // OPT-13B heads.
+        Case{DType::kFloat16, 40, 40, 128, std::vector<int32_t>(9, 1024)},  // OPT-13B heads.
+        Case{DType::kBFloat16, 4, 4, 128, {1025, 3000, 1024, 7}, 1024},  // Large partitions.
+        Case{DType::kFloat16, 16, 2, 64, {2047, 1, 1024}, 1024},         // Large, group 8.
+        Case{DType::kFloat16, 2, 2, 128, {1024, 600}, 512},              // Small, forced.
+        Case{DType::kBFloat16, 8, 4, 128, {1000, 257, 3}, 256}));         // Tiny, forced.
 
 TEST(DecodeAttentionArgsTest, BadArgumentsAreRefused) {
   if (!testing::HasCudaDevice()) GTEST_SKIP() << "skipped: no CUDA device in this process";
@@ -123,6 +129,9 @@ TEST(DecodeAttentionArgsTest, BadArgumentsAreRefused) {
   long_context.max_context_len = 3000;
   EXPECT_THAT(run(DType::kFloat16, long_context).message(),
               HasSubstr("DecodeAttentionWorkspaceBytes"));
+  DecodeAttentionParams odd_partition = p;
+  odd_partition.partition_tokens = 300;
+  EXPECT_THAT(run(DType::kFloat16, odd_partition).message(), HasSubstr("partition_tokens 300"));
 }
 
 }  // namespace

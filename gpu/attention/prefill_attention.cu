@@ -10,68 +10,26 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/attention/internal/device_utils.cuh"
+#include "gpu/attention/internal/prefill_sm90.h"
+#include "gpu/attention/internal/ptx.cuh"
 #include "gpu/attention/prefill_attention.h"
 #include "gpu/internal/check.h"
 
 namespace troupe::gpu::attention {
 namespace {
 
+using internal::CommitGroup;
+using internal::CopyAsync16;
+using internal::LoadMatrixX4;
+using internal::LoadMatrixX4Trans;
+using internal::Mma;
+using internal::WaitGroup;
+
 constexpr int kRows = 64;     // Query rows per block.
 constexpr int kCols = 64;     // Key rows per tile.
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr float kLog2e = 1.4426950408889634f;
-
-// --- PTX wrappers -------------------------------------------------------------------------------
-
-__device__ __forceinline__ uint32_t SharedAddress(const void* pointer) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
-}
-
-// Copies 16 bytes global -> shared asynchronously; `valid` false writes zeros instead.
-__device__ __forceinline__ void CopyAsync16(void* shared, const void* global, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(shared)),
-               "l"(global), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void CommitGroup() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void WaitGroup() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
-
-__device__ __forceinline__ void LoadMatrixX4(uint32_t (&r)[4], const void* shared) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(SharedAddress(shared)));
-}
-__device__ __forceinline__ void LoadMatrixX4Trans(uint32_t (&r)[4], const void* shared) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(SharedAddress(shared)));
-}
-
-// D = A(16x16) · B(16x8) + D, fp32 accumulators.
-template <class T>
-__device__ __forceinline__ void Mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                    uint32_t b1);
-template <>
-__device__ __forceinline__ void Mma<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                            uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void Mma<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4],
-                                                    uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // --- Shared-memory tiles ----------------------------------------------------------------------
 
@@ -323,8 +281,28 @@ absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params,
     return absl::InvalidArgumentError("PrefillAttention: a device pointer is null");
   }
   cudaStream_t raw = static_cast<cudaStream_t>(stream.raw());
+  int major = 0;
+  if (cudaError_t e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
+                                             stream.device());
+      e != cudaSuccess) {
+    return gpu::internal::CudaStatus(e, "cudaDeviceGetAttribute", stream.device());
+  }
+  const bool hopper = major == 9;
+  const bool forced_wgmma =
+      p.kernel == PrefillKernel::kWgmma || p.kernel == PrefillKernel::kWgmmaWide;
+  if (forced_wgmma && (!hopper || p.head_dim != 128)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PrefillAttention: the wgmma kernel needs head_dim 128 on a compute capability 9.0 GPU "
+        "(this is head_dim ", p.head_dim, " on compute capability ", major, ".x); use kAuto"));
+  }
+  const bool wgmma =
+      forced_wgmma || (p.kernel == PrefillKernel::kAuto && hopper && p.head_dim == 128);
+  const int warpgroups = p.kernel == PrefillKernel::kWgmmaWide ? 2 : 1;
   const cudaError_t launched =
-      dtype == DType::kFloat16
+      wgmma ? internal::LaunchPrefillSm90(dtype == DType::kBFloat16, warpgroups, q, k, v,
+                                          cu_seqlens, p.batch, p.num_heads, p.num_kv_heads,
+                                          p.max_seqlen, p.scale, output, raw)
+      : dtype == DType::kFloat16
           ? LaunchForType<__half>(p, q, k, v, cu_seqlens, output, raw)
           : LaunchForType<__nv_bfloat16>(p, q, k, v, cu_seqlens, output, raw);
   return gpu::internal::CudaStatus(launched, "PrefillAttention launch", stream.device());

@@ -1,6 +1,7 @@
 // Prefill attention: causal self-attention over a packed batch of variable-length prompts,
-// FlashAttention-2 style (tiles of queries and keys in shared memory, tensor-core matrix
-// products, online softmax; the score matrix never reaches device memory).
+// FlashAttention style (tiles of queries and keys in shared memory, tensor-core matrix products,
+// online softmax; the score matrix never reaches device memory). On H100/H200 with head_dim 128
+// the products use Hopper's warpgroup MMAs (wgmma); elsewhere mma.sync.
 //
 // q is [total_tokens, num_heads, head_dim]; k and v are [total_tokens, num_kv_heads, head_dim];
 // output is [total_tokens, num_heads, head_dim]. cu_seqlens (int32, device, batch + 1 entries)
@@ -18,6 +19,12 @@
 
 namespace troupe::gpu::attention {
 
+// PrefillKernel picks the implementation: kAuto uses the Hopper wgmma kernel for head_dim 128
+// on compute capability 9.0 and the mma.sync kernel otherwise; the others force one (tests and
+// benchmarks run both).
+// kWgmmaWide is the wgmma kernel with two warpgroups (128 query rows) per thread block.
+enum class PrefillKernel { kAuto, kMmaSync, kWgmma, kWgmmaWide };
+
 struct PrefillAttentionParams {
   int64_t batch = 0;
   int num_heads = 0;
@@ -25,6 +32,7 @@ struct PrefillAttentionParams {
   int head_dim = 0;
   int max_seqlen = 0;  // An upper bound of the sequence lengths (sizes the grid).
   float scale = 0;     // Usually 1/sqrt(head_dim).
+  PrefillKernel kernel = PrefillKernel::kAuto;
 };
 
 absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params, const void* q,

@@ -21,6 +21,7 @@ struct Case {
   int num_kv_heads;
   int head_dim;
   std::vector<int32_t> lengths;
+  PrefillKernel kernel = PrefillKernel::kAuto;
 };
 
 class PrefillAttentionTest : public ::testing::TestWithParam<Case> {
@@ -51,6 +52,7 @@ TEST_P(PrefillAttentionTest, MatchesTheCpuReference) {
   params.head_dim = c.head_dim;
   params.max_seqlen = max_len;
   params.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  params.kernel = c.kernel;
 
   DeviceArray q_d = *DeviceArray::FromHost(c.dtype, q);
   DeviceArray k_d = *DeviceArray::FromHost(c.dtype, k);
@@ -73,7 +75,16 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{DType::kBFloat16, 2, 2, 128, {300, 63}},
                       Case{DType::kFloat16, 8, 2, 128, {257, 31}},     // GQA, group 4.
                       Case{DType::kBFloat16, 4, 1, 64, {129, 200, 7}}, // GQA, group 4, d 64.
-                      Case{DType::kFloat16, 2, 2, 64, {511}}));
+                      Case{DType::kFloat16, 2, 2, 64, {511}},
+                      // The portable mma.sync kernel at head_dim 128, which kAuto skips on
+                      // H100/H200.
+                      Case{DType::kFloat16, 3, 3, 128, {64, 65, 1, 17, 130}, PrefillKernel::kMmaSync},
+                      Case{DType::kBFloat16, 8, 2, 128, {300, 129}, PrefillKernel::kMmaSync},
+                      // The wgmma kernel on longer and odd sequences.
+                      Case{DType::kBFloat16, 4, 4, 128, {1000, 257, 128, 129}},
+                      Case{DType::kFloat16, 4, 2, 128, {513, 1}},
+                      Case{DType::kFloat16, 4, 2, 128, {513, 1, 200}, PrefillKernel::kWgmmaWide},
+                      Case{DType::kBFloat16, 2, 2, 128, {1000, 64}, PrefillKernel::kWgmmaWide}));
 
 TEST(PrefillAttentionArgsTest, BadArgumentsAreRefused) {
   if (!testing::HasCudaDevice()) GTEST_SKIP() << "skipped: no CUDA device in this process";
