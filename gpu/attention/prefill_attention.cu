@@ -289,7 +289,7 @@ absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params,
   }
   const bool hopper = major == 9;
   const bool forced_wgmma =
-      p.kernel == PrefillKernel::kWgmma || p.kernel == PrefillKernel::kWgmmaWide;
+      p.kernel == PrefillKernel::kWgmma || p.kernel == PrefillKernel::kWgmmaNarrow;
   if (forced_wgmma && (!hopper || p.head_dim != 128)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "PrefillAttention: the wgmma kernel needs head_dim 128 on a compute capability 9.0 GPU "
@@ -297,9 +297,9 @@ absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params,
   }
   const bool wgmma =
       forced_wgmma || (p.kernel == PrefillKernel::kAuto && hopper && p.head_dim == 128);
-  const int warpgroups = p.kernel == PrefillKernel::kWgmmaWide ? 2 : 1;
+  const bool narrow = p.kernel == PrefillKernel::kWgmmaNarrow;
   const cudaError_t launched =
-      wgmma ? internal::LaunchPrefillSm90(dtype == DType::kBFloat16, warpgroups, q, k, v,
+      wgmma ? internal::LaunchPrefillSm90(dtype == DType::kBFloat16, narrow, q, k, v,
                                           cu_seqlens, p.batch, p.num_heads, p.num_kv_heads,
                                           p.max_seqlen, p.scale, output, raw)
       : dtype == DType::kFloat16

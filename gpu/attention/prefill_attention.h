@@ -22,8 +22,9 @@ namespace troupe::gpu::attention {
 // PrefillKernel picks the implementation: kAuto uses the Hopper wgmma kernel for head_dim 128
 // on compute capability 9.0 and the mma.sync kernel otherwise; the others force one (tests and
 // benchmarks run both).
-// kWgmmaWide is the wgmma kernel with two warpgroups (128 query rows) per thread block.
-enum class PrefillKernel { kAuto, kMmaSync, kWgmma, kWgmmaWide };
+// kWgmmaNarrow is the wgmma kernel with one warpgroup (64 query rows) per thread block and
+// 64-key tiles, kept for comparison.
+enum class PrefillKernel { kAuto, kMmaSync, kWgmma, kWgmmaNarrow };
 
 struct PrefillAttentionParams {
   int64_t batch = 0;

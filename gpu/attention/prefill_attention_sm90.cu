@@ -21,22 +21,20 @@ namespace troupe::gpu::attention::internal {
 namespace {
 
 constexpr int kDim = 128;
-constexpr int kCols = 64;           // Keys per tile.
 constexpr int kSlabBytes = 128;     // Bytes per row of one slab (64 fp16/bf16 elements).
-constexpr int kKvBytes = kCols * kDim * 2;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// A block has kGroups warpgroups of 64 query rows. One warpgroup per block lets two blocks
-// share a multiprocessor, so one's softmax overlaps the other's matrix products.
-// Key/value tiles are prefetched kStages - 1 tiles ahead, through kStages buffers each.
-template <int kGroups>
+// A block has kGroups warpgroups of 64 query rows and streams key/value tiles of kCols rows
+// through two buffers each. The default, two warpgroups and 128 keys, issues the largest wgmmas
+// and the fewest barriers; one warpgroup and 64 keys lets two blocks share a multiprocessor.
+template <int kGroups, int kCols>
 struct Shape {
   static constexpr int kRows = 64 * kGroups;
   static constexpr int kThreads = 128 * kGroups;
   static constexpr int kQBytes = kRows * kDim * 2;
-  static constexpr int kStages = 3;
-  static constexpr int kSharedBytes = kQBytes + 2 * kStages * kKvBytes + 1024;  // +1024: align.
-  static constexpr int kBlocksPerSm = kGroups == 1 ? 2 : 1;
+  static constexpr int kKvBytes = kCols * kDim * 2;
+  static constexpr int kSharedBytes = kQBytes + 4 * kKvBytes + 1024;  // +1024: alignment.
+  static constexpr int kBlocksPerSm = kGroups == 1 && kCols == 64 ? 2 : 1;
 };
 
 // Loads rows [first, first + kTileRows) of one head of a [tokens, heads, 128] tensor into the
@@ -64,20 +62,46 @@ __device__ __forceinline__ void FenceProxyAsync() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
-template <class T, int kGroups>
-__global__ void __launch_bounds__(Shape<kGroups>::kThreads, Shape<kGroups>::kBlocksPerSm)
+// Issues S = Q · K^T for this warpgroup's 64 rows and a tile of kCols keys: eight k-steps of
+// 16 dimensions, each slab holding 64 of the 128.
+template <class T, int kRows, int kCols>
+__device__ __forceinline__ void IssueScores(float (&s)[kCols / 2], uint32_t q_tile,
+                                            uint32_t k_tile, int warpgroup) {
+#pragma unroll
+  for (int i = 0; i < kCols / 2; ++i) s[i] = 0;
+  WgmmaFence();
+#pragma unroll
+  for (int ks = 0; ks < kDim / 16; ++ks) {
+    const uint32_t q_address = q_tile + (ks / 4) * (kRows * kSlabBytes) +
+                               warpgroup * 64 * kSlabBytes + (ks % 4) * 32;
+    const uint32_t k_address = k_tile + (ks / 4) * (kCols * kSlabBytes) + (ks % 4) * 32;
+    const uint64_t a = SmemDescriptor(q_address, 16, 1024);
+    const uint64_t b = SmemDescriptor(k_address, 16, 1024);
+    if constexpr (kCols == 128) {
+      WgmmaSS64x128<T>(s, a, b);
+    } else {
+      WgmmaSS64x64<T>(s, a, b);
+    }
+  }
+  WgmmaCommit();
+}
+
+template <class T, int kGroups, int kCols>
+__global__ void __launch_bounds__(Shape<kGroups, kCols>::kThreads,
+                                  Shape<kGroups, kCols>::kBlocksPerSm)
     PrefillSm90Kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                       const int32_t* __restrict__ cu_seqlens, int num_heads, int num_kv_heads,
                       float scale_log2, T* __restrict__ output) {
-  constexpr int kRows = Shape<kGroups>::kRows;
-  constexpr int kThreads = Shape<kGroups>::kThreads;
-  constexpr int kQBytes = Shape<kGroups>::kQBytes;
-  constexpr int kStages = Shape<kGroups>::kStages;
+  using S = Shape<kGroups, kCols>;
+  constexpr int kRows = S::kRows;
+  constexpr int kThreads = S::kThreads;
+  constexpr int kKvBytes = S::kKvBytes;
+  constexpr int kScores = kCols / 2;  // Accumulator registers of a 64 x kCols tile.
   extern __shared__ unsigned char shared_bytes[];
   const uint32_t shared_base = (SharedAddress(shared_bytes) + 1023) & ~1023u;
   const uint32_t q_tile = shared_base;
-  const uint32_t k_tiles = q_tile + kQBytes;              // [kStages] x kKvBytes
-  const uint32_t v_tiles = k_tiles + kStages * kKvBytes;  // [kStages] x kKvBytes
+  const uint32_t k_tiles = q_tile + S::kQBytes;     // [2] x kKvBytes
+  const uint32_t v_tiles = k_tiles + 2 * kKvBytes;  // [2] x kKvBytes
 
   const int seq = blockIdx.z;
   const int head = blockIdx.y;
@@ -95,66 +119,44 @@ __global__ void __launch_bounds__(Shape<kGroups>::kThreads, Shape<kGroups>::kBlo
   const int kv_end = min(seq_len, q_first + kRows);
   const int num_tiles = (kv_end + kCols - 1) / kCols;
 
-  // Q and the first kStages - 1 key/value tiles, one commit group per tile (Q rides with the
-  // first).
+  auto load_tile = [&](int tile) {
+    const int buffer = tile % 2;
+    LoadSlabTile<kCols, kThreads>(k_tiles + buffer * kKvBytes, k_base, kv_stride, tile * kCols,
+                                  seq_len);
+    LoadSlabTile<kCols, kThreads>(v_tiles + buffer * kKvBytes, v_base, kv_stride, tile * kCols,
+                                  seq_len);
+  };
+  // Q rides with tile 0; tile 1 is its own group.
   LoadSlabTile<kRows, kThreads>(q_tile, q_base, q_stride, q_first, seq_len);
-#pragma unroll
-  for (int t = 0; t < kStages - 1; ++t) {
-    if (t < num_tiles) {
-      LoadSlabTile<kCols, kThreads>(k_tiles + t * kKvBytes, k_base, kv_stride, t * kCols, seq_len);
-      LoadSlabTile<kCols, kThreads>(v_tiles + t * kKvBytes, v_base, kv_stride, t * kCols, seq_len);
-    }
-    CommitGroup();
-  }
+  load_tile(0);
+  CommitGroup();
+  if (num_tiles > 1) load_tile(1);
+  CommitGroup();
 
   const int warpgroup = threadIdx.x / 128;
   const int warp = (threadIdx.x / 32) % 4;  // Within the warpgroup.
   const int lane = threadIdx.x % 32;
-  const int group_first = q_first + warpgroup * 64;         // This warpgroup's first row.
-  const int row0 = group_first + warp * 16 + lane / 4;      // This thread's rows: row0, +8.
+  const int group_first = q_first + warpgroup * 64;     // This warpgroup's first row.
+  const int row0 = group_first + warp * 16 + lane / 4;  // This thread's rows: row0, row0 + 8.
 
   float o[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) o[i] = 0;
   float row_max[2] = {-INFINITY, -INFINITY};
   float row_sum[2] = {0, 0};
+  float s[kScores];
 
-  WaitGroup<kStages - 2>();  // Q and tile 0 have landed.
+  WaitGroup<1>();  // Q and tile 0.
   FenceProxyAsync();
   __syncthreads();
+  IssueScores<T, kRows, kCols>(s, q_tile, k_tiles, warpgroup);
+  WgmmaWait<0>();
 
   for (int tile = 0; tile < num_tiles; ++tile) {
-    const uint32_t k_tile = k_tiles + (tile % kStages) * kKvBytes;
-    const uint32_t v_tile = v_tiles + (tile % kStages) * kKvBytes;
-    // Prefetch tile + kStages - 1 into the buffers of tile - 1, which every thread finished
-    // with before the last iteration's closing barrier.
-    const int ahead = tile + kStages - 1;
-    if (ahead < num_tiles) {
-      const int buffer = ahead % kStages;
-      LoadSlabTile<kCols, kThreads>(k_tiles + buffer * kKvBytes, k_base, kv_stride,
-                                    ahead * kCols, seq_len);
-      LoadSlabTile<kCols, kThreads>(v_tiles + buffer * kKvBytes, v_base, kv_stride,
-                                    ahead * kCols, seq_len);
-    }
-    CommitGroup();
+    const uint32_t v_tile = v_tiles + (tile % 2) * kKvBytes;
 
-    // S = Q · K^T: eight k-steps of 16 over d; each slab holds 64 of the 128 dimensions.
-    float s[32];
-#pragma unroll
-    for (int i = 0; i < 32; ++i) s[i] = 0;
-    WgmmaFence();
-#pragma unroll
-    for (int ks = 0; ks < kDim / 16; ++ks) {
-      const uint32_t q_address = q_tile + (ks / 4) * (kRows * kSlabBytes) +
-                                 warpgroup * 64 * kSlabBytes + (ks % 4) * 32;
-      const uint32_t k_address = k_tile + (ks / 4) * (kCols * kSlabBytes) + (ks % 4) * 32;
-      WgmmaSS64x64<T>(s, SmemDescriptor(q_address, 16, 1024), SmemDescriptor(k_address, 16, 1024));
-    }
-    WgmmaCommit();
-    WgmmaWait<0>();
-
-    // Mask and online softmax, as in the mma.sync kernel: s[4n + e] is row row0 + 8 * (e / 2),
-    // key tile * 64 + 8n + 2 * (lane % 4) + e % 2.
+    // Mask and online softmax: s[4n + e] is row row0 + 8 * (e / 2), key
+    // tile * kCols + 8n + 2 * (lane % 4) + e % 2.
     const int key0 = tile * kCols + (lane % 4) * 2;
     const bool needs_mask = (tile + 1) * kCols > group_first || (tile + 1) * kCols > seq_len;
     float tile_max[2] = {row_max[0], row_max[1]};
@@ -181,23 +183,24 @@ __global__ void __launch_bounds__(Shape<kGroups>::kThreads, Shape<kGroups>::kBlo
       row_sum[r] *= rescale[r];
       tile_max[r] = safe_max;
     }
+    uint32_t p[kCols / 16][4];  // P as wgmma A fragments, one per 16 keys.
 #pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      s[i] = exp2f(s[i] - tile_max[(i >> 1) & 1]);
-      row_sum[(i >> 1) & 1] += s[i];
+    for (int kk = 0; kk < kCols / 16; ++kk) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int i = 8 * kk + 2 * j;
+        const float a = exp2f(s[i] - tile_max[(i >> 1) & 1]);
+        const float b = exp2f(s[i + 1] - tile_max[(i >> 1) & 1]);
+        row_sum[(i >> 1) & 1] += a + b;
+        p[kk][j] = PackPair<T>(a, b);
+      }
     }
 #pragma unroll
     for (int i = 0; i < 64; ++i) o[i] *= rescale[(i >> 1) & 1];
 
-    // O += P · V: four k-steps of 16 keys; V is N-major (d contiguous), its two slabs 64 keys
-    // x 128 bytes apart.
-    // P is packed in full first, so that the four wgmmas issue back to back.
-    uint32_t p[kCols / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kCols / 16; ++kk) {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) p[kk][j] = PackPair<T>(s[8 * kk + 2 * j], s[8 * kk + 2 * j + 1]);
-    }
+    // O += P · V_tile (V is N-major: d contiguous, its two slabs kCols x 128 bytes apart), and
+    // right behind it on the tensor cores S for the next tile, so the two chains run back to
+    // back.
     WgmmaFence();
 #pragma unroll
     for (int kk = 0; kk < kCols / 16; ++kk) {
@@ -205,11 +208,16 @@ __global__ void __launch_bounds__(Shape<kGroups>::kThreads, Shape<kGroups>::kBlo
                                                 kCols * kSlabBytes, 1024));
     }
     WgmmaCommit();
+    if (tile + 1 < num_tiles) {
+      WaitGroup<0>();  // Tile + 1 has landed (this thread's copies)...
+      FenceProxyAsync();
+      __syncthreads();  // ...and everyone's.
+      IssueScores<T, kRows, kCols>(s, q_tile, k_tiles + ((tile + 1) % 2) * kKvBytes, warpgroup);
+    }
     WgmmaWait<0>();
-
-    WaitGroup<kStages - 2>();  // Tile + 1 has landed; later ones may still be in flight.
-    FenceProxyAsync();
-    __syncthreads();
+    __syncthreads();  // Every warpgroup is done with this tile's buffers: refill them.
+    if (tile + 2 < num_tiles) load_tile(tile + 2);
+    CommitGroup();
   }
 
 #pragma unroll
@@ -232,12 +240,12 @@ __global__ void __launch_bounds__(Shape<kGroups>::kThreads, Shape<kGroups>::kBlo
   }
 }
 
-template <class T, int kGroups>
+template <class T, int kGroups, int kCols>
 cudaError_t Launch(const void* q, const void* k, const void* v, const int32_t* cu_seqlens,
                    int64_t batch, int num_heads, int num_kv_heads, int max_seqlen, float scale,
                    void* output, cudaStream_t stream) {
-  using S = Shape<kGroups>;
-  auto kernel = PrefillSm90Kernel<T, kGroups>;
+  using S = Shape<kGroups, kCols>;
+  auto kernel = PrefillSm90Kernel<T, kGroups, kCols>;
   if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            S::kSharedBytes);
       e != cudaSuccess) {
@@ -251,22 +259,27 @@ cudaError_t Launch(const void* q, const void* k, const void* v, const int32_t* c
   return cudaGetLastError();
 }
 
+template <class T>
+cudaError_t LaunchVariant(bool narrow, const void* q, const void* k, const void* v,
+                          const int32_t* cu_seqlens, int64_t batch, int num_heads,
+                          int num_kv_heads, int max_seqlen, float scale, void* output,
+                          cudaStream_t stream) {
+  return narrow ? Launch<T, 1, 64>(q, k, v, cu_seqlens, batch, num_heads, num_kv_heads,
+                                   max_seqlen, scale, output, stream)
+                : Launch<T, 2, 128>(q, k, v, cu_seqlens, batch, num_heads, num_kv_heads,
+                                    max_seqlen, scale, output, stream);
+}
+
 }  // namespace
 
-cudaError_t LaunchPrefillSm90(bool bf16, int warpgroups, const void* q, const void* k,
+cudaError_t LaunchPrefillSm90(bool bf16, bool narrow, const void* q, const void* k,
                               const void* v, const int32_t* cu_seqlens, int64_t batch,
                               int num_heads, int num_kv_heads, int max_seqlen, float scale,
                               void* output, cudaStream_t stream) {
-  if (warpgroups == 2) {
-    return bf16 ? Launch<__nv_bfloat16, 2>(q, k, v, cu_seqlens, batch, num_heads, num_kv_heads,
-                                           max_seqlen, scale, output, stream)
-                : Launch<__half, 2>(q, k, v, cu_seqlens, batch, num_heads, num_kv_heads,
-                                    max_seqlen, scale, output, stream);
-  }
-  return bf16 ? Launch<__nv_bfloat16, 1>(q, k, v, cu_seqlens, batch, num_heads, num_kv_heads,
-                                         max_seqlen, scale, output, stream)
-              : Launch<__half, 1>(q, k, v, cu_seqlens, batch, num_heads, num_kv_heads,
-                                  max_seqlen, scale, output, stream);
+  return bf16 ? LaunchVariant<__nv_bfloat16>(narrow, q, k, v, cu_seqlens, batch, num_heads,
+                                             num_kv_heads, max_seqlen, scale, output, stream)
+              : LaunchVariant<__half>(narrow, q, k, v, cu_seqlens, batch, num_heads,
+                                      num_kv_heads, max_seqlen, scale, output, stream);
 }
 
 }  // namespace troupe::gpu::attention::internal

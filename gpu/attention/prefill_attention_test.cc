@@ -83,8 +83,8 @@ INSTANTIATE_TEST_SUITE_P(
                       // The wgmma kernel on longer and odd sequences.
                       Case{DType::kBFloat16, 4, 4, 128, {1000, 257, 128, 129}},
                       Case{DType::kFloat16, 4, 2, 128, {513, 1}},
-                      Case{DType::kFloat16, 4, 2, 128, {513, 1, 200}, PrefillKernel::kWgmmaWide},
-                      Case{DType::kBFloat16, 2, 2, 128, {1000, 64}, PrefillKernel::kWgmmaWide}));
+                      Case{DType::kFloat16, 4, 2, 128, {513, 1, 200}, PrefillKernel::kWgmmaNarrow},
+                      Case{DType::kBFloat16, 2, 2, 128, {1000, 64}, PrefillKernel::kWgmmaNarrow}));
 
 TEST(PrefillAttentionArgsTest, BadArgumentsAreRefused) {
   if (!testing::HasCudaDevice()) GTEST_SKIP() << "skipped: no CUDA device in this process";

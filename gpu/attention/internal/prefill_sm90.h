@@ -9,9 +9,9 @@
 namespace troupe::gpu::attention::internal {
 
 // LaunchPrefillSm90 runs causal varlen attention with head_dim 128 (see prefill_attention.h for
-// the layouts). `bf16` selects bfloat16 operands, else fp16; `warpgroups` (1 or 2) is the
-// number of 64-row warpgroups per thread block.
-cudaError_t LaunchPrefillSm90(bool bf16, int warpgroups, const void* q, const void* k,
+// the layouts). `bf16` selects bfloat16 operands, else fp16. `narrow` selects one warpgroup per
+// block and 64-key tiles instead of two warpgroups and 128-key tiles (for comparison).
+cudaError_t LaunchPrefillSm90(bool bf16, bool narrow, const void* q, const void* k,
                               const void* v, const int32_t* cu_seqlens, int64_t batch,
                               int num_heads, int num_kv_heads, int max_seqlen, float scale,
                               void* output, cudaStream_t stream);
