@@ -4,8 +4,9 @@
     python3 tools/sdpa_peer.py --out RESULTS/sdpa.json      (on a GPU host with PyTorch)
 
 Decode: q [64, 40, 1, 128] against the gathered (contiguous) K/V [64, 40, 1024, 128].
-Prefill: causal, [1, 40, 4096, 128] and [4, 40, 1024, 128]. fp16 and bf16. CUDA events, median
-of --reps after warm-up; random inputs. It also records which kernels PyTorch ran.
+Prefill: causal, [1, 40, 4096, 128] and [4, 40, 1024, 128]. fp16 and bf16. CUDA events around
+10 back-to-back calls, median of --reps after warm-up, as gpu_kernel_bench times; random inputs.
+It also records which kernels PyTorch ran.
 """
 import argparse
 import json
@@ -13,7 +14,8 @@ import json
 import torch
 
 
-def median_ms(fn, reps):
+def median_ms(fn, reps, launches=10):
+    """Median over `reps` of the time of `launches` back-to-back calls, per call (as the bench)."""
     for _ in range(5):
         fn()
     torch.cuda.synchronize()
@@ -21,10 +23,11 @@ def median_ms(fn, reps):
     for _ in range(reps):
         start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        for _ in range(launches):
+            fn()
         stop.record()
         stop.synchronize()
-        times.append(start.elapsed_time(stop))
+        times.append(start.elapsed_time(stop) / launches)
     times.sort()
     return times[len(times) // 2]
 

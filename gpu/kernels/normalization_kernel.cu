@@ -6,6 +6,13 @@
 // one write of each output. Rows of at most 64 accesses get one warp each (4 rows per block, no
 // __syncthreads); longer rows get a block of up to 512 threads. Longer rows still fall back to a
 // block that reads the row three times (the repeats mostly hit L1/L2).
+//
+// A row's block spends most of its life waiting: for its loads, then for its reduction. So a
+// register-resident row takes one block-wide reduction with one __syncthreads: RMSNorm reduces
+// the sum of squares; LayerNorm the sums of x - s and (x - s)^2 for a shift s (the row's first
+// element), which give mean and variance together (the two dependent reductions of the
+// two-pass formula cost LayerNorm about 10%). Rows whose first element lies far from their mean
+// fall back to the two-pass formula (see LayerNormMoments).
 #include "gpu/kernels/internal/device_helpers.h"
 #include "gpu/kernels/internal/launch.h"
 
@@ -30,21 +37,63 @@ struct NormParams {
   float epsilon;
 };
 
-// RowSum reduces over the threads of one row: a warp, or the whole block.
-template <bool kWarpPerRow>
-__device__ __forceinline__ float RowSum(float value, float* shared) {
+// Sums is LayerNorm's pair of running sums: of x - shift and of (x - shift)^2.
+struct Sums {
+  float x = 0.0f;
+  float y = 0.0f;
+};
+
+using internal::WarpSum;  // the float overload, which this one would otherwise hide
+
+__device__ __forceinline__ Sums WarpSum(Sums sums) {
+#pragma unroll
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    sums.x += __shfl_xor_sync(kFullWarpMask, sums.x, offset);
+    sums.y += __shfl_xor_sync(kFullWarpMask, sums.y, offset);
+  }
+  return sums;
+}
+
+// RowSum reduces over the threads of one row: a warp, or the whole block. In a block every warp
+// re-reduces the per-warp partials itself, so one __syncthreads suffices (BlockSum needs two so
+// that its buffer can be reused); `shared` must not be written again by this block.
+template <bool kWarpPerRow, typename Value>
+__device__ __forceinline__ Value RowSum(Value value, Value* shared) {
+  value = WarpSum(value);
   if constexpr (kWarpPerRow) {
-    return WarpSum(value);
+    return value;
   } else {
-    return BlockSum(value, shared);
+    const int lane = threadIdx.x % kWarpSize;
+    const int warp = threadIdx.x / kWarpSize;
+    if (lane == 0) shared[warp] = value;
+    __syncthreads();
+    const int warps = blockDim.x / kWarpSize;
+    return WarpSum(lane < warps ? shared[lane] : Value{});
   }
 }
 
+// RowShift is the value LayerNorm subtracts before summing: the row's first element (for the
+// residual form, input + bias + residual there, unrounded). Any value common to the row gives
+// the same mean and variance in exact arithmetic; one near the mean keeps the sum of squares
+// small, so that E[(x - s)^2] - E[x - s]^2 loses little to cancellation (relative error of the
+// variance about (1 + z^2) ulp, z the first element's distance from the mean in deviations).
+// Every thread reads the same element (one broadcast access per warp).
+template <typename T, bool kResidual>
+__device__ __forceinline__ float RowShift(const NormParams<T>& p, int64_t row_offset) {
+  float shift = ToFloat(p.input[row_offset]);
+  if constexpr (kResidual) {
+    shift += ToFloat(p.residual[row_offset]);
+    if (p.bias != nullptr) shift += ToFloat(p.bias[0]);
+  }
+  return shift;
+}
+
 // LoadRowPack reads one access of the row's input, or for the residual form computes
-// input + bias + residual, rounds it to T, stores it to sum_output and returns it.
+// input + bias + residual, rounds it to T and returns it, storing it to sum_output unless the
+// caller defers that (store_sum false).
 template <typename T, int kWidth, bool kResidual>
 __device__ __forceinline__ void LoadRowPack(const NormParams<T>& p, int64_t offset, int column,
-                                            float (&v)[kWidth]) {
+                                            float (&v)[kWidth], bool store_sum = true) {
   LoadFloats<kWidth>(p.input + offset, v);
   if constexpr (kResidual) {
     float r[kWidth];
@@ -53,7 +102,7 @@ __device__ __forceinline__ void LoadRowPack(const NormParams<T>& p, int64_t offs
     if (p.bias != nullptr) LoadFloats<kWidth>(p.bias + column, b);
 #pragma unroll
     for (int i = 0; i < kWidth; ++i) v[i] = RoundTo<T>(v[i] + b[i] + r[i]);
-    StoreFloats<kWidth>(v, p.sum_output + offset);
+    if (store_sum) StoreFloats<kWidth>(v, p.sum_output + offset);
   }
 }
 
@@ -76,25 +125,88 @@ __device__ __forceinline__ void StoreNormalized(const NormParams<T>& p, int64_t 
   StoreFloats<kWidth>(out, p.output + offset);
 }
 
+struct RowMoments {
+  float mean;
+  float variance;  // biased, as torch.nn.LayerNorm
+};
+
+// kMaxShiftedSpread bounds (mean - shift)^2 / variance for the one-reduction moments: the
+// variance E[(x - s)^2] - E[x - s]^2 then loses at most a factor 1 + kMaxShiftedSpread to
+// cancellation (about 1e-6 relative). Rows beyond it (the first element is an outlier: beyond
+// 2.8 deviations, 0.5% of Gaussian rows; always, for an outlier channel at column 0) take two
+// more reductions, the plain two-pass formula. The test is the same in every thread of the row.
+inline constexpr float kMaxShiftedSpread = 8.0f;
+
+// LayerNormMoments returns the mean and variance of the row whose accesses t + k * threads
+// (those below `packs`) this thread holds in v.
+template <bool kWarpPerRow, int kPacks, int kWidth>
+__device__ __forceinline__ RowMoments LayerNormMoments(const float (&v)[kPacks][kWidth],
+                                                       float shift, int packs, int threads,
+                                                       float inverse_cols) {
+  const auto holds = [&](int k) { return static_cast<int>(threadIdx.x) + k * threads < packs; };
+  __shared__ Sums shared_sums[kWarpSize];
+  Sums sums;
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    if (holds(k)) {
+#pragma unroll
+      for (int i = 0; i < kWidth; ++i) {
+        const float centred = v[k][i] - shift;
+        sums.x += centred;
+        sums.y = fmaf(centred, centred, sums.y);
+      }
+    }
+  }
+  sums = RowSum<kWarpPerRow>(sums, shared_sums);
+  const float shifted_mean = sums.x * inverse_cols;
+  const float variance = fmaxf(fmaf(-shifted_mean, shifted_mean, sums.y * inverse_cols), 0.0f);
+  if (!(shifted_mean * shifted_mean > kMaxShiftedSpread * variance)) {
+    return RowMoments{shift + shifted_mean, variance};
+  }
+  __shared__ float shared_sum[kWarpSize];
+  __shared__ float shared_squares[kWarpSize];
+  float sum = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+#pragma unroll
+    for (int i = 0; i < kWidth; ++i) sum += v[k][i];  // accesses it does not hold are 0
+  }
+  const float mean = RowSum<kWarpPerRow>(sum, shared_sum) * inverse_cols;
+  float squares = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    if (holds(k)) {
+#pragma unroll
+      for (int i = 0; i < kWidth; ++i) squares += (v[k][i] - mean) * (v[k][i] - mean);
+    }
+  }
+  return RowMoments{mean, RowSum<kWarpPerRow>(squares, shared_squares) * inverse_cols};
+}
+
 // NormRegistersKernel keeps its row in registers: thread t of a row holds accesses t,
 // t + threads, ..., t + (kPacks - 1) * threads, each kWidth elements wide (coalesced per access).
 template <typename T, int kWidth, int kPacks, bool kWarpPerRow, bool kLayerNorm, bool kResidual>
 __global__ void __launch_bounds__(kMaxNormThreads)
     NormRegistersKernel(const NormParams<T> p) {
-  __shared__ float shared[kWarpSize];
   const int64_t row =
       kWarpPerRow ? static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y : blockIdx.x;
   if (kWarpPerRow && row >= p.rows) return;  // the whole warp leaves together
   const int packs = p.cols / kWidth;
   const int threads = blockDim.x;
   const int64_t row_offset = row * p.cols;
+  // LayerNorm's shift reads the row's first input and residual elements, which sum_output may
+  // alias: the access holding them (pack 0) stores its residual sum only after the reduction, by
+  // which point every thread of the row has read the shift (its sums depend on it). The other
+  // sums are stored at once (deferring them all cost the fused kernel 3-5%).
+  const auto defers_sum = [&](int pack) { return kResidual && kLayerNorm && pack == 0; };
 
   float v[kPacks][kWidth];
 #pragma unroll
   for (int k = 0; k < kPacks; ++k) {
     const int pack = threadIdx.x + k * threads;
     if (pack < packs) {
-      LoadRowPack<T, kWidth, kResidual>(p, row_offset + pack * kWidth, pack * kWidth, v[k]);
+      LoadRowPack<T, kWidth, kResidual>(p, row_offset + pack * kWidth, pack * kWidth, v[k],
+                                        !defers_sum(pack));
     } else {
 #pragma unroll
       for (int i = 0; i < kWidth; ++i) v[k][i] = 0.0f;
@@ -105,23 +217,12 @@ __global__ void __launch_bounds__(kMaxNormThreads)
   float mean = 0.0f;
   float moment = 0.0f;  // variance (LayerNorm) or mean square (RMSNorm)
   if constexpr (kLayerNorm) {
-    float sum = 0.0f;
-#pragma unroll
-    for (int k = 0; k < kPacks; ++k) {
-#pragma unroll
-      for (int i = 0; i < kWidth; ++i) sum += v[k][i];
-    }
-    mean = RowSum<kWarpPerRow>(sum, shared) * inverse_cols;
-    float squares = 0.0f;
-#pragma unroll
-    for (int k = 0; k < kPacks; ++k) {
-      if (static_cast<int>(threadIdx.x) + k * threads < packs) {
-#pragma unroll
-        for (int i = 0; i < kWidth; ++i) squares += (v[k][i] - mean) * (v[k][i] - mean);
-      }
-    }
-    moment = RowSum<kWarpPerRow>(squares, shared) * inverse_cols;
+    const RowMoments moments = LayerNormMoments<kWarpPerRow>(
+        v, RowShift<T, kResidual>(p, row_offset), packs, threads, inverse_cols);
+    mean = moments.mean;
+    moment = moments.variance;
   } else {
+    __shared__ float shared[kWarpSize];
     float squares = 0.0f;
 #pragma unroll
     for (int k = 0; k < kPacks; ++k) {
@@ -136,6 +237,7 @@ __global__ void __launch_bounds__(kMaxNormThreads)
   for (int k = 0; k < kPacks; ++k) {
     const int pack = threadIdx.x + k * threads;
     if (pack < packs) {
+      if (defers_sum(pack)) StoreFloats<kWidth>(v[k], p.sum_output + row_offset + pack * kWidth);
       StoreNormalized<T, kWidth, kLayerNorm>(p, row_offset + pack * kWidth, pack * kWidth, v[k],
                                              mean, scale);
     }

@@ -185,6 +185,35 @@ TEST_P(NormalizationTest, WorksInPlace) {
             tolerance());
 }
 
+// ResidualLayerNorm writing the sum over one of its inputs: the kernel reads element 0 of the
+// row (its shift for the one-pass variance) before any thread overwrites it.
+TEST_P(NormalizationTest, ResidualLayerNormWorksInPlace) {
+  for (const Shape& shape : {Shape{6, 4096}, Shape{3, 5120}, Shape{5, 64}, Shape{2, 20000}}) {
+    for (bool over_residual : {true, false}) {
+      const Inputs in = MakeInputs(dtype(), shape, 13);
+      auto input = Upload(dtype(), in.x);
+      auto residual = Upload(dtype(), in.residual);
+      auto bias = Upload(dtype(), in.bias);
+      auto gamma = Upload(dtype(), in.gamma);
+      auto beta = Upload(dtype(), in.beta);
+      auto out = Poisoned(dtype(), in.x.size());
+      auto& sum = over_residual ? residual : input;
+      ASSERT_TRUE(ResidualLayerNorm(dtype(), input.data(), bias.data(), residual.data(),
+                                    gamma.data(), beta.data(), sum.data(), out.data(), shape.rows,
+                                    shape.cols, kEpsilon, stream())
+                      .ok());
+      const std::vector<double> sum_reference = SumReference(in, shape, /*with_bias=*/true);
+      EXPECT_LT(RelativeError(Download(sum), sum_reference), tolerance())
+          << shape.rows << " x " << shape.cols << " over residual " << over_residual;
+      EXPECT_LT(RelativeError(Download(out),
+                              NormReference(Quantized(dtype(), ToFloats(sum_reference)), shape,
+                                            in.gamma, in.beta)),
+                tolerance())
+          << shape.rows << " x " << shape.cols << " over residual " << over_residual;
+    }
+  }
+}
+
 // Pointers one element past a 16-byte boundary take the element-access path even when cols is
 // a multiple of the vector width.
 TEST_P(NormalizationTest, UnalignedPointersUseTheElementPath) {
