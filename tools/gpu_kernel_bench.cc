@@ -246,6 +246,7 @@ void BenchPrefill(gpu::Stream& stream, DType dtype, const std::vector<int32_t>& 
   params.num_kv_heads = heads;
   params.head_dim = dim;
   params.max_seqlen = *std::max_element(lengths.begin(), lengths.end());
+  params.total_tokens = total;
   params.scale = 1.0f / std::sqrt(static_cast<float>(dim));
   params.kernel = kernel;
   const double ms = MedianMs(stream, [&](int) {
@@ -259,6 +260,8 @@ void BenchPrefill(gpu::Stream& stream, DType dtype, const std::vector<int32_t>& 
                          ? std::string("prefill, mma.sync kernel")
                      : kernel == gpu::attention::PrefillKernel::kWgmmaNarrow
                          ? std::string("prefill, wgmma 1 warpgroup, 64 keys")
+                     : kernel == gpu::attention::PrefillKernel::kWgmmaSync
+                         ? std::string("prefill, wgmma without warp specialization")
                          : std::string("prefill attention (causal)"),
                      absl::StrCat(lengths.size(), " x ", lengths[0], " tokens, 40x128 heads"),
                      gpu::DTypeName(dtype), ms, "TFLOP/s", flops / (ms * 1e-3) / 1e12,
@@ -410,6 +413,8 @@ int Main() {
                gpu::attention::PrefillKernel::kMmaSync);
   BenchPrefill(*stream, DType::kFloat16, {4096}, gemm_tflops,
                gpu::attention::PrefillKernel::kWgmmaNarrow);
+  BenchPrefill(*stream, DType::kFloat16, {4096}, gemm_tflops,
+               gpu::attention::PrefillKernel::kWgmmaSync);
   Report();
   return 0;
 }

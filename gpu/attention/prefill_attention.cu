@@ -264,10 +264,17 @@ absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params,
     return absl::InvalidArgumentError(
         absl::StrCat("PrefillAttention: head_dim ", p.head_dim, " is not 64 or 128"));
   }
-  if (p.batch <= 0 || p.num_heads <= 0 || p.num_kv_heads <= 0 || p.max_seqlen <= 0) {
+  if (p.batch <= 0 || p.num_heads <= 0 || p.num_kv_heads <= 0 || p.max_seqlen <= 0 ||
+      p.total_tokens <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "PrefillAttention: batch (", p.batch, "), num_heads (", p.num_heads, "), num_kv_heads (",
-        p.num_kv_heads, ") and max_seqlen (", p.max_seqlen, ") must be positive"));
+        p.num_kv_heads, "), max_seqlen (", p.max_seqlen, ") and total_tokens (", p.total_tokens,
+        ") must be positive"));
+  }
+  if (p.total_tokens > p.batch * p.max_seqlen) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PrefillAttention: total_tokens ", p.total_tokens, " exceeds batch * max_seqlen (",
+        p.batch * p.max_seqlen, "); pass cu_seqlens[batch] and the longest sequence"));
   }
   if (p.num_heads % p.num_kv_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat("PrefillAttention: num_heads (", p.num_heads,
@@ -288,20 +295,27 @@ absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params,
     return gpu::internal::CudaStatus(e, "cudaDeviceGetAttribute", stream.device());
   }
   const bool hopper = major == 9;
-  const bool forced_wgmma =
-      p.kernel == PrefillKernel::kWgmma || p.kernel == PrefillKernel::kWgmmaNarrow;
+  const bool forced_wgmma = p.kernel == PrefillKernel::kWgmma ||
+                            p.kernel == PrefillKernel::kWgmmaSync ||
+                            p.kernel == PrefillKernel::kWgmmaNarrow;
   if (forced_wgmma && (!hopper || p.head_dim != 128)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "PrefillAttention: the wgmma kernel needs head_dim 128 on a compute capability 9.0 GPU "
         "(this is head_dim ", p.head_dim, " on compute capability ", major, ".x); use kAuto"));
   }
-  const bool wgmma =
-      forced_wgmma || (p.kernel == PrefillKernel::kAuto && hopper && p.head_dim == 128);
-  const bool narrow = p.kernel == PrefillKernel::kWgmmaNarrow;
+  const bool bf16 = dtype == DType::kBFloat16;
+  const bool tma = p.kernel == PrefillKernel::kWgmma ||
+                   (p.kernel == PrefillKernel::kAuto && hopper && p.head_dim == 128);
+  const bool synchronous = p.kernel == PrefillKernel::kWgmmaSync ||
+                           p.kernel == PrefillKernel::kWgmmaNarrow;
   const cudaError_t launched =
-      wgmma ? internal::LaunchPrefillSm90(dtype == DType::kBFloat16, narrow, q, k, v,
-                                          cu_seqlens, p.batch, p.num_heads, p.num_kv_heads,
-                                          p.max_seqlen, p.scale, output, raw)
+      tma ? internal::LaunchPrefillSm90Tma(bf16, q, k, v, cu_seqlens, p.batch, p.total_tokens,
+                                           p.num_heads, p.num_kv_heads, p.max_seqlen, p.scale,
+                                           output, raw)
+      : synchronous
+          ? internal::LaunchPrefillSm90(bf16, p.kernel == PrefillKernel::kWgmmaNarrow, q, k, v,
+                                        cu_seqlens, p.batch, p.num_heads, p.num_kv_heads,
+                                        p.max_seqlen, p.scale, output, raw)
       : dtype == DType::kFloat16
           ? LaunchForType<__half>(p, q, k, v, cu_seqlens, output, raw)
           : LaunchForType<__nv_bfloat16>(p, q, k, v, cu_seqlens, output, raw);

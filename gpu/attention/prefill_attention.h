@@ -19,12 +19,13 @@
 
 namespace troupe::gpu::attention {
 
-// PrefillKernel picks the implementation: kAuto uses the Hopper wgmma kernel for head_dim 128
-// on compute capability 9.0 and the mma.sync kernel otherwise; the others force one (tests and
-// benchmarks run both).
-// kWgmmaNarrow is the wgmma kernel with one warpgroup (64 query rows) per thread block and
-// 64-key tiles, kept for comparison.
-enum class PrefillKernel { kAuto, kMmaSync, kWgmma, kWgmmaNarrow };
+// PrefillKernel picks the implementation. kAuto takes kWgmma for head_dim 128 on compute
+// capability 9.0 and kMmaSync otherwise; the others force one (tests and benchmarks run each):
+//   kWgmma        warp-specialized: a TMA producer warpgroup, two wgmma consumer warpgroups;
+//   kWgmmaSync    two warpgroups that copy (cp.async), compute and meet at barriers;
+//   kWgmmaNarrow  as kWgmmaSync with one warpgroup and 64-key tiles;
+//   kMmaSync      FlashAttention-2 with mma.sync, for any sm_80+ GPU and head_dim 64.
+enum class PrefillKernel { kAuto, kMmaSync, kWgmma, kWgmmaSync, kWgmmaNarrow };
 
 struct PrefillAttentionParams {
   int64_t batch = 0;
@@ -32,6 +33,7 @@ struct PrefillAttentionParams {
   int num_kv_heads = 0;
   int head_dim = 0;
   int max_seqlen = 0;  // An upper bound of the sequence lengths (sizes the grid).
+  int64_t total_tokens = 0;  // cu_seqlens[batch]: the rows of q, k, v and output.
   float scale = 0;     // Usually 1/sqrt(head_dim).
   PrefillKernel kernel = PrefillKernel::kAuto;
 };

@@ -51,6 +51,7 @@ TEST_P(PrefillAttentionTest, MatchesTheCpuReference) {
   params.num_kv_heads = c.num_kv_heads;
   params.head_dim = c.head_dim;
   params.max_seqlen = max_len;
+  params.total_tokens = total;
   params.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   params.kernel = c.kernel;
 
@@ -84,7 +85,12 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{DType::kBFloat16, 4, 4, 128, {1000, 257, 128, 129}},
                       Case{DType::kFloat16, 4, 2, 128, {513, 1}},
                       Case{DType::kFloat16, 4, 2, 128, {513, 1, 200}, PrefillKernel::kWgmmaNarrow},
-                      Case{DType::kBFloat16, 2, 2, 128, {1000, 64}, PrefillKernel::kWgmmaNarrow}));
+                      Case{DType::kBFloat16, 2, 2, 128, {1000, 64}, PrefillKernel::kWgmmaNarrow},
+                      Case{DType::kFloat16, 4, 2, 128, {513, 1, 200}, PrefillKernel::kWgmmaSync},
+                      Case{DType::kBFloat16, 3, 3, 128, {1000, 64, 129}, PrefillKernel::kWgmmaSync},
+                      // The TMA kernel (kAuto on H100/H200) at long, odd and tiny lengths.
+                      Case{DType::kBFloat16, 2, 2, 128, {2049, 3, 384}, PrefillKernel::kWgmma},
+                      Case{DType::kFloat16, 8, 1, 128, {700, 1, 127, 129}, PrefillKernel::kWgmma}));
 
 TEST(PrefillAttentionArgsTest, BadArgumentsAreRefused) {
   if (!testing::HasCudaDevice()) GTEST_SKIP() << "skipped: no CUDA device in this process";
@@ -95,6 +101,7 @@ TEST(PrefillAttentionArgsTest, BadArgumentsAreRefused) {
   p.num_kv_heads = 4;
   p.head_dim = 128;
   p.max_seqlen = 10;
+  p.total_tokens = 10;
   p.scale = 0.1f;
   int dummy = 0;
   auto run = [&](DType dtype, const PrefillAttentionParams& params) {
@@ -109,6 +116,9 @@ TEST(PrefillAttentionArgsTest, BadArgumentsAreRefused) {
   bad = p;
   bad.max_seqlen = 0;
   EXPECT_THAT(run(DType::kFloat16, bad).message(), HasSubstr("must be positive"));
+  bad = p;
+  bad.total_tokens = 11;
+  EXPECT_THAT(run(DType::kFloat16, bad).message(), HasSubstr("exceeds batch * max_seqlen"));
   EXPECT_THAT(PrefillAttention(DType::kFloat16, p, nullptr, &dummy, &dummy, &dummy, &dummy,
                                stream)
                   .message(),

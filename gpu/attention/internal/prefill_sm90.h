@@ -16,4 +16,11 @@ cudaError_t LaunchPrefillSm90(bool bf16, bool narrow, const void* q, const void*
                               int num_heads, int num_kv_heads, int max_seqlen, float scale,
                               void* output, cudaStream_t stream);
 
+// LaunchPrefillSm90Tma runs the warp-specialized kernel (TMA producer, two wgmma consumers) on
+// the same layouts; total_tokens is cu_seqlens[batch], the rows of q, k and v.
+cudaError_t LaunchPrefillSm90Tma(bool bf16, const void* q, const void* k, const void* v,
+                                 const int32_t* cu_seqlens, int64_t batch, int64_t total_tokens,
+                                 int num_heads, int num_kv_heads, int max_seqlen, float scale,
+                                 void* output, cudaStream_t stream);
+
 }  // namespace troupe::gpu::attention::internal
