@@ -80,6 +80,14 @@ __device__ __forceinline__ void TmaLoadTile(uint32_t tile, int rows, const CUten
   TmaLoad(tile + rows * kSlabBytes, map, 64, head, token, bar);
 }
 
+// Named barriers for the consumers' turns on the tensor cores (0 is __syncthreads').
+__device__ __forceinline__ void NamedBarrierSync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void NamedBarrierArrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
 template <int kRegisters>
 __device__ __forceinline__ void IncreaseRegisters() {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
@@ -181,10 +189,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     WgmmaCommit();
   };
 
+  // The two consumers take turns issuing their matrix products (ping-pong): while one's wgmmas
+  // run, the other computes its softmax. Consumer c waits on named barrier 1 + c, which the
+  // other consumer releases after issuing; consumer 1 releases consumer 0's first turn.
+  const int my_turn = 1 + consumer;
+  const int their_turn = 2 - consumer;
   BarrierWait(q_full, 0);
   BarrierWait(k_full(0), 0);
   issue_scores(0);
   WgmmaWait<0>();
+  if (consumer == 1) NamedBarrierArrive(their_turn, 256);
 
   for (int tile = 0; tile < num_tiles; ++tile) {
     const int stage = tile % kStages;
@@ -233,8 +247,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int i = 0; i < 64; ++i) o[i] *= rescale[(i >> 1) & 1];
 
-    // O += P · V, then the next tile's scores right behind it.
+    // O += P · V, then the next tile's scores right behind it, in this consumer's turn.
     BarrierWait(v_full(stage), use & 1);
+    if (tile + 1 < num_tiles) {
+      BarrierWait(k_full((tile + 1) % kStages), ((tile + 1) / kStages) & 1);
+    }
+    NamedBarrierSync(my_turn, 256);
     const uint32_t v_tile = v_tiles + stage * kTileBytes;
     WgmmaFence();
 #pragma unroll
@@ -243,10 +261,9 @@ __global__ void __launch_bounds__(kThreads, 1)
                                                 kCols * kSlabBytes, 1024));
     }
     WgmmaCommit();
-    if (tile + 1 < num_tiles) {
-      BarrierWait(k_full((tile + 1) % kStages), ((tile + 1) / kStages) & 1);
-      issue_scores(tile + 1);
-    }
+    if (tile + 1 < num_tiles) issue_scores(tile + 1);
+    // Consumer 1 already released consumer 0 once up front, so it skips its last release.
+    if (consumer == 0 || tile + 1 < num_tiles) NamedBarrierArrive(their_turn, 256);
     WgmmaWait<0>();
     if (lane == 0) BarrierArrive(empty(stage));  // This warp is done with the stage.
   }
