@@ -258,10 +258,7 @@ void BenchPrefill(gpu::Stream& stream, DType dtype, const std::vector<int32_t>& 
   const double flops = 4.0 * pairs * dim * heads;  // Two matrix products, 2 FLOPs per MAC.
   Record({kernel == gpu::attention::PrefillKernel::kMmaSync
                          ? std::string("prefill, mma.sync kernel")
-                     : kernel == gpu::attention::PrefillKernel::kWgmmaNarrow
-                         ? std::string("prefill, wgmma 1 warpgroup, 64 keys")
-                     : kernel == gpu::attention::PrefillKernel::kWgmmaSync
-                         ? std::string("prefill, wgmma without warp specialization")
+
                          : std::string("prefill attention (causal)"),
                      absl::StrCat(lengths.size(), " x ", lengths[0], " tokens, 40x128 heads"),
                      gpu::DTypeName(dtype), ms, "TFLOP/s", flops / (ms * 1e-3) / 1e12,
@@ -411,10 +408,7 @@ int Main() {
   // Ablation: the portable mma.sync prefill kernel that kAuto replaces on Hopper.
   BenchPrefill(*stream, DType::kFloat16, {4096}, gemm_tflops,
                gpu::attention::PrefillKernel::kMmaSync);
-  BenchPrefill(*stream, DType::kFloat16, {4096}, gemm_tflops,
-               gpu::attention::PrefillKernel::kWgmmaNarrow);
-  BenchPrefill(*stream, DType::kFloat16, {4096}, gemm_tflops,
-               gpu::attention::PrefillKernel::kWgmmaSync);
+
   Report();
   return 0;
 }

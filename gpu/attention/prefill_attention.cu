@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/attention/internal/device_utils.cuh"
+#include "gpu/attention/internal/online_softmax.cuh"
 #include "gpu/attention/internal/prefill_sm90.h"
 #include "gpu/attention/internal/ptx.cuh"
 #include "gpu/attention/prefill_attention.h"
@@ -19,6 +20,10 @@ namespace troupe::gpu::attention {
 namespace {
 
 using internal::CommitGroup;
+using internal::PackProbabilities;
+using internal::RescaleRows;
+using internal::SoftmaxTile;
+using internal::WriteRows;
 using internal::CopyAsync16;
 using internal::LoadMatrixX4;
 using internal::LoadMatrixX4Trans;
@@ -30,6 +35,11 @@ constexpr int kCols = 64;     // Key rows per tile.
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr float kLog2e = 1.4426950408889634f;
+
+// Tile views an 8-column tile n of a flat accumulator array as the 4 floats an mma writes.
+__device__ __forceinline__ float (&Tile(float* accumulators, int n))[4] {
+  return *reinterpret_cast<float(*)[4]>(accumulators + 4 * n);
+}
 
 // --- Shared-memory tiles ----------------------------------------------------------------------
 
@@ -104,9 +114,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     LoadMatrixX4(q_frag[ks], q_tile + Swizzled<kDim>(warp * 16 + lane % 16, ks * 2 + lane / 16));
   }
 
-  float o[kDimTiles][4];
+  float o[kDim / 2];  // o[4t + e], as s.
 #pragma unroll
-  for (int t = 0; t < kDimTiles; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0;
+  for (int i = 0; i < kDim / 2; ++i) o[i] = 0;
   float row_max[2] = {-INFINITY, -INFINITY};
   float row_sum[2] = {0, 0};
 
@@ -125,9 +135,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     CommitGroup();
 
     // S = Q · K^T for this warp's 16 rows and the tile's 64 keys.
-    float s[kCols / 8][4];
+    float s[kCols / 2];  // s[4n + e]: see internal/online_softmax.cuh.
 #pragma unroll
-    for (int n = 0; n < kCols / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0;
+    for (int i = 0; i < kCols / 2; ++i) s[i] = 0;
 #pragma unroll
     for (int ks = 0; ks < kKSteps; ++ks) {
 #pragma unroll
@@ -135,95 +145,38 @@ __global__ void __launch_bounds__(kThreads, 2)
         uint32_t b[4];
         const int key_row = pair * 16 + (lane & 7) + ((lane >> 4) << 3);
         LoadMatrixX4(b, k_tile + Swizzled<kDim>(key_row, ks * 2 + ((lane >> 3) & 1)));
-        Mma<T>(s[2 * pair], q_frag[ks], b[0], b[1]);
-        Mma<T>(s[2 * pair + 1], q_frag[ks], b[2], b[3]);
+        Mma<T>(Tile(s, 2 * pair), q_frag[ks], b[0], b[1]);
+        Mma<T>(Tile(s, 2 * pair + 1), q_frag[ks], b[2], b[3]);
       }
     }
 
-    // Mask (causal, and keys past the end) and update the running softmax.
-    const int key0 = tile * kCols + (lane % 4) * 2;
-    const bool needs_mask = (tile + 1) * kCols > q_first || (tile + 1) * kCols > seq_len;
-    float tile_max[2] = {row_max[0], row_max[1]};
-#pragma unroll
-    for (int n = 0; n < kCols / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = key0 + n * 8 + (e & 1);
-        const int row = row0 + (e >> 1) * 8;
-        float x = s[n][e] * scale_log2;
-        if (needs_mask && (key > row || key >= seq_len)) x = -INFINITY;
-        s[n][e] = x;
-        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], x);
-      }
-    }
     float rescale[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      // A row that has seen only masked keys so far keeps max -inf: use 0 to avoid inf - inf.
-      const float safe_max = tile_max[r] == -INFINITY ? 0.f : tile_max[r];
-      rescale[r] = exp2f((row_max[r] == -INFINITY ? safe_max : row_max[r]) - safe_max);
-      row_max[r] = tile_max[r];
-      row_sum[r] *= rescale[r];
-      tile_max[r] = safe_max;
-    }
-#pragma unroll
-    for (int n = 0; n < kCols / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[n][e] = exp2f(s[n][e] - tile_max[e >> 1]);
-        row_sum[e >> 1] += s[n][e];
-      }
-    }
-#pragma unroll
-    for (int t = 0; t < kDimTiles; ++t) {
-      o[t][0] *= rescale[0];
-      o[t][1] *= rescale[0];
-      o[t][2] *= rescale[1];
-      o[t][3] *= rescale[1];
-    }
+    const bool needs_mask = (tile + 1) * kCols > q_first || (tile + 1) * kCols > seq_len;
+    SoftmaxTile(s, tile * kCols + (lane % 4) * 2, row0, needs_mask, seq_len, scale_log2, row_max,
+                row_sum, rescale);
+    RescaleRows(o, rescale);
 
     // O += P · V_tile, with P repacked from the S accumulators as A fragments.
 #pragma unroll
     for (int kk = 0; kk < kCols / 16; ++kk) {
       uint32_t p[4];
-      p[0] = internal::PackPair<T>(s[2 * kk][0], s[2 * kk][1]);
-      p[1] = internal::PackPair<T>(s[2 * kk][2], s[2 * kk][3]);
-      p[2] = internal::PackPair<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      p[3] = internal::PackPair<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      PackProbabilities<T>(s + 8 * kk, p);
 #pragma unroll
       for (int dp = 0; dp < kDimTiles / 2; ++dp) {
         uint32_t b[4];
         const int value_row = kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
         LoadMatrixX4Trans(b, v_tile + Swizzled<kDim>(value_row, dp * 2 + (lane >> 4)));
-        Mma<T>(o[2 * dp], p, b[0], b[1]);
-        Mma<T>(o[2 * dp + 1], p, b[2], b[3]);
+        Mma<T>(Tile(o, 2 * dp), p, b[0], b[1]);
+        Mma<T>(Tile(o, 2 * dp + 1), p, b[2], b[3]);
       }
     }
     WaitGroup<0>();   // The next tile has landed...
     __syncthreads();  // ...for every thread, and nobody reads this tile's buffers any more.
   }
 
-  // Normalize and write this thread's two rows.
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
-  }
-  T* out_base = output + static_cast<int64_t>(seq_start) * q_stride + head * kDim;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = row0 + r * 8;
-    if (row >= seq_len) continue;
-    const float inverse = 1.f / row_sum[r];
-    T* out_row = out_base + row * q_stride + (lane % 4) * 2;
-#pragma unroll
-    for (int t = 0; t < kDimTiles; ++t) {
-      *reinterpret_cast<uint32_t*>(out_row + t * 8) =
-          internal::PackPair<T>(o[t][2 * r] * inverse, o[t][2 * r + 1] * inverse);
-    }
-  }
+  WriteRows<T, kDim>(o, row_sum, row0, seq_len,
+                     output + static_cast<int64_t>(seq_start) * q_stride + head * kDim, q_stride,
+                     lane);
 }
 
 template <class T, int kDim>
@@ -295,27 +248,17 @@ absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params,
     return gpu::internal::CudaStatus(e, "cudaDeviceGetAttribute", stream.device());
   }
   const bool hopper = major == 9;
-  const bool forced_wgmma = p.kernel == PrefillKernel::kWgmma ||
-                            p.kernel == PrefillKernel::kWgmmaSync ||
-                            p.kernel == PrefillKernel::kWgmmaNarrow;
-  if (forced_wgmma && (!hopper || p.head_dim != 128)) {
+  if (p.kernel == PrefillKernel::kWgmma && (!hopper || p.head_dim != 128)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "PrefillAttention: the wgmma kernel needs head_dim 128 on a compute capability 9.0 GPU "
         "(this is head_dim ", p.head_dim, " on compute capability ", major, ".x); use kAuto"));
   }
-  const bool bf16 = dtype == DType::kBFloat16;
-  const bool tma = p.kernel == PrefillKernel::kWgmma ||
-                   (p.kernel == PrefillKernel::kAuto && hopper && p.head_dim == 128);
-  const bool synchronous = p.kernel == PrefillKernel::kWgmmaSync ||
-                           p.kernel == PrefillKernel::kWgmmaNarrow;
+  const bool wgmma = p.kernel == PrefillKernel::kWgmma ||
+                     (p.kernel == PrefillKernel::kAuto && hopper && p.head_dim == 128);
   const cudaError_t launched =
-      tma ? internal::LaunchPrefillSm90Tma(bf16, q, k, v, cu_seqlens, p.batch, p.total_tokens,
-                                           p.num_heads, p.num_kv_heads, p.max_seqlen, p.scale,
-                                           output, raw)
-      : synchronous
-          ? internal::LaunchPrefillSm90(bf16, p.kernel == PrefillKernel::kWgmmaNarrow, q, k, v,
-                                        cu_seqlens, p.batch, p.num_heads, p.num_kv_heads,
-                                        p.max_seqlen, p.scale, output, raw)
+      wgmma ? internal::LaunchPrefillSm90Tma(dtype == DType::kBFloat16, q, k, v, cu_seqlens,
+                                             p.batch, p.total_tokens, p.num_heads,
+                                             p.num_kv_heads, p.max_seqlen, p.scale, output, raw)
       : dtype == DType::kFloat16
           ? LaunchForType<__half>(p, q, k, v, cu_seqlens, output, raw)
           : LaunchForType<__nv_bfloat16>(p, q, k, v, cu_seqlens, output, raw);

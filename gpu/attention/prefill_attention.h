@@ -20,12 +20,10 @@
 namespace troupe::gpu::attention {
 
 // PrefillKernel picks the implementation. kAuto takes kWgmma for head_dim 128 on compute
-// capability 9.0 and kMmaSync otherwise; the others force one (tests and benchmarks run each):
-//   kWgmma        warp-specialized: a TMA producer warpgroup, two wgmma consumer warpgroups;
-//   kWgmmaSync    two warpgroups that copy (cp.async), compute and meet at barriers;
-//   kWgmmaNarrow  as kWgmmaSync with one warpgroup and 64-key tiles;
-//   kMmaSync      FlashAttention-2 with mma.sync, for any sm_80+ GPU and head_dim 64.
-enum class PrefillKernel { kAuto, kMmaSync, kWgmma, kWgmmaSync, kWgmmaNarrow };
+// capability 9.0 and kMmaSync otherwise; the others force one (tests and benchmarks run both):
+//   kWgmma    warp-specialized: a TMA producer warpgroup, two wgmma consumer warpgroups;
+//   kMmaSync  FlashAttention-2 with mma.sync, for any sm_80+ GPU and head_dim 64.
+enum class PrefillKernel { kAuto, kMmaSync, kWgmma };
 
 struct PrefillAttentionParams {
   int64_t batch = 0;

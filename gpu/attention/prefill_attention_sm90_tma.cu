@@ -7,8 +7,13 @@
 // owns 64 query rows: it waits for a stage, issues S = Q·K^T and O += P·V as wgmma chains, and
 // runs the online softmax in between. No block-wide barrier sits in the loop, so one consumer's
 // softmax overlaps the other's matrix products, and copies overlap both. The producer gives its
-// registers to the consumers (setmaxnreg). TMA writes the same 128-byte-swizzled slab layout
-// the wgmma descriptors read (see prefill_attention_sm90.cu).
+// registers to the consumers (setmaxnreg).
+//
+// Shared-memory tiles use the 128-byte swizzle that both TMA writes and wgmma reads: a tile of
+// R rows is two "slabs" of 64 columns (128 bytes per row), rows 128 bytes apart, 16-byte chunks
+// XOR-ed with the row's low three bits; slabs start on 1024-byte boundaries. S = Q·K^T is a
+// chain of 64x128 wgmmas with both operands in shared memory; O += P·V takes P from registers
+// and V from shared memory as an N-major operand.
 #include <cuda.h>
 #include <cuda_runtime.h>
 #include <cudaTypedefs.h>
@@ -16,6 +21,7 @@
 #include <cstdint>
 
 #include "gpu/attention/internal/device_utils.cuh"
+#include "gpu/attention/internal/online_softmax.cuh"
 #include "gpu/attention/internal/prefill_sm90.h"
 #include "gpu/attention/internal/ptx.cuh"
 #include "gpu/attention/internal/wgmma.cuh"
@@ -204,48 +210,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int stage = tile % kStages;
     const int use = tile / kStages;
 
-    // Mask and online softmax: s[4n + e] is row row0 + 8 * (e / 2), key
-    // tile * kCols + 8n + 2 * (lane % 4) + e % 2.
-    const int key0 = tile * kCols + (lane % 4) * 2;
-    const bool needs_mask = (tile + 1) * kCols > group_first || (tile + 1) * kCols > seq_len;
-    float tile_max[2] = {row_max[0], row_max[1]};
-#pragma unroll
-    for (int n = 0; n < kCols / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = key0 + n * 8 + (e & 1);
-        const int row = row0 + (e >> 1) * 8;
-        float x = s[4 * n + e] * scale_log2;
-        if (needs_mask && (key > row || key >= seq_len)) x = -INFINITY;
-        s[4 * n + e] = x;
-        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], x);
-      }
-    }
     float rescale[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      const float safe_max = tile_max[r] == -INFINITY ? 0.f : tile_max[r];
-      rescale[r] = exp2f((row_max[r] == -INFINITY ? safe_max : row_max[r]) - safe_max);
-      row_max[r] = tile_max[r];
-      row_sum[r] *= rescale[r];
-      tile_max[r] = safe_max;
-    }
+    const bool needs_mask = (tile + 1) * kCols > group_first || (tile + 1) * kCols > seq_len;
+    SoftmaxTile(s, tile * kCols + (lane % 4) * 2, row0, needs_mask, seq_len, scale_log2, row_max,
+                row_sum, rescale);
     uint32_t p[kCols / 16][4];
 #pragma unroll
-    for (int kk = 0; kk < kCols / 16; ++kk) {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int i = 8 * kk + 2 * j;
-        const float a = exp2f(s[i] - tile_max[(i >> 1) & 1]);
-        const float b = exp2f(s[i + 1] - tile_max[(i >> 1) & 1]);
-        row_sum[(i >> 1) & 1] += a + b;
-        p[kk][j] = PackPair<T>(a, b);
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < 64; ++i) o[i] *= rescale[(i >> 1) & 1];
+    for (int kk = 0; kk < kCols / 16; ++kk) PackProbabilities<T>(s + 8 * kk, p[kk]);
+    RescaleRows(o, rescale);
 
     // O += P · V, then the next tile's scores right behind it, in this consumer's turn.
     BarrierWait(v_full(stage), use & 1);
@@ -268,25 +240,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (lane == 0) BarrierArrive(empty(stage));  // This warp is done with the stage.
   }
 
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
-  }
   const int64_t q_stride = static_cast<int64_t>(num_heads) * kDim;
-  T* out_base = output + static_cast<int64_t>(seq_start) * q_stride + head * kDim;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = row0 + r * 8;
-    if (row >= seq_len) continue;
-    const float inverse = 1.f / row_sum[r];
-    T* out_row = out_base + row * q_stride + (lane % 4) * 2;
-#pragma unroll
-    for (int t = 0; t < kDim / 8; ++t) {
-      *reinterpret_cast<uint32_t*>(out_row + t * 8) =
-          PackPair<T>(o[4 * t + 2 * r] * inverse, o[4 * t + 2 * r + 1] * inverse);
-    }
-  }
+  WriteRows<T, kDim>(o, row_sum, row0, seq_len,
+                     output + static_cast<int64_t>(seq_start) * q_stride + head * kDim, q_stride,
+                     lane);
 }
 
 // The 3D map of a [tokens, heads, 128] tensor: boxes of 64 dimensions x 1 head x `rows` tokens,

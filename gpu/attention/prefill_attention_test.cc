@@ -84,10 +84,6 @@ INSTANTIATE_TEST_SUITE_P(
                       // The wgmma kernel on longer and odd sequences.
                       Case{DType::kBFloat16, 4, 4, 128, {1000, 257, 128, 129}},
                       Case{DType::kFloat16, 4, 2, 128, {513, 1}},
-                      Case{DType::kFloat16, 4, 2, 128, {513, 1, 200}, PrefillKernel::kWgmmaNarrow},
-                      Case{DType::kBFloat16, 2, 2, 128, {1000, 64}, PrefillKernel::kWgmmaNarrow},
-                      Case{DType::kFloat16, 4, 2, 128, {513, 1, 200}, PrefillKernel::kWgmmaSync},
-                      Case{DType::kBFloat16, 3, 3, 128, {1000, 64, 129}, PrefillKernel::kWgmmaSync},
                       // The TMA kernel (kAuto on H100/H200) at long, odd and tiny lengths.
                       Case{DType::kBFloat16, 2, 2, 128, {2049, 3, 384}, PrefillKernel::kWgmma},
                       Case{DType::kFloat16, 8, 1, 128, {700, 1, 127, 129}, PrefillKernel::kWgmma}));

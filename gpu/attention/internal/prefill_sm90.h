@@ -8,16 +8,9 @@
 
 namespace troupe::gpu::attention::internal {
 
-// LaunchPrefillSm90 runs causal varlen attention with head_dim 128 (see prefill_attention.h for
-// the layouts). `bf16` selects bfloat16 operands, else fp16. `narrow` selects one warpgroup per
-// block and 64-key tiles instead of two warpgroups and 128-key tiles (for comparison).
-cudaError_t LaunchPrefillSm90(bool bf16, bool narrow, const void* q, const void* k,
-                              const void* v, const int32_t* cu_seqlens, int64_t batch,
-                              int num_heads, int num_kv_heads, int max_seqlen, float scale,
-                              void* output, cudaStream_t stream);
-
-// LaunchPrefillSm90Tma runs the warp-specialized kernel (TMA producer, two wgmma consumers) on
-// the same layouts; total_tokens is cu_seqlens[batch], the rows of q, k and v.
+// LaunchPrefillSm90Tma runs causal varlen attention with head_dim 128 in the warp-specialized
+// kernel (TMA producer, two wgmma consumers); see prefill_attention.h for the layouts.
+// total_tokens is cu_seqlens[batch], the rows of q, k and v; `bf16` selects bfloat16, else fp16.
 cudaError_t LaunchPrefillSm90Tma(bool bf16, const void* q, const void* k, const void* v,
                                  const int32_t* cu_seqlens, int64_t batch, int64_t total_tokens,
                                  int num_heads, int num_kv_heads, int max_seqlen, float scale,
