@@ -149,6 +149,24 @@ double MeasureCopyBandwidth(gpu::Stream& stream) {
   return gbps;
 }
 
+// The read-only ceiling: read-bound kernels (decode attention) can beat the copy's rate, which
+// pays for writes. Reported beside the copy; the targets use the copy.
+void MeasureReadBandwidth(gpu::Stream& stream) {
+  const size_t bytes = size_t{1} << 30;
+  void* a = nullptr;
+  void* sink = nullptr;
+  CHECK_CUDA(cudaMalloc(&a, bytes));
+  CHECK_CUDA(cudaMalloc(&sink, sizeof(uint64_t)));
+  CHECK_CUDA(cudaMemset(a, 0x5a, bytes));
+  const double ms = MedianMs(stream, [&](int) {
+    CheckStatus(ReadAll(a, bytes, static_cast<uint64_t*>(sink), stream), "ReadAll");
+  });
+  cudaFree(a);
+  cudaFree(sink);
+  Record({"read (ceiling)", "1 GiB, read only", "-", ms, "GB/s", bytes / (ms * 1e-3) / 1e9, 0,
+          ""});
+}
+
 double MeasureGemmRate(gpu::Stream& stream) {
   const int n = 8192;
   void* a = DeviceRandom(DType::kFloat16, size_t{1} * n * n, 1);
@@ -394,6 +412,7 @@ int Main() {
   CheckStatus(stream.status(), "Stream::Create");
   fill_stream = &*stream;
   const double copy_gbps = MeasureCopyBandwidth(*stream);
+  MeasureReadBandwidth(*stream);
   const double gemm_tflops = MeasureGemmRate(*stream);
   for (DType dtype : {DType::kFloat16, DType::kBFloat16}) {
     BenchElementwiseKernels(*stream, dtype, copy_gbps);

@@ -39,7 +39,43 @@ __global__ void FillKernel(T* data, size_t count, uint64_t seed) {
   }
 }
 
+// Each thread keeps kReadUnroll 16-byte loads in flight per step of its grid-stride loop.
+constexpr int kReadUnroll = 4;
+
+__global__ void ReadKernel(const uint4* data, size_t vectors, uint64_t* sink) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  uint32_t folded = 0;
+  for (; i + (kReadUnroll - 1) * stride < vectors; i += kReadUnroll * stride) {
+    uint4 v[kReadUnroll];
+#pragma unroll
+    for (int u = 0; u < kReadUnroll; ++u) v[u] = __ldcs(data + i + u * stride);
+#pragma unroll
+    for (int u = 0; u < kReadUnroll; ++u) folded ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  for (; i < vectors; i += stride) {
+    const uint4 v = __ldcs(data + i);
+    folded ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (folded == 0x9e3779b9u) *sink = folded;  // Never for the benchmark's data: it XORs to 0.
+}
+
 }  // namespace
+
+absl::Status ReadAll(const void* data, size_t bytes, uint64_t* sink, gpu::Stream& stream) {
+  if (bytes % 16 != 0 || reinterpret_cast<uintptr_t>(data) % 16 != 0) {
+    return absl::InvalidArgumentError("ReadAll: data must be 16-byte aligned, bytes a multiple of 16");
+  }
+  int sms = 0;
+  if (cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, stream.device());
+      e != cudaSuccess) {
+    return gpu::internal::CudaStatus(e, "cudaDeviceGetAttribute", stream.device());
+  }
+  constexpr int kThreads = 256;
+  ReadKernel<<<sms * 8, kThreads, 0, static_cast<cudaStream_t>(stream.raw())>>>(
+      static_cast<const uint4*>(data), bytes / 16, sink);
+  return gpu::internal::CudaStatus(cudaGetLastError(), "ReadKernel launch", stream.device());
+}
 
 absl::Status FillRandom(gpu::DType dtype, void* data, size_t count, uint64_t seed,
                         gpu::Stream& stream) {

@@ -248,6 +248,12 @@ absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params,
     return gpu::internal::CudaStatus(e, "cudaDeviceGetAttribute", stream.device());
   }
   const bool hopper = major == 9;
+  int sm_count = 0;
+  if (cudaError_t e = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount,
+                                             stream.device());
+      e != cudaSuccess) {
+    return gpu::internal::CudaStatus(e, "cudaDeviceGetAttribute", stream.device());
+  }
   if (p.kernel == PrefillKernel::kWgmma && (!hopper || p.head_dim != 128)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "PrefillAttention: the wgmma kernel needs head_dim 128 on a compute capability 9.0 GPU "
@@ -258,7 +264,8 @@ absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params,
   const cudaError_t launched =
       wgmma ? internal::LaunchPrefillSm90Tma(dtype == DType::kBFloat16, q, k, v, cu_seqlens,
                                              p.batch, p.total_tokens, p.num_heads,
-                                             p.num_kv_heads, p.max_seqlen, p.scale, output, raw)
+                                             p.num_kv_heads, p.max_seqlen, p.scale, sm_count, output,
+                                             raw)
       : dtype == DType::kFloat16
           ? LaunchForType<__half>(p, q, k, v, cu_seqlens, output, raw)
           : LaunchForType<__nv_bfloat16>(p, q, k, v, cu_seqlens, output, raw);

@@ -1,13 +1,17 @@
 // FlashAttention forward for Hopper with warp specialization, causal, variable length, d = 128.
 //
 // Three warpgroups per block: a producer and two consumers. The producer (one thread of it)
-// moves tiles with the tensor memory accelerator (TMA): Q once, then key and value tiles of 128
-// rows into two stages of shared memory, each stage guarded by "full" mbarriers (the copy's
-// bytes have landed) and an "empty" mbarrier (both consumers are done with it). Each consumer
-// owns 64 query rows: it waits for a stage, issues S = Q·K^T and O += P·V as wgmma chains, and
-// runs the online softmax in between. No block-wide barrier sits in the loop, so one consumer's
-// softmax overlaps the other's matrix products, and copies overlap both. The producer gives its
-// registers to the consumers (setmaxnreg).
+// moves tiles with the tensor memory accelerator (TMA): each work item's 128 query rows into one
+// of two Q buffers, then its key and value tiles of 128 rows into two stages of shared memory.
+// Every buffer is guarded by a "full" mbarrier (the copy's bytes have landed) and an "empty"
+// mbarrier (both consumers are done with it). K and V are released separately: a consumer issues
+// the next tile's scores together with this tile's P·V, so with one barrier per stage the
+// producer could refill a stage only after the P·V that follows the scores that needed it, and
+// the consumer stalled on the copy every tile. Each consumer owns 64 query rows: it waits for a
+// stage, issues S = Q·K^T and O += P·V as wgmma chains, and runs the online softmax in between.
+// No block-wide barrier sits in the loop, so one consumer's softmax overlaps the other's matrix
+// products, and copies overlap both. The producer gives its registers to the consumers
+// (setmaxnreg). The kernel is persistent (one block per SM, see WorkList).
 //
 // Shared-memory tiles use the 128-byte swizzle that both TMA writes and wgmma reads: a tile of
 // R rows is two "slabs" of 64 columns (128 bytes per row), rows 128 bytes apart, 16-byte chunks
@@ -18,6 +22,8 @@
 #include <cuda_runtime.h>
 #include <cudaTypedefs.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 
 #include "gpu/attention/internal/device_utils.cuh"
@@ -37,7 +43,7 @@ constexpr int kThreads = 384;    // Producer warpgroup + two consumer warpgroups
 constexpr int kSlabBytes = 128;  // One row of one slab: 64 elements.
 constexpr int kTileBytes = kCols * kDim * 2;   // A key or value tile (both slabs).
 constexpr int kQBytes = kRows * kDim * 2;
-constexpr int kSharedBytes = kQBytes + 2 * kStages * kTileBytes + 1024 + 64;
+constexpr int kSharedBytes = kStages * kQBytes + 2 * kStages * kTileBytes + 1024 + 96;
 constexpr float kLog2e = 1.4426950408889634f;
 
 // --- mbarriers and TMA ------------------------------------------------------------------------
@@ -103,6 +109,72 @@ __device__ __forceinline__ void DecreaseRegisters() {
   asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
 }
 
+// --- Work items ---------------------------------------------------------------------------------
+
+// A work item is 128 query rows of one (sequence, head) and every key tile up to the diagonal.
+// The kernel is persistent: one block per SM walks a static list of items, so that the producer
+// loads the next item's Q and first key tiles while the consumers finish the current one, and no
+// block pays a launch, a barrier setup or a pipeline fill per item. Items are numbered longest
+// first (item w is query tile n_q - 1 - w / (batch * heads) of head w % heads of sequence
+// (w / heads) % batch), and dealt to the blocks in a serpentine: in round r, block c takes item
+// r * blocks + c when r is even and r * blocks + (blocks - 1 - c) when r is odd, so that a block
+// that drew a long item in one round draws a short one in the next. For causal attention this
+// balances the blocks to within a few percent (a grid of one block per item, scheduled by the
+// hardware in launch order, left about 10% of the SMs' time idle at the tail).
+struct WorkItem {
+  int seq;
+  int head;
+  int q_first;    // The item's first query row, within its sequence.
+  int seq_start;  // The sequence's first token in the packed batch.
+  int seq_len;
+  int num_tiles;  // Key tiles: those up to the diagonal.
+};
+
+class WorkList {
+ public:
+  __device__ WorkList(const int32_t* cu_seqlens, int batch, int num_heads, int q_tiles)
+      : cu_seqlens_(cu_seqlens),
+        batch_(batch),
+        num_heads_(num_heads),
+        q_tiles_(q_tiles),
+        items_(q_tiles * batch * num_heads) {}
+
+  // Next advances to this block's next item that has work (a query tile past the end of a
+  // shorter sequence has none) and returns false when there is none left.
+  __device__ bool Next(WorkItem& item) {
+    while (true) {
+      const int w = round_ * static_cast<int>(gridDim.x) +
+                    (round_ % 2 == 0 ? blockIdx.x : gridDim.x - 1 - blockIdx.x);
+      ++round_;
+      if (w >= items_) return false;
+      const int pairs = batch_ * num_heads_;
+      const int pair = w % pairs;
+      item.head = pair % num_heads_;
+      item.seq = pair / num_heads_;
+      item.q_first = (q_tiles_ - 1 - w / pairs) * kRows;
+      item.seq_start = cu_seqlens_[item.seq];
+      item.seq_len = cu_seqlens_[item.seq + 1] - item.seq_start;
+      if (item.q_first >= item.seq_len) continue;
+      item.num_tiles = (min(item.seq_len, item.q_first + kRows) + kCols - 1) / kCols;
+      return true;
+    }
+  }
+
+ private:
+  const int32_t* cu_seqlens_;
+  int batch_;
+  int num_heads_;
+  int q_tiles_;
+  int items_;
+  int round_ = 0;
+};
+
+// Stage and phase of the n-th use of a ring of two buffers: buffer n % 2, and the parity of its
+// mbarrier's phase (n / 2) & 1; the previous use of the same buffer completed parity
+// ((n / 2) - 1) & 1.
+__device__ __forceinline__ int Stage(int n) { return n % kStages; }
+__device__ __forceinline__ uint32_t Phase(int n) { return (n / kStages) & 1; }
+
 // --- The kernel --------------------------------------------------------------------------------
 
 template <class T>
@@ -110,55 +182,65 @@ __global__ void __launch_bounds__(kThreads, 1)
     PrefillTmaKernel(const __grid_constant__ CUtensorMap q_map,
                      const __grid_constant__ CUtensorMap k_map,
                      const __grid_constant__ CUtensorMap v_map,
-                     const int32_t* __restrict__ cu_seqlens, int num_heads, int num_kv_heads,
-                     float scale_log2, T* __restrict__ output) {
+                     const int32_t* __restrict__ cu_seqlens, int batch, int num_heads,
+                     int num_kv_heads, int q_tiles, float scale_log2, T* __restrict__ output) {
   extern __shared__ unsigned char shared_bytes[];
   const uint32_t base = (SharedAddress(shared_bytes) + 1023) & ~1023u;
-  const uint32_t q_tile = base;
-  const uint32_t k_tiles = q_tile + kQBytes;                 // [kStages] x kTileBytes
-  const uint32_t v_tiles = k_tiles + kStages * kTileBytes;   // [kStages] x kTileBytes
-  const uint32_t bars = v_tiles + kStages * kTileBytes;      // 8-byte mbarriers:
-  const uint32_t q_full = bars;                              //   Q landed
-  auto k_full = [&](int s) { return bars + 8 * (1 + s); };   //   K of stage s landed
-  auto v_full = [&](int s) { return bars + 8 * (3 + s); };   //   V of stage s landed
-  auto empty = [&](int s) { return bars + 8 * (5 + s); };    //   stage s free again
-
-  const int seq = blockIdx.z;
-  const int head = blockIdx.y;
-  const int kv_head = head / (num_heads / num_kv_heads);
-  const int seq_start = cu_seqlens[seq];
-  const int seq_len = cu_seqlens[seq + 1] - seq_start;
-  const int q_first = (gridDim.x - 1 - blockIdx.x) * kRows;  // Longest blocks first.
-  if (q_first >= seq_len) return;
-  const int num_tiles = (min(seq_len, q_first + kRows) + kCols - 1) / kCols;
+  const uint32_t q_tiles_smem = base;                            // [kStages] x kQBytes
+  const uint32_t k_tiles = q_tiles_smem + kStages * kQBytes;    // [kStages] x kTileBytes
+  const uint32_t v_tiles = k_tiles + kStages * kTileBytes;      // [kStages] x kTileBytes
+  const uint32_t bars = v_tiles + kStages * kTileBytes;         // 8-byte mbarriers:
+  auto q_full = [&](int s) { return bars + 8 * s; };            //   Q buffer s landed
+  auto q_empty = [&](int s) { return bars + 8 * (2 + s); };     //   Q buffer s free again
+  auto k_full = [&](int s) { return bars + 8 * (4 + s); };      //   K of stage s landed
+  auto v_full = [&](int s) { return bars + 8 * (6 + s); };      //   V of stage s landed
+  auto k_empty = [&](int s) { return bars + 8 * (8 + s); };     //   K of stage s free again
+  auto v_empty = [&](int s) { return bars + 8 * (10 + s); };    //   V of stage s free again
+  const int group = num_heads / num_kv_heads;
 
   if (threadIdx.x == 0) {
-    BarrierInit(q_full, 1);
     for (int s = 0; s < kStages; ++s) {
+      BarrierInit(q_full(s), 1);
+      BarrierInit(q_empty(s), 8);  // Lane 0 of each consumer warp.
       BarrierInit(k_full(s), 1);
       BarrierInit(v_full(s), 1);
-      BarrierInit(empty(s), 8);  // Lane 0 of each consumer warp.
+      BarrierInit(k_empty(s), 8);
+      BarrierInit(v_empty(s), 8);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
 
+  WorkList work(cu_seqlens, batch, num_heads, q_tiles);
+  WorkItem item;
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     // Producer: one thread issues every copy; the rest of the warpgroup only lends registers.
+    // Q buffers and key/value stages are rings over the whole walk, not per item, so the copies
+    // for the next item start as soon as the consumers release a buffer.
     DecreaseRegisters<24>();
     if (threadIdx.x == 0) {
-      BarrierExpectBytes(q_full, kQBytes);
-      TmaLoadTile(q_tile, kRows, &q_map, head, seq_start + q_first, q_full);
-      for (int tile = 0; tile < num_tiles; ++tile) {
-        const int stage = tile % kStages;
-        const int use = tile / kStages;  // How many times this stage was filled before.
-        if (use > 0) BarrierWait(empty(stage), (use - 1) & 1);
-        const int token = seq_start + tile * kCols;
-        BarrierExpectBytes(k_full(stage), kTileBytes);
-        TmaLoadTile(k_tiles + stage * kTileBytes, kCols, &k_map, kv_head, token, k_full(stage));
-        BarrierExpectBytes(v_full(stage), kTileBytes);
-        TmaLoadTile(v_tiles + stage * kTileBytes, kCols, &v_map, kv_head, token, v_full(stage));
+      int items = 0;
+      int tiles = 0;
+      while (work.Next(item)) {
+        if (items >= kStages) BarrierWait(q_empty(Stage(items)), Phase(items) ^ 1);
+        BarrierExpectBytes(q_full(Stage(items)), kQBytes);
+        TmaLoadTile(q_tiles_smem + Stage(items) * kQBytes, kRows, &q_map, item.head,
+                    item.seq_start + item.q_first, q_full(Stage(items)));
+        ++items;
+        for (int tile = 0; tile < item.num_tiles; ++tile, ++tiles) {
+          const int stage = Stage(tiles);
+          const int token = item.seq_start + tile * kCols;
+          const int kv_head = item.head / group;
+          if (tiles >= kStages) BarrierWait(k_empty(stage), Phase(tiles) ^ 1);
+          BarrierExpectBytes(k_full(stage), kTileBytes);
+          TmaLoadTile(k_tiles + stage * kTileBytes, kCols, &k_map, kv_head, token,
+                      k_full(stage));
+          if (tiles >= kStages) BarrierWait(v_empty(stage), Phase(tiles) ^ 1);
+          BarrierExpectBytes(v_full(stage), kTileBytes);
+          TmaLoadTile(v_tiles + stage * kTileBytes, kCols, &v_map, kv_head, token,
+                      v_full(stage));
+        }
       }
     }
     return;
@@ -169,18 +251,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int consumer = warpgroup - 1;
   const int warp = (threadIdx.x / 32) % 4;
   const int lane = threadIdx.x % 32;
-  const int group_first = q_first + consumer * 64;
-  const int row0 = group_first + warp * 16 + lane / 4;  // This thread's rows: row0, row0 + 8.
+  const int64_t q_stride = static_cast<int64_t>(num_heads) * kDim;
 
   float o[64];
-#pragma unroll
-  for (int i = 0; i < 64; ++i) o[i] = 0;
-  float row_max[2] = {-INFINITY, -INFINITY};
-  float row_sum[2] = {0, 0};
   float s[64];
-
-  auto issue_scores = [&](int tile) {
-    const uint32_t k_tile = k_tiles + (tile % kStages) * kTileBytes;
+  auto issue_scores = [&](uint32_t q_tile, int tiles) {
+    const uint32_t k_tile = k_tiles + Stage(tiles) * kTileBytes;
 #pragma unroll
     for (int i = 0; i < 64; ++i) s[i] = 0;
     WgmmaFence();
@@ -197,53 +273,70 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // The two consumers take turns issuing their matrix products (ping-pong): while one's wgmmas
   // run, the other computes its softmax. Consumer c waits on named barrier 1 + c, which the
-  // other consumer releases after issuing; consumer 1 releases consumer 0's first turn.
+  // other consumer releases after issuing; consumer 1 releases consumer 0's first turn up front,
+  // so it skips its very last release. The turns run on across items: each item's first scores
+  // are issued outside them.
   const int my_turn = 1 + consumer;
   const int their_turn = 2 - consumer;
-  BarrierWait(q_full, 0);
-  BarrierWait(k_full(0), 0);
-  issue_scores(0);
-  WgmmaWait<0>();
-  if (consumer == 1) NamedBarrierArrive(their_turn, 256);
-
-  for (int tile = 0; tile < num_tiles; ++tile) {
-    const int stage = tile % kStages;
-    const int use = tile / kStages;
-
-    float rescale[2];
-    const bool needs_mask = (tile + 1) * kCols > group_first || (tile + 1) * kCols > seq_len;
-    SoftmaxTile(s, tile * kCols + (lane % 4) * 2, row0, needs_mask, seq_len, scale_log2, row_max,
-                row_sum, rescale);
-    uint32_t p[kCols / 16][4];
+  int items = 0;
+  int tiles = 0;  // Key/value tiles consumed so far, over every item.
+  bool more = work.Next(item);
+  while (more) {
+    const WorkItem current = item;
+    more = work.Next(item);
+    const int group_first = current.q_first + consumer * 64;
+    const int row0 = group_first + warp * 16 + lane / 4;  // This thread's rows: row0, row0 + 8.
+    const uint32_t q_tile = q_tiles_smem + Stage(items) * kQBytes;
 #pragma unroll
-    for (int kk = 0; kk < kCols / 16; ++kk) PackProbabilities<T>(s + 8 * kk, p[kk]);
-    RescaleRows(o, rescale);
+    for (int i = 0; i < 64; ++i) o[i] = 0;
+    float row_max[2] = {-INFINITY, -INFINITY};
+    float row_sum[2] = {0, 0};
 
-    // O += P · V, then the next tile's scores right behind it, in this consumer's turn.
-    BarrierWait(v_full(stage), use & 1);
-    if (tile + 1 < num_tiles) {
-      BarrierWait(k_full((tile + 1) % kStages), ((tile + 1) / kStages) & 1);
-    }
-    NamedBarrierSync(my_turn, 256);
-    const uint32_t v_tile = v_tiles + stage * kTileBytes;
-    WgmmaFence();
-#pragma unroll
-    for (int kk = 0; kk < kCols / 16; ++kk) {
-      WgmmaRS64x128<T>(o, p[kk], SmemDescriptor(v_tile + kk * 16 * kSlabBytes,
-                                                kCols * kSlabBytes, 1024));
-    }
-    WgmmaCommit();
-    if (tile + 1 < num_tiles) issue_scores(tile + 1);
-    // Consumer 1 already released consumer 0 once up front, so it skips its last release.
-    if (consumer == 0 || tile + 1 < num_tiles) NamedBarrierArrive(their_turn, 256);
+    BarrierWait(q_full(Stage(items)), Phase(items));
+    BarrierWait(k_full(Stage(tiles)), Phase(tiles));
+    issue_scores(q_tile, tiles);
     WgmmaWait<0>();
-    if (lane == 0) BarrierArrive(empty(stage));  // This warp is done with the stage.
-  }
+    if (lane == 0) BarrierArrive(k_empty(Stage(tiles)));
+    if (items == 0 && consumer == 1) NamedBarrierArrive(their_turn, 256);
 
-  const int64_t q_stride = static_cast<int64_t>(num_heads) * kDim;
-  WriteRows<T, kDim>(o, row_sum, row0, seq_len,
-                     output + static_cast<int64_t>(seq_start) * q_stride + head * kDim, q_stride,
-                     lane);
+    for (int tile = 0; tile < current.num_tiles; ++tile, ++tiles) {
+      const bool last_tile = tile + 1 == current.num_tiles;
+      float rescale[2];
+      const bool needs_mask =
+          (tile + 1) * kCols > group_first || (tile + 1) * kCols > current.seq_len;
+      SoftmaxTile(s, tile * kCols + (lane % 4) * 2, row0, needs_mask, current.seq_len,
+                  scale_log2, row_max, row_sum, rescale);
+      uint32_t p[kCols / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kCols / 16; ++kk) PackProbabilities<T>(s + 8 * kk, p[kk]);
+      RescaleRows(o, rescale);
+
+      // O += P · V, then the next tile's scores right behind it, in this consumer's turn.
+      BarrierWait(v_full(Stage(tiles)), Phase(tiles));
+      if (!last_tile) BarrierWait(k_full(Stage(tiles + 1)), Phase(tiles + 1));
+      NamedBarrierSync(my_turn, 256);
+      const uint32_t v_tile = v_tiles + Stage(tiles) * kTileBytes;
+      WgmmaFence();
+#pragma unroll
+      for (int kk = 0; kk < kCols / 16; ++kk) {
+        WgmmaRS64x128<T>(o, p[kk], SmemDescriptor(v_tile + kk * 16 * kSlabBytes,
+                                                  kCols * kSlabBytes, 1024));
+      }
+      WgmmaCommit();
+      if (!last_tile) issue_scores(q_tile, tiles + 1);
+      if (consumer == 0 || more || !last_tile) NamedBarrierArrive(their_turn, 256);
+      WgmmaWait<0>();
+      if (lane == 0) {  // This warp is done with this tile's V and the next tile's K (or Q).
+        BarrierArrive(v_empty(Stage(tiles)));
+        BarrierArrive(last_tile ? q_empty(Stage(items)) : k_empty(Stage(tiles + 1)));
+      }
+    }
+    ++items;
+    WriteRows<T, kDim>(
+        o, row_sum, row0, current.seq_len,
+        output + static_cast<int64_t>(current.seq_start) * q_stride + current.head * kDim,
+        q_stride, lane);
+  }
 }
 
 // The 3D map of a [tokens, heads, 128] tensor: boxes of 64 dimensions x 1 head x `rows` tokens,
@@ -276,7 +369,7 @@ cudaError_t EncodeMap(CUtensorMap* map, const void* data, bool bf16, int heads, 
 template <class T>
 cudaError_t Launch(const void* q, const void* k, const void* v, const int32_t* cu_seqlens,
                    int64_t batch, int64_t total_tokens, int num_heads, int num_kv_heads,
-                   int max_seqlen, float scale, void* output, cudaStream_t stream) {
+                   int max_seqlen, float scale, int sm_count, void* output, cudaStream_t stream) {
   constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
   CUtensorMap q_map, k_map, v_map;
   for (cudaError_t e : {EncodeMap(&q_map, q, kBf16, num_heads, total_tokens, kRows),
@@ -290,10 +383,13 @@ cudaError_t Launch(const void* q, const void* k, const void* v, const int32_t* c
       e != cudaSuccess) {
     return e;
   }
-  const dim3 grid((max_seqlen + kRows - 1) / kRows, num_heads, static_cast<unsigned>(batch));
-  kernel<<<grid, kThreads, kSharedBytes, stream>>>(q_map, k_map, v_map, cu_seqlens, num_heads,
-                                                   num_kv_heads, scale * kLog2e,
-                                                   static_cast<T*>(output));
+  const int q_tiles = (max_seqlen + kRows - 1) / kRows;
+  const int64_t items = static_cast<int64_t>(q_tiles) * batch * num_heads;
+  if (items > INT32_MAX) return cudaErrorInvalidValue;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(items, std::max(sm_count, 1)));
+  kernel<<<blocks, kThreads, kSharedBytes, stream>>>(
+      q_map, k_map, v_map, cu_seqlens, static_cast<int>(batch), num_heads, num_kv_heads, q_tiles,
+      scale * kLog2e, static_cast<T*>(output));
   return cudaGetLastError();
 }
 
@@ -302,11 +398,11 @@ cudaError_t Launch(const void* q, const void* k, const void* v, const int32_t* c
 cudaError_t LaunchPrefillSm90Tma(bool bf16, const void* q, const void* k, const void* v,
                                  const int32_t* cu_seqlens, int64_t batch, int64_t total_tokens,
                                  int num_heads, int num_kv_heads, int max_seqlen, float scale,
-                                 void* output, cudaStream_t stream) {
+                                 int sm_count, void* output, cudaStream_t stream) {
   return bf16 ? Launch<__nv_bfloat16>(q, k, v, cu_seqlens, batch, total_tokens, num_heads,
-                                      num_kv_heads, max_seqlen, scale, output, stream)
+                                      num_kv_heads, max_seqlen, scale, sm_count, output, stream)
               : Launch<__half>(q, k, v, cu_seqlens, batch, total_tokens, num_heads, num_kv_heads,
-                               max_seqlen, scale, output, stream);
+                               max_seqlen, scale, sm_count, output, stream);
 }
 
 }  // namespace troupe::gpu::attention::internal
