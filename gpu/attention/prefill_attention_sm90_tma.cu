@@ -257,8 +257,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   float s[64];
   auto issue_scores = [&](uint32_t q_tile, int tiles) {
     const uint32_t k_tile = k_tiles + Stage(tiles) * kTileBytes;
-#pragma unroll
-    for (int i = 0; i < 64; ++i) s[i] = 0;
     WgmmaFence();
 #pragma unroll
     for (int ks = 0; ks < kDim / 16; ++ks) {
@@ -266,7 +264,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           q_tile + (ks / 4) * (kRows * kSlabBytes) + consumer * 64 * kSlabBytes + (ks % 4) * 32;
       const uint32_t k_address = k_tile + (ks / 4) * (kCols * kSlabBytes) + (ks % 4) * 32;
       WgmmaSS64x128<T>(s, SmemDescriptor(q_address, 16, 1024),
-                       SmemDescriptor(k_address, 16, 1024));
+                       SmemDescriptor(k_address, 16, 1024), /*accumulate=*/ks > 0);
     }
     WgmmaCommit();
   };

@@ -1,8 +1,9 @@
 // Hopper warpgroup matrix multiply-accumulate (wgmma) wrappers for the prefill attention kernel.
 // Generated once by hand-written Python; the operand lists are long, not clever.
 //
-//   WgmmaSS64x64<T>(s, desc_q, desc_k)   S[64x64] (+)= Q[64x16] * K^T[16x64], both from shared memory
-//   WgmmaSS64x128<T>(s, desc_q, desc_k)  the same with 128 keys
+//   WgmmaSS64x128<T>(s, desc_q, desc_k, accumulate)
+//                                         S[64x128] (+)= Q[64x16] * K^T[16x128], both from shared
+//                                         memory; accumulate 0 overwrites S (no zero-fill needed)
 //   WgmmaRS64x128<T>(o, p, desc_v)       O[64x128] += P[64x16] (registers) * V[16x128] (shared, N-major)
 // Accumulators are fp32; operands fp16 or bf16. Requires sm_90a.
 #pragma once
@@ -35,28 +36,11 @@ __device__ __forceinline__ uint64_t SmemDescriptor(uint32_t address, uint32_t le
 }
 
 template <class T>
-__device__ __forceinline__ void WgmmaSS64x64(float (&d)[32], uint64_t desc_a, uint64_t desc_b);
-template <class T>
-__device__ __forceinline__ void WgmmaSS64x128(float (&d)[64], uint64_t desc_a, uint64_t desc_b);
+__device__ __forceinline__ void WgmmaSS64x128(float (&d)[64], uint64_t desc_a, uint64_t desc_b,
+                                              int accumulate);
 template <class T>
 __device__ __forceinline__ void WgmmaRS64x128(float (&d)[64], const uint32_t (&a)[4],
                                               uint64_t desc_b);
-
-template <>
-__device__ __forceinline__ void WgmmaSS64x64<__half>(float (&d)[32], uint64_t desc_a, uint64_t desc_b) {
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "setp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n"
-      "}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "l"(desc_a), "l"(desc_b), "r"(1));
-}
 
 template <>
 __device__ __forceinline__ void WgmmaRS64x128<__half>(float (&d)[64], const uint32_t (&a)[4],
@@ -77,22 +61,6 @@ __device__ __forceinline__ void WgmmaRS64x128<__half>(float (&d)[64], const uint
         "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
         "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
-}
-
-template <>
-__device__ __forceinline__ void WgmmaSS64x64<__nv_bfloat16>(float (&d)[32], uint64_t desc_a, uint64_t desc_b) {
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "setp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n"
-      "}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "l"(desc_a), "l"(desc_b), "r"(1));
 }
 
 template <>
@@ -118,7 +86,7 @@ __device__ __forceinline__ void WgmmaRS64x128<__nv_bfloat16>(float (&d)[64], con
 
 template <>
 __device__ __forceinline__ void WgmmaSS64x128<__half>(float (&d)[64], uint64_t desc_a,
-                                                  uint64_t desc_b) {
+                                                  uint64_t desc_b, int accumulate) {
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
@@ -134,12 +102,12 @@ __device__ __forceinline__ void WgmmaSS64x128<__half>(float (&d)[64], uint64_t d
         "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
         "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
         "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "l"(desc_a), "l"(desc_b), "r"(1));
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
 }
 
 template <>
 __device__ __forceinline__ void WgmmaSS64x128<__nv_bfloat16>(float (&d)[64], uint64_t desc_a,
-                                                  uint64_t desc_b) {
+                                                  uint64_t desc_b, int accumulate) {
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
@@ -155,7 +123,7 @@ __device__ __forceinline__ void WgmmaSS64x128<__nv_bfloat16>(float (&d)[64], uin
         "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
         "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
         "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "l"(desc_a), "l"(desc_b), "r"(1));
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
 }
 
 }  // namespace troupe::gpu::attention::internal
