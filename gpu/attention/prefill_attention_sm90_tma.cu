@@ -255,16 +255,27 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   float o[64];
   float s[64];
-  auto issue_scores = [&](uint32_t q_tile, int tiles) {
+  // This warp's 16 query rows, as the A operand of the score products: held in registers for the
+  // whole item, so that S = Q·K^T reads only K from shared memory (reading Q there too put the
+  // score products at the limit of shared-memory bandwidth, with the TMA writing beside them).
+  uint32_t q[kDim / 16][4];
+  auto load_q = [&](uint32_t q_tile) {
+    const int row = consumer * 64 + warp * 16 + lane % 16;
+#pragma unroll
+    for (int ks = 0; ks < kDim / 16; ++ks) {
+      const int chunk = (ks % 4) * 2 + lane / 16;  // 16-byte chunk of the row within its slab
+      LoadMatrixX4(q[ks], q_tile + (ks / 4) * (kRows * kSlabBytes) + row * kSlabBytes +
+                              ((chunk ^ (row % 8)) * 16));
+    }
+  };
+  auto issue_scores = [&](int tiles) {
     const uint32_t k_tile = k_tiles + Stage(tiles) * kTileBytes;
     WgmmaFence();
 #pragma unroll
     for (int ks = 0; ks < kDim / 16; ++ks) {
-      const uint32_t q_address =
-          q_tile + (ks / 4) * (kRows * kSlabBytes) + consumer * 64 * kSlabBytes + (ks % 4) * 32;
       const uint32_t k_address = k_tile + (ks / 4) * (kCols * kSlabBytes) + (ks % 4) * 32;
-      WgmmaSS64x128<T>(s, SmemDescriptor(q_address, 16, 1024),
-                       SmemDescriptor(k_address, 16, 1024), /*accumulate=*/ks > 0);
+      WgmmaRS64x128<T, false>(s, q[ks], SmemDescriptor(k_address, 16, 1024),
+                              /*accumulate=*/ks > 0);
     }
     WgmmaCommit();
   };
@@ -272,33 +283,39 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The two consumers take turns issuing their matrix products (ping-pong): while one's wgmmas
   // run, the other computes its softmax. Consumer c waits on named barrier 1 + c, which the
   // other consumer releases after issuing; consumer 1 releases consumer 0's first turn up front,
-  // so it skips its very last release. The turns run on across items: each item's first scores
-  // are issued outside them.
+  // so it skips its very last release. Items follow each other without a bubble: the turn that
+  // issues an item's last P·V also issues the next item's first scores, and only the block's
+  // first scores are issued outside the turns.
   const int my_turn = 1 + consumer;
   const int their_turn = 2 - consumer;
-  int items = 0;
-  int tiles = 0;  // Key/value tiles consumed so far, over every item.
+  int items = 0;  // Items begun, over the walk: their Q buffers form a ring.
+  int tiles = 0;  // Key/value tiles begun, over the walk.
+  WorkItem current;
+  if (!work.Next(current)) return;
   bool more = work.Next(item);
-  while (more) {
-    const WorkItem current = item;
-    more = work.Next(item);
+  auto begin_item = [&]() {  // Q to registers, for the item numbered `items`.
+    BarrierWait(q_full(Stage(items)), Phase(items));
+    load_q(q_tiles_smem + Stage(items) * kQBytes);
+    if (lane == 0) BarrierArrive(q_empty(Stage(items)));
+  };
+  begin_item();
+  BarrierWait(k_full(Stage(tiles)), Phase(tiles));
+  issue_scores(tiles);
+  WgmmaWait<0>();
+  if (lane == 0) BarrierArrive(k_empty(Stage(tiles)));
+  if (consumer == 1) NamedBarrierArrive(their_turn, 256);
+
+  while (true) {
     const int group_first = current.q_first + consumer * 64;
     const int row0 = group_first + warp * 16 + lane / 4;  // This thread's rows: row0, row0 + 8.
-    const uint32_t q_tile = q_tiles_smem + Stage(items) * kQBytes;
 #pragma unroll
     for (int i = 0; i < 64; ++i) o[i] = 0;
     float row_max[2] = {-INFINITY, -INFINITY};
     float row_sum[2] = {0, 0};
 
-    BarrierWait(q_full(Stage(items)), Phase(items));
-    BarrierWait(k_full(Stage(tiles)), Phase(tiles));
-    issue_scores(q_tile, tiles);
-    WgmmaWait<0>();
-    if (lane == 0) BarrierArrive(k_empty(Stage(tiles)));
-    if (items == 0 && consumer == 1) NamedBarrierArrive(their_turn, 256);
-
     for (int tile = 0; tile < current.num_tiles; ++tile, ++tiles) {
       const bool last_tile = tile + 1 == current.num_tiles;
+      const bool next_scores = !last_tile || more;  // Scores follow: this item's or the next's.
       float rescale[2];
       const bool needs_mask =
           (tile + 1) * kCols > group_first || (tile + 1) * kCols > current.seq_len;
@@ -308,32 +325,39 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int kk = 0; kk < kCols / 16; ++kk) PackProbabilities<T>(s + 8 * kk, p[kk]);
       RescaleRows(o, rescale);
+      if (last_tile && more) {  // The Q registers are free: this item's scores are all done.
+        ++items;
+        begin_item();
+      }
 
-      // O += P · V, then the next tile's scores right behind it, in this consumer's turn.
+      // O += P · V, then the next scores right behind it, in this consumer's turn.
       BarrierWait(v_full(Stage(tiles)), Phase(tiles));
-      if (!last_tile) BarrierWait(k_full(Stage(tiles + 1)), Phase(tiles + 1));
+      if (next_scores) BarrierWait(k_full(Stage(tiles + 1)), Phase(tiles + 1));
       NamedBarrierSync(my_turn, 256);
       const uint32_t v_tile = v_tiles + Stage(tiles) * kTileBytes;
       WgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < kCols / 16; ++kk) {
-        WgmmaRS64x128<T>(o, p[kk], SmemDescriptor(v_tile + kk * 16 * kSlabBytes,
-                                                  kCols * kSlabBytes, 1024));
+        WgmmaRS64x128<T, true>(
+            o, p[kk], SmemDescriptor(v_tile + kk * 16 * kSlabBytes, kCols * kSlabBytes, 1024),
+            /*accumulate=*/1);
       }
       WgmmaCommit();
-      if (!last_tile) issue_scores(q_tile, tiles + 1);
-      if (consumer == 0 || more || !last_tile) NamedBarrierArrive(their_turn, 256);
+      if (next_scores) issue_scores(tiles + 1);
+      if (consumer == 0 || next_scores) NamedBarrierArrive(their_turn, 256);
       WgmmaWait<0>();
-      if (lane == 0) {  // This warp is done with this tile's V and the next tile's K (or Q).
+      if (lane == 0) {  // This warp is done with this tile's V and the next tile's K.
         BarrierArrive(v_empty(Stage(tiles)));
-        BarrierArrive(last_tile ? q_empty(Stage(items)) : k_empty(Stage(tiles + 1)));
+        if (next_scores) BarrierArrive(k_empty(Stage(tiles + 1)));
       }
     }
-    ++items;
     WriteRows<T, kDim>(
         o, row_sum, row0, current.seq_len,
         output + static_cast<int64_t>(current.seq_start) * q_stride + current.head * kDim,
         q_stride, lane);
+    if (!more) return;
+    current = item;
+    more = work.Next(item);
   }
 }
 

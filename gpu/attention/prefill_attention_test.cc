@@ -86,7 +86,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{DType::kFloat16, 4, 2, 128, {513, 1}},
                       // The TMA kernel (kAuto on H100/H200) at long, odd and tiny lengths.
                       Case{DType::kBFloat16, 2, 2, 128, {2049, 3, 384}, PrefillKernel::kWgmma},
-                      Case{DType::kFloat16, 8, 1, 128, {700, 1, 127, 129}, PrefillKernel::kWgmma}));
+                      Case{DType::kFloat16, 8, 1, 128, {700, 1, 127, 129}, PrefillKernel::kWgmma},
+                      // 324 work items: a few per block of the persistent kernel on any GPU.
+                      Case{DType::kBFloat16, 12, 4, 128, {1100, 300, 45}, PrefillKernel::kWgmma}));
 
 TEST(PrefillAttentionArgsTest, BadArgumentsAreRefused) {
   if (!testing::HasCudaDevice()) GTEST_SKIP() << "skipped: no CUDA device in this process";
