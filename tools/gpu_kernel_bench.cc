@@ -27,6 +27,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gpu/attention/decode_attention.h"
@@ -43,6 +44,9 @@
 ABSL_FLAG(std::string, out, "", "Write the results as JSON here.");
 ABSL_FLAG(int, reps, 30, "Timed repetitions per measurement (the median is reported).");
 ABSL_FLAG(int, launches, 10, "Back-to-back launches per timed repetition.");
+ABSL_FLAG(std::string, filter, "",
+          "Run only the kernels whose name contains this text (the ceilings always run), e.g. "
+          "--filter=prefill for a profiler.");
 
 namespace troupe::tools {
 namespace {
@@ -132,6 +136,10 @@ double MedianMs(gpu::Stream& stream, const std::function<void(int)>& launch, int
   return times[times.size() / 2];
 }
 
+bool Selected(const std::string& kernel) {
+  return absl::StrContains(kernel, absl::GetFlag(FLAGS_filter));
+}
+
 double MeasureCopyBandwidth(gpu::Stream& stream) {
   const size_t bytes = size_t{1} << 30;
   void *a = nullptr, *b = nullptr;
@@ -197,6 +205,10 @@ double MeasureGemmRate(gpu::Stream& stream) {
 
 // Decode attention at OPT-13B head shapes: 40 heads of 128, batch 64, context 1024.
 void BenchDecode(gpu::Stream& stream, DType dtype, double copy_gbps, int partition_tokens) {
+  const std::string name = partition_tokens == 0
+                               ? std::string("paged decode attention")
+                               : absl::StrCat("paged decode, partitions of ", partition_tokens);
+  if (!Selected(name)) return;
   const int batch = 64, heads = 40, dim = 128, context = 1024;
   const int blocks_per_seq = context / gpu::attention::kBlockSize;
   const int num_blocks = batch * blocks_per_seq;
@@ -230,10 +242,7 @@ void BenchDecode(gpu::Stream& stream, DType dtype, double copy_gbps, int partiti
                 "PagedDecodeAttention");
   });
   const double bytes = 2.0 * cache_elements * gpu::SizeOf(dtype);  // K and V, read once.
-  Record({partition_tokens == 0
-                         ? std::string("paged decode attention")
-                         : absl::StrCat("paged decode, partitions of ", partition_tokens),
-                     "batch 64, ctx 1024, 40x128 heads",
+  Record({name, "batch 64, ctx 1024, 40x128 heads",
                      gpu::DTypeName(dtype), ms, "GB/s", bytes / (ms * 1e-3) / 1e9, copy_gbps,
                      "copy"});
   for (void* p : {query, key_cache, value_cache, tables, lens, output, workspace}) cudaFree(p);
@@ -243,6 +252,10 @@ void BenchDecode(gpu::Stream& stream, DType dtype, double copy_gbps, int partiti
 void BenchPrefill(gpu::Stream& stream, DType dtype, const std::vector<int32_t>& lengths,
                   double gemm_tflops,
                   gpu::attention::PrefillKernel kernel = gpu::attention::PrefillKernel::kAuto) {
+  const std::string name = kernel == gpu::attention::PrefillKernel::kMmaSync
+                               ? std::string("prefill, mma.sync kernel")
+                               : std::string("prefill attention (causal)");
+  if (!Selected(name)) return;
   const int heads = 40, dim = 128;
   std::vector<int32_t> cu = {0};
   double pairs = 0;
@@ -274,11 +287,7 @@ void BenchPrefill(gpu::Stream& stream, DType dtype, const std::vector<int32_t>& 
                 "PrefillAttention");
   });
   const double flops = 4.0 * pairs * dim * heads;  // Two matrix products, 2 FLOPs per MAC.
-  Record({kernel == gpu::attention::PrefillKernel::kMmaSync
-                         ? std::string("prefill, mma.sync kernel")
-
-                         : std::string("prefill attention (causal)"),
-                     absl::StrCat(lengths.size(), " x ", lengths[0], " tokens, 40x128 heads"),
+  Record({name, absl::StrCat(lengths.size(), " x ", lengths[0], " tokens, 40x128 heads"),
                      gpu::DTypeName(dtype), ms, "TFLOP/s", flops / (ms * 1e-3) / 1e12,
                      gemm_tflops, "GEMM"});
   for (void* p : {q, k, v, cu_seqlens, output}) cudaFree(p);
@@ -291,6 +300,7 @@ constexpr int kSets = 3;
 void BenchElementwise(gpu::Stream& stream, const std::string& kernel, const std::string& shape,
                       DType dtype, double bytes_per_launch, double copy_gbps,
                       const std::function<absl::Status(int set)>& launch) {
+  if (!Selected(kernel)) return;
   const double ms = MedianMs(stream, [&](int i) { CheckStatus(launch(i % kSets), kernel.c_str()); });
   Record({kernel, shape, gpu::DTypeName(dtype), ms, "GB/s",
                      bytes_per_launch / (ms * 1e-3) / 1e9, copy_gbps, "copy"});
