@@ -36,6 +36,8 @@ __device__ float BlockReduce(float value, float* scratch, Op op) {
   return value;
 }
 
+// --- Two-phase kernel (group sizes 4 and 8) ------------------------------------------------
+//
 // One thread block: one (kv head, sequence, partition). kGroup query heads share the kv head.
 // Threads are laid out as [token lane][chunk]: kVecs chunks of 8 elements cover head_dim, and
 // kLanes = kThreads / kVecs tokens are processed side by side.
@@ -197,6 +199,209 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// --- Streaming kernel (group sizes 1 and 2) ------------------------------------------------
+//
+// One thread block: one (kv head, sequence, partition), eight warps. Each warp walks every
+// eighth KV block of the partition on its own, with an online softmax: it loads the block's K and V
+// together (a warp load covers 512 contiguous bytes), takes the logits, rescales, and adds P·V,
+// so loads are always in flight and no block-wide barrier sits between the K and V phases. The
+// warps merge (max, sum, output) in shared memory at the end. On an H200 at batch 64 x 1024
+// tokens (OPT-13B heads) it reads the cache at 4.4 TB/s, where the kernel above (logits of the
+// whole partition, then a block-wide softmax, then V) reaches 4.2; eight warps per block beat
+// four and sixteen (docs/results/gpu_kernels.md).
+//
+// In a load, lane l holds 8 dimensions (kLanesPerToken lanes per token) of token
+// kTokensPerLoad * i + l / kLanesPerToken of the block; kLoads loads cover the block's 16 tokens.
+// A transposed butterfly sums the per-load partial dot products across the lanes of a token:
+// each halving step trades half of a lane's values with its partner, so after log2(lanes) steps
+// lane l holds the whole logit of load i = (l >> 1) & (kLoads - 1) (lanes l and l ^ 1 alike).
+constexpr int kStreamWarps = 8;
+
+template <int kHeadDim>
+struct StreamLayout {
+  static constexpr int kLanesPerToken = kHeadDim / 8;                 // 16 or 8
+  static constexpr int kTokensPerLoad = 32 / kLanesPerToken;          // 2 or 4
+  static constexpr int kLoads = kBlockSize / kTokensPerLoad;          // 8 or 4
+  static constexpr int kChunkVectors = kBlockSize * kHeadDim / 8;     // uint4 per (block, head)
+};
+
+// TransposedSum: `part[i]` is this lane's share of load i's dot product; returns the full dot
+// product of load (lane >> 1) & (kLoads - 1) (see above).
+template <int kLoads, int kLanesPerToken>
+__device__ __forceinline__ float TransposedSum(float (&part)[kLoads], int lane) {
+  static_assert(kLoads * 2 == kLanesPerToken, "one halving step per lane bit above bit 0");
+#pragma unroll
+  for (int n = kLoads; n > 1; n /= 2) {
+    const int offset = n;  // lanes l and l ^ n swap halves of their n values
+    const bool upper = lane & offset;
+#pragma unroll
+    for (int j = 0; j < n / 2; ++j) {
+      const float send = upper ? part[j] : part[j + n / 2];
+      const float keep = upper ? part[j + n / 2] : part[j];
+      part[j] = keep + __shfl_xor_sync(0xffffffffu, send, offset);
+    }
+  }
+  return part[0] + __shfl_xor_sync(0xffffffffu, part[0], 1);
+}
+
+template <class T, int kHeadDim, int kGroup, int kPartitionTokens>
+__global__ void __launch_bounds__(kStreamWarps * 32)
+    StreamDecodeKernel(const T* __restrict__ query, const T* __restrict__ key_cache,
+                       const T* __restrict__ value_cache,
+                       const int32_t* __restrict__ block_tables,
+                       const int32_t* __restrict__ context_lens, int num_heads,
+                       int num_kv_heads, int max_blocks_per_seq, float scale,
+                       int num_partitions, float* __restrict__ partial_max,
+                       float* __restrict__ partial_sum, float* __restrict__ partial_out,
+                       T* __restrict__ output) {
+  using Layout = StreamLayout<kHeadDim>;
+  constexpr int kLoads = Layout::kLoads;
+  constexpr float kLog2e = 1.4426950408889634f;
+  const int kv_head = blockIdx.x;
+  const int seq = blockIdx.y;
+  const int partition = blockIdx.z;
+  const int context_len = context_lens[seq];
+  const int begin = partition * kPartitionTokens;
+  if (begin >= context_len) return;
+  const int end = min(begin + kPartitionTokens, context_len);
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int sub = lane / Layout::kLanesPerToken;   // token within a load
+  const int dim0 = (lane % Layout::kLanesPerToken) * 8;
+  const int32_t* table = block_tables + static_cast<int64_t>(seq) * max_blocks_per_seq;
+
+  // This lane's 8 dimensions of each query head, scaled into the log2 domain.
+  float q[kGroup][8];
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+    const int head = kv_head * kGroup + g;
+    Unpack8<T>(*reinterpret_cast<const uint4*>(
+                   query + (static_cast<int64_t>(seq) * num_heads + head) * kHeadDim + dim0),
+               q[g]);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) q[g][i] *= scale * kLog2e;
+  }
+  float running_max[kGroup];
+  float running_sum[kGroup];  // Over the tokens whose logit this lane holds, lanes l & 1 == 0.
+  float acc[kGroup][8];
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+    running_max[g] = -INFINITY;
+    running_sum[g] = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[g][i] = 0;
+  }
+
+  const int token_of_logit = ((lane >> 1) & (kLoads - 1)) * Layout::kTokensPerLoad + sub;
+  const int last_block = (end + kBlockSize - 1) / kBlockSize;  // Exclusive.
+  for (int b = begin / kBlockSize + warp; b < last_block; b += kStreamWarps) {
+    const int64_t offset = (static_cast<int64_t>(table[b]) * num_kv_heads + kv_head) *
+                           Layout::kChunkVectors + lane;
+    const uint4* k_chunk = reinterpret_cast<const uint4*>(key_cache) + offset;
+    const uint4* v_chunk = reinterpret_cast<const uint4*>(value_cache) + offset;
+    uint4 k_bits[kLoads];
+    uint4 v_bits[kLoads];
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) k_bits[i] = __ldg(k_chunk + i * 32);
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) v_bits[i] = __ldg(v_chunk + i * 32);
+    // Every block of [begin, end) holds at least one valid token (begin is block-aligned), so
+    // each block's maximum is finite.
+    const bool valid = b * kBlockSize + token_of_logit < end;
+    float p[kGroup];
+#pragma unroll
+    for (int g = 0; g < kGroup; ++g) {
+      float part[kLoads];
+#pragma unroll
+      for (int i = 0; i < kLoads; ++i) {
+        float k[8];
+        Unpack8<T>(k_bits[i], k);
+        part[i] = 0;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) part[i] = fmaf(q[g][e], k[e], part[i]);
+      }
+      // Every lane takes part in the shuffles; tokens past the end are masked afterwards.
+      float logit = TransposedSum<kLoads, Layout::kLanesPerToken>(part, lane);
+      if (!valid) logit = -INFINITY;
+      float block_max = logit;
+#pragma unroll
+      for (int o = 16; o > 1; o /= 2) {
+        block_max = fmaxf(block_max, __shfl_xor_sync(0xffffffffu, block_max, o));
+      }
+      const float new_max = fmaxf(running_max[g], block_max);
+      const float rescale = exp2f(running_max[g] - new_max);  // 0 on the first block
+      running_max[g] = new_max;
+      p[g] = exp2f(logit - new_max);
+      running_sum[g] = running_sum[g] * rescale + ((lane & 1) == 0 ? p[g] : 0.f);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[g][e] *= rescale;
+    }
+    const int source = lane - lane % Layout::kLanesPerToken;  // first lane of this token group
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      float v[8];
+      Unpack8<T>(v_bits[i], v);
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g) {
+        const float weight = __shfl_sync(0xffffffffu, p[g], source | (i << 1));
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[g][e] = fmaf(weight, v[e], acc[g][e]);
+      }
+    }
+  }
+
+  // Merge the lanes holding other tokens of the same dimensions, then the warps.
+  __shared__ float warp_max[kStreamWarps][kGroup];
+  __shared__ float warp_sum[kStreamWarps][kGroup];
+  __shared__ float warp_out[kStreamWarps][kGroup][kHeadDim];
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+    float sum = running_sum[g];
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+#pragma unroll
+    for (int o = 16; o >= Layout::kLanesPerToken; o /= 2) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[g][e] += __shfl_xor_sync(0xffffffffu, acc[g][e], o);
+    }
+    if (lane < Layout::kLanesPerToken) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) warp_out[warp][g][dim0 + e] = acc[g][e];
+    }
+    if (lane == 0) {
+      warp_max[warp][g] = running_max[g];
+      warp_sum[warp][g] = sum;
+    }
+  }
+  __syncthreads();
+  for (int index = threadIdx.x; index < kGroup * kHeadDim; index += kStreamWarps * 32) {
+    const int g = index / kHeadDim;
+    const int d = index % kHeadDim;
+    float max = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kStreamWarps; ++w) max = fmaxf(max, warp_max[w][g]);
+    float total = 0;
+    float weight = 0;
+#pragma unroll
+    for (int w = 0; w < kStreamWarps; ++w) {
+      if (warp_max[w][g] == -INFINITY) continue;  // A warp that had no block.
+      const float factor = exp2f(warp_max[w][g] - max);
+      total += factor * warp_out[w][g][d];
+      weight += factor * warp_sum[w][g];
+    }
+    const int64_t row = static_cast<int64_t>(seq) * num_heads + kv_head * kGroup + g;
+    if (num_partitions == 1) {
+      output[row * kHeadDim + d] = internal::FromFloat<T>(total / weight);
+    } else {
+      partial_out[(row * num_partitions + partition) * kHeadDim + d] = total / weight;
+      if (d == 0) {  // MergePartitionsKernel takes maxima in natural-log units.
+        partial_max[row * num_partitions + partition] = max / kLog2e;
+        partial_sum[row * num_partitions + partition] = weight;
+      }
+    }
+  }
+}
+
 // Merges the partitions of one (sequence, head): weights each partition's normalized output by
 // its share of the total softmax mass.
 template <class T, int kHeadDim>
@@ -238,11 +443,20 @@ cudaError_t Launch(const DecodeAttentionParams& p, const void* query, const void
   float* partial_sum = partial_max + rows * partitions;
   float* partial_out = partial_sum + rows * partitions;
   const dim3 grid(p.cache.num_kv_heads, static_cast<unsigned>(p.batch), partitions);
-  DecodeAttentionKernel<T, kHeadDim, kGroup, kPartitionTokens><<<grid, kThreads, 0, stream>>>(
-      static_cast<const T*>(query), static_cast<const T*>(key_cache),
-      static_cast<const T*>(value_cache), block_tables, context_lens, p.num_heads,
-      p.cache.num_kv_heads, p.max_blocks_per_seq, p.scale, partitions, partial_max, partial_sum,
-      partial_out, static_cast<T*>(output));
+  if constexpr (kGroup <= 2) {  // Larger groups would spill: see StreamDecodeKernel.
+    StreamDecodeKernel<T, kHeadDim, kGroup, kPartitionTokens>
+        <<<grid, kStreamWarps * 32, 0, stream>>>(
+            static_cast<const T*>(query), static_cast<const T*>(key_cache),
+            static_cast<const T*>(value_cache), block_tables, context_lens, p.num_heads,
+            p.cache.num_kv_heads, p.max_blocks_per_seq, p.scale, partitions, partial_max,
+            partial_sum, partial_out, static_cast<T*>(output));
+  } else {
+    DecodeAttentionKernel<T, kHeadDim, kGroup, kPartitionTokens><<<grid, kThreads, 0, stream>>>(
+        static_cast<const T*>(query), static_cast<const T*>(key_cache),
+        static_cast<const T*>(value_cache), block_tables, context_lens, p.num_heads,
+        p.cache.num_kv_heads, p.max_blocks_per_seq, p.scale, partitions, partial_max,
+        partial_sum, partial_out, static_cast<T*>(output));
+  }
   if (partitions > 1) {
     MergePartitionsKernel<T, kHeadDim><<<static_cast<unsigned>(rows), kHeadDim, 0, stream>>>(
         partial_max, partial_sum, partial_out, context_lens, p.num_heads, partitions,
@@ -311,9 +525,22 @@ int DecodePartitionTokens(const DecodeAttentionParams& params) {
       params.partition_tokens == kLargePartitionTokens) {
     return params.partition_tokens;
   }
-  // Measured on an H200 (docs/results/gpu_kernels.md): at batch 64 x 40 heads x 1024 tokens,
-  // 256-token partitions beat 512 and 1024 despite the merge step: more, shorter blocks keep
-  // more loads in flight and balance better.
+  // Measured on an H200 (docs/results/gpu_kernels.md). The streaming kernel (groups 1 and 2)
+  // is fastest with whole contexts of up to 1024 tokens per block, no merge step, as long as
+  // there are enough blocks to fill the GPU (kMinStreamBlocks, about four per SM of an H100);
+  // with fewer (small batches) it splits the context further. The two-phase kernel of larger
+  // groups was fastest with 256-token partitions.
+  constexpr int64_t kMinStreamBlocks = 512;
+  const int group = params.cache.num_kv_heads > 0 ? params.num_heads / params.cache.num_kv_heads
+                                                  : 1;
+  if (group > 2) return kTinyPartitionTokens;
+  for (int tokens : {kLargePartitionTokens, kSmallPartitionTokens}) {
+    const int64_t partitions = (params.max_context_len + tokens - 1) / tokens;
+    if (static_cast<int64_t>(params.cache.num_kv_heads) * params.batch * partitions >=
+        kMinStreamBlocks) {
+      return tokens;
+    }
+  }
   return kTinyPartitionTokens;
 }
 

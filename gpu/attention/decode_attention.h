@@ -4,7 +4,8 @@
 // MHA and GQA (num_heads a multiple of num_kv_heads, group size 1, 2, 4 or 8), head_dim 64 or
 // 128, fp16 or bf16. Long contexts are split into partitions processed by separate thread
 // blocks and merged by a second kernel (flash-decoding), so a few long sequences still fill the
-// GPU.
+// GPU. Groups of 1 and 2 run a streaming kernel (each warp walks its KV blocks with an online
+// softmax); groups of 4 and 8 a two-phase one that shares each K and V load among the group.
 //
 //   size_t bytes = DecodeAttentionWorkspaceBytes(params);
 //   PagedDecodeAttention(DType::kFloat16, params, query, key_cache, value_cache, block_tables,
@@ -21,8 +22,9 @@
 
 namespace troupe::gpu::attention {
 
-// A thread block handles one partition of a sequence's context: 256 tokens by default (the
-// fastest measured, see docs/results/gpu_kernels.md); 512 or 1024 can be forced.
+// A thread block handles one partition of a sequence's context. By default (measured, see
+// docs/results/gpu_kernels.md): for group sizes 1 and 2, the largest of 1024, 512 and 256 tokens
+// that still gives at least 512 thread blocks; for groups of 4 and 8, 256. Each can be forced.
 inline constexpr int kTinyPartitionTokens = 256;
 inline constexpr int kSmallPartitionTokens = 512;
 inline constexpr int kLargePartitionTokens = 1024;

@@ -92,7 +92,9 @@ INSTANTIATE_TEST_SUITE_P(
         Case{DType::kFloat16, 8, 2, 128, {33, 700, 1}},                 // GQA, group 4.
         Case{DType::kBFloat16, 8, 1, 64, {5, 1023, 64}},                // GQA, group 8, d 64.
         Case{DType::kFloat16, 6, 3, 64, {1500, 2}},                     // Group 2.
-        Case{DType::kFloat16, 40, 40, 128, std::vector<int32_t>(9, 1024)},  // OPT-13B heads.
+        // OPT-13B heads; 13 x 40 thread blocks, enough for whole 1024-token contexts by default.
+        Case{DType::kFloat16, 40, 40, 128, std::vector<int32_t>(13, 1024)},
+        Case{DType::kBFloat16, 3, 3, 64, {700, 16, 33}},                // MHA, d 64.
         Case{DType::kBFloat16, 4, 4, 128, {1025, 3000, 1024, 7}, 1024},  // Large partitions.
         Case{DType::kFloat16, 16, 2, 64, {2047, 1, 1024}, 1024},         // Large, group 8.
         Case{DType::kFloat16, 2, 2, 128, {1024, 600}, 512},              // Small, forced.

@@ -264,8 +264,8 @@ absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params,
   const cudaError_t launched =
       wgmma ? internal::LaunchPrefillSm90Tma(dtype == DType::kBFloat16, q, k, v, cu_seqlens,
                                              p.batch, p.total_tokens, p.num_heads,
-                                             p.num_kv_heads, p.max_seqlen, p.scale, sm_count, output,
-                                             raw)
+                                             p.num_kv_heads, p.max_seqlen, p.scale, sm_count,
+                                             output, raw)
       : dtype == DType::kFloat16
           ? LaunchForType<__half>(p, q, k, v, cu_seqlens, output, raw)
           : LaunchForType<__nv_bfloat16>(p, q, k, v, cu_seqlens, output, raw);
