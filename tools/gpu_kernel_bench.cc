@@ -10,7 +10,9 @@
 //
 // Timing: CUDA events around --launches back-to-back launches (so the host's launch latency,
 // about 4 us, is not counted against kernels that run for 20-30 us), after warm-up; the median
-// of --reps such measurements, divided by --launches. Inputs are random, and memory-bound
+// of --reps such measurements, divided by --launches. Back-to-back launches on a stream still
+// leave 3-6 us between kernels on an H200; --graph times the elementwise kernels as replays of
+// a captured CUDA graph instead, which is how a serving engine issues a decode step. Inputs are random, and memory-bound
 // kernels rotate through enough input sets to defeat the L2 cache.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -44,6 +46,9 @@
 ABSL_FLAG(std::string, out, "", "Write the results as JSON here.");
 ABSL_FLAG(int, reps, 30, "Timed repetitions per measurement (the median is reported).");
 ABSL_FLAG(int, launches, 10, "Back-to-back launches per timed repetition.");
+ABSL_FLAG(bool, graph, false,
+          "Time the elementwise kernels as CUDA graph replays of --launches calls (as a serving "
+          "engine replays a captured step), without the stream's gaps between launches.");
 ABSL_FLAG(std::string, filter, "",
           "Run only the kernels whose name contains this text (the ceilings always run), e.g. "
           "--filter=prefill for a profiler.");
@@ -109,8 +114,10 @@ void* DeviceInts(const std::vector<int32_t>& values) {
 }
 
 // MedianMs is the median over --reps of the time of --launches calls of `launch(i)` (divided by
-// --launches), after `warmup` untimed calls.
-double MedianMs(gpu::Stream& stream, const std::function<void(int)>& launch, int warmup = 5) {
+// --launches), after `warmup` untimed calls. With `graph`, the --launches calls are captured
+// once in a CUDA graph and each measurement times one replay of it.
+double MedianMs(gpu::Stream& stream, const std::function<void(int)>& launch, int warmup = 5,
+                bool graph = false) {
   const int launches = absl::GetFlag(FLAGS_launches);
   cudaStream_t raw = static_cast<cudaStream_t>(stream.raw());
   cudaEvent_t start, stop;
@@ -120,9 +127,24 @@ double MedianMs(gpu::Stream& stream, const std::function<void(int)>& launch, int
   CHECK_CUDA(cudaStreamSynchronize(raw));
   std::vector<float> times;
   int call = warmup;
+  cudaGraphExec_t replay = nullptr;
+  if (graph) {
+    cudaGraph_t captured;
+    CHECK_CUDA(cudaStreamBeginCapture(raw, cudaStreamCaptureModeThreadLocal));
+    for (int l = 0; l < launches; ++l) launch(call++);
+    CHECK_CUDA(cudaStreamEndCapture(raw, &captured));
+    CHECK_CUDA(cudaGraphInstantiate(&replay, captured, 0));
+    CHECK_CUDA(cudaGraphDestroy(captured));
+    CHECK_CUDA(cudaGraphLaunch(replay, raw));  // Warm-up replay.
+    CHECK_CUDA(cudaStreamSynchronize(raw));
+  }
   for (int i = 0; i < absl::GetFlag(FLAGS_reps); ++i) {
     CHECK_CUDA(cudaEventRecord(start, raw));
-    for (int l = 0; l < launches; ++l) launch(call++);
+    if (graph) {
+      CHECK_CUDA(cudaGraphLaunch(replay, raw));
+    } else {
+      for (int l = 0; l < launches; ++l) launch(call++);
+    }
     CHECK_CUDA(cudaEventRecord(stop, raw));
     CHECK_CUDA(cudaEventSynchronize(stop));
     float ms = 0;
@@ -130,6 +152,7 @@ double MedianMs(gpu::Stream& stream, const std::function<void(int)>& launch, int
     times.push_back(ms / launches);
   }
   CHECK_CUDA(cudaGetLastError());
+  if (replay != nullptr) CHECK_CUDA(cudaGraphExecDestroy(replay));
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   std::sort(times.begin(), times.end());
@@ -301,7 +324,9 @@ void BenchElementwise(gpu::Stream& stream, const std::string& kernel, const std:
                       DType dtype, double bytes_per_launch, double copy_gbps,
                       const std::function<absl::Status(int set)>& launch) {
   if (!Selected(kernel)) return;
-  const double ms = MedianMs(stream, [&](int i) { CheckStatus(launch(i % kSets), kernel.c_str()); });
+  const double ms = MedianMs(
+      stream, [&](int i) { CheckStatus(launch(i % kSets), kernel.c_str()); }, /*warmup=*/5,
+      absl::GetFlag(FLAGS_graph));
   Record({kernel, shape, gpu::DTypeName(dtype), ms, "GB/s",
                      bytes_per_launch / (ms * 1e-3) / 1e9, copy_gbps, "copy"});
 }
