@@ -449,12 +449,13 @@ int Main() {
   fill_stream = &*stream;
   const double copy_gbps = MeasureCopyBandwidth(*stream);
   MeasureReadBandwidth(*stream);
-  const double gemm_tflops = MeasureGemmRate(*stream);
-  // The memory-bound kernels first, for both types, before the attention kernels heat the card
-  // (run after them, the bf16 elementwise kernels measured up to 10% slower).
+  // The memory-bound kernels first, for both types, before the GEMM ceiling and the attention
+  // kernels heat the card: measured after them, the same elementwise kernels ran up to 15%
+  // slower (docs/results/gpu_kernels.md).
   for (DType dtype : {DType::kFloat16, DType::kBFloat16}) {
     BenchElementwiseKernels(*stream, dtype, copy_gbps);
   }
+  const double gemm_tflops = MeasureGemmRate(*stream);
   for (DType dtype : {DType::kFloat16, DType::kBFloat16}) {
     BenchDecode(*stream, dtype, copy_gbps, /*partition_tokens=*/0);
     BenchPrefill(*stream, dtype, {4096}, gemm_tflops);
