@@ -304,17 +304,20 @@ void BenchPrefill(gpu::Stream& stream, DType dtype, const std::vector<int32_t>& 
   params.total_tokens = total;
   params.scale = 1.0f / std::sqrt(static_cast<float>(dim));
   params.kernel = kernel;
+  const size_t workspace_bytes = gpu::attention::PrefillAttentionWorkspaceBytes(params);
+  void* workspace = nullptr;
+  CHECK_CUDA(cudaMalloc(&workspace, workspace_bytes));
   const double ms = MedianMs(stream, [&](int) {
     CheckStatus(gpu::attention::PrefillAttention(dtype, params, q, k, v,
-                                                 static_cast<int32_t*>(cu_seqlens), output,
-                                                 stream),
+                                                 static_cast<int32_t*>(cu_seqlens), workspace,
+                                                 workspace_bytes, output, stream),
                 "PrefillAttention");
   });
   const double flops = 4.0 * pairs * dim * heads;  // Two matrix products, 2 FLOPs per MAC.
   Record({name, absl::StrCat(lengths.size(), " x ", lengths[0], " tokens, 40x128 heads"),
                      gpu::DTypeName(dtype), ms, "TFLOP/s", flops / (ms * 1e-3) / 1e12,
                      gemm_tflops, "GEMM"});
-  for (void* p : {q, k, v, cu_seqlens, output}) cudaFree(p);
+  for (void* p : {q, k, v, cu_seqlens, output, workspace}) cudaFree(p);
 }
 
 // Elementwise kernels: each `launch(set)` reads and writes one of kSets independent sets of

@@ -6,6 +6,8 @@
 // 16-byte chunks so that ldmatrix reads 8 rows without bank conflicts.
 #include <cuda_runtime.h>
 
+#include <string>
+
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
@@ -206,9 +208,14 @@ cudaError_t LaunchForType(const PrefillAttentionParams& p, const void* q, const 
 
 }  // namespace
 
+size_t PrefillAttentionWorkspaceBytes(const PrefillAttentionParams&) {
+  return internal::kPrefillSm90WorkspaceBytes;
+}
+
 absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params, const void* q,
                               const void* k, const void* v, const int32_t* cu_seqlens,
-                              void* output, Stream& stream) {
+                              void* workspace, size_t workspace_bytes, void* output,
+                              Stream& stream) {
   const PrefillAttentionParams& p = params;
   if (dtype == DType::kFloat32) {
     return absl::InvalidArgumentError("PrefillAttention supports fp16 and bf16, not fp32");
@@ -236,6 +243,12 @@ absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params,
   }
   if (p.batch > 65535 || p.num_heads > 65535) {
     return absl::InvalidArgumentError("PrefillAttention: batch or num_heads above 65535");
+  }
+  if (workspace == nullptr || workspace_bytes < PrefillAttentionWorkspaceBytes(p)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PrefillAttention needs a workspace of ", PrefillAttentionWorkspaceBytes(p), " bytes (",
+        workspace == nullptr ? std::string("none") : absl::StrCat(workspace_bytes),
+        " given); size it with PrefillAttentionWorkspaceBytes"));
   }
   if (q == nullptr || k == nullptr || v == nullptr || cu_seqlens == nullptr || output == nullptr) {
     return absl::InvalidArgumentError("PrefillAttention: a device pointer is null");
@@ -265,7 +278,7 @@ absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params,
       wgmma ? internal::LaunchPrefillSm90Tma(dtype == DType::kBFloat16, q, k, v, cu_seqlens,
                                              p.batch, p.total_tokens, p.num_heads,
                                              p.num_kv_heads, p.max_seqlen, p.scale, sm_count,
-                                             output, raw)
+                                             workspace, output, raw)
       : dtype == DType::kFloat16
           ? LaunchForType<__half>(p, q, k, v, cu_seqlens, output, raw)
           : LaunchForType<__nv_bfloat16>(p, q, k, v, cu_seqlens, output, raw);

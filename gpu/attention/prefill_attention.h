@@ -8,9 +8,15 @@
 // holds each sequence's first token: sequence b is tokens [cu_seqlens[b], cu_seqlens[b + 1]).
 // MHA and GQA (num_heads a multiple of num_kv_heads); head_dim 64 or 128; fp16 or bf16.
 //
-//   PrefillAttention(DType::kBFloat16, params, q, k, v, cu_seqlens, output, stream);
+// The workspace holds the counter that hands out work to the persistent Hopper kernel; each call
+// resets it, so one workspace serves any number of calls that do not run concurrently.
+//
+//   size_t bytes = PrefillAttentionWorkspaceBytes(params);
+//   PrefillAttention(DType::kBFloat16, params, q, k, v, cu_seqlens, workspace, bytes, output,
+//                    stream);
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "absl/status/status.h"
@@ -36,8 +42,12 @@ struct PrefillAttentionParams {
   PrefillKernel kernel = PrefillKernel::kAuto;
 };
 
+// PrefillAttentionWorkspaceBytes is the device workspace PrefillAttention needs (a few bytes).
+size_t PrefillAttentionWorkspaceBytes(const PrefillAttentionParams& params);
+
 absl::Status PrefillAttention(DType dtype, const PrefillAttentionParams& params, const void* q,
                               const void* k, const void* v, const int32_t* cu_seqlens,
-                              void* output, Stream& stream);
+                              void* workspace, size_t workspace_bytes, void* output,
+                              Stream& stream);
 
 }  // namespace troupe::gpu::attention

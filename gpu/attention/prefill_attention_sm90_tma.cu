@@ -11,7 +11,7 @@
 // stage, issues S = Q·K^T and O += P·V as wgmma chains, and runs the online softmax in between.
 // No block-wide barrier sits in the loop, so one consumer's softmax overlaps the other's matrix
 // products, and copies overlap both. The producer gives its registers to the consumers
-// (setmaxnreg). The kernel is persistent (one block per SM, see WorkList).
+// (setmaxnreg). The kernel is persistent (one block per SM, see "Work items").
 //
 // Shared-memory tiles use the 128-byte swizzle that both TMA writes and wgmma reads: a tile of
 // R rows is two "slabs" of 64 columns (128 bytes per row), rows 128 bytes apart, 16-byte chunks
@@ -112,62 +112,45 @@ __device__ __forceinline__ void DecreaseRegisters() {
 // --- Work items ---------------------------------------------------------------------------------
 
 // A work item is 128 query rows of one (sequence, head) and every key tile up to the diagonal.
-// The kernel is persistent: one block per SM walks a static list of items, so that the producer
-// loads the next item's Q and first key tiles while the consumers finish the current one, and no
-// block pays a launch, a barrier setup or a pipeline fill per item. Items are numbered longest
-// first (item w is query tile n_q - 1 - w / (batch * heads) of head w % heads of sequence
-// (w / heads) % batch), and dealt to the blocks in a serpentine: in round r, block c takes item
-// r * blocks + c when r is even and r * blocks + (blocks - 1 - c) when r is odd, so that a block
-// that drew a long item in one round draws a short one in the next. For causal attention this
-// balances the blocks to within a few percent (a grid of one block per item, scheduled by the
-// hardware in launch order, left about 10% of the SMs' time idle at the tail).
+// The kernel is persistent: one block per SM takes items from a counter in global memory (a
+// ticket per item, atomicAdd) until none is left, so that the producer loads the next item's Q
+// and first key tiles while the consumers finish the current one, no block pays a launch, a
+// barrier setup or a pipeline fill per item, and blocks that drew short items take more of them.
+// Tickets are numbered sequence by sequence and, within a sequence, longest item first (query
+// tile n_q - 1 - t / heads of head t % heads, for the t-th ticket of the sequence): the blocks
+// working at any moment share few sequences' keys and values in the L2, and each sequence ends
+// with its shortest items. The producer passes each ticket to the consumers in a shared-memory
+// slot beside the item's Q buffer, under the same barriers; ticket -1 ends the walk.
 struct WorkItem {
   int seq;
   int head;
   int q_first;    // The item's first query row, within its sequence.
   int seq_start;  // The sequence's first token in the packed batch.
   int seq_len;
-  int num_tiles;  // Key tiles: those up to the diagonal.
+  int num_tiles;  // Key tiles: those up to the diagonal; 0 for an item past the sequence's end.
 };
 
-class WorkList {
- public:
-  __device__ WorkList(const int32_t* cu_seqlens, int batch, int num_heads, int q_tiles)
-      : cu_seqlens_(cu_seqlens),
-        batch_(batch),
-        num_heads_(num_heads),
-        q_tiles_(q_tiles),
-        items_(q_tiles * batch * num_heads) {}
+__device__ __forceinline__ WorkItem DecodeTicket(int ticket, const int32_t* cu_seqlens,
+                                                 int num_heads, int q_tiles) {
+  WorkItem item;
+  const int per_seq = q_tiles * num_heads;
+  item.seq = ticket / per_seq;
+  const int t = ticket % per_seq;
+  item.head = t % num_heads;
+  item.q_first = (q_tiles - 1 - t / num_heads) * kRows;
+  item.seq_start = cu_seqlens[item.seq];
+  item.seq_len = cu_seqlens[item.seq + 1] - item.seq_start;
+  item.num_tiles = item.q_first >= item.seq_len
+                       ? 0
+                       : (min(item.seq_len, item.q_first + kRows) + kCols - 1) / kCols;
+  return item;
+}
 
-  // Next advances to this block's next item that has work (a query tile past the end of a
-  // shorter sequence has none) and returns false when there is none left.
-  __device__ bool Next(WorkItem& item) {
-    while (true) {
-      const int w = round_ * static_cast<int>(gridDim.x) +
-                    (round_ % 2 == 0 ? blockIdx.x : gridDim.x - 1 - blockIdx.x);
-      ++round_;
-      if (w >= items_) return false;
-      const int pairs = batch_ * num_heads_;
-      const int pair = w % pairs;
-      item.head = pair % num_heads_;
-      item.seq = pair / num_heads_;
-      item.q_first = (q_tiles_ - 1 - w / pairs) * kRows;
-      item.seq_start = cu_seqlens_[item.seq];
-      item.seq_len = cu_seqlens_[item.seq + 1] - item.seq_start;
-      if (item.q_first >= item.seq_len) continue;
-      item.num_tiles = (min(item.seq_len, item.q_first + kRows) + kCols - 1) / kCols;
-      return true;
-    }
-  }
-
- private:
-  const int32_t* cu_seqlens_;
-  int batch_;
-  int num_heads_;
-  int q_tiles_;
-  int items_;
-  int round_ = 0;
+// The workspace: the ticket counter, zeroed before each launch (see Launch).
+struct Scheduler {
+  int next_ticket;
 };
+static_assert(sizeof(Scheduler) <= kPrefillSm90WorkspaceBytes);
 
 // Stage and phase of the n-th use of a ring of two buffers: buffer n % 2, and the parity of its
 // mbarrier's phase (n / 2) & 1; the previous use of the same buffer completed parity
@@ -183,7 +166,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                      const __grid_constant__ CUtensorMap k_map,
                      const __grid_constant__ CUtensorMap v_map,
                      const int32_t* __restrict__ cu_seqlens, int batch, int num_heads,
-                     int num_kv_heads, int q_tiles, float scale_log2, T* __restrict__ output) {
+                     int num_kv_heads, int q_tiles, float scale_log2, Scheduler* scheduler,
+                     T* __restrict__ output) {
   extern __shared__ unsigned char shared_bytes[];
   const uint32_t base = (SharedAddress(shared_bytes) + 1023) & ~1023u;
   const uint32_t q_tiles_smem = base;                            // [kStages] x kQBytes
@@ -197,6 +181,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto k_empty = [&](int s) { return bars + 8 * (8 + s); };     //   K of stage s free again
   auto v_empty = [&](int s) { return bars + 8 * (10 + s); };    //   V of stage s free again
   const int group = num_heads / num_kv_heads;
+  __shared__ int tickets[kStages];  // The ticket of the item in each Q buffer; -1: no more.
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
@@ -211,8 +196,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
 
-  WorkList work(cu_seqlens, batch, num_heads, q_tiles);
-  WorkItem item;
+  const int total_tickets = batch * q_tiles * num_heads;
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     // Producer: one thread issues every copy; the rest of the warpgroup only lends registers.
@@ -222,8 +206,20 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0) {
       int items = 0;
       int tiles = 0;
-      while (work.Next(item)) {
+      while (true) {
+        int ticket;
+        WorkItem item;
+        do {  // Skip items past the end of a shorter sequence.
+          ticket = atomicAdd(&scheduler->next_ticket, 1);
+          if (ticket < total_tickets) item = DecodeTicket(ticket, cu_seqlens, num_heads, q_tiles);
+        } while (ticket < total_tickets && item.num_tiles == 0);
         if (items >= kStages) BarrierWait(q_empty(Stage(items)), Phase(items) ^ 1);
+        if (ticket >= total_tickets) {  // No more: tell the consumers (no copy to wait for).
+          tickets[Stage(items)] = -1;
+          BarrierArrive(q_full(Stage(items)));
+          break;
+        }
+        tickets[Stage(items)] = ticket;
         BarrierExpectBytes(q_full(Stage(items)), kQBytes);
         TmaLoadTile(q_tiles_smem + Stage(items) * kQBytes, kRows, &q_map, item.head,
                     item.seq_start + item.q_first, q_full(Stage(items)));
@@ -290,15 +286,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int their_turn = 2 - consumer;
   int items = 0;  // Items begun, over the walk: their Q buffers form a ring.
   int tiles = 0;  // Key/value tiles begun, over the walk.
-  WorkItem current;
-  if (!work.Next(current)) return;
-  bool more = work.Next(item);
-  auto begin_item = [&]() {  // Q to registers, for the item numbered `items`.
+  // next_item waits for the producer's next item (number `items`): false at the end of the walk;
+  // else it decodes the item into `item` and loads its Q into registers.
+  auto next_item = [&](WorkItem& item) {
     BarrierWait(q_full(Stage(items)), Phase(items));
+    const int ticket = tickets[Stage(items)];
+    if (ticket < 0) return false;
+    item = DecodeTicket(ticket, cu_seqlens, num_heads, q_tiles);
     load_q(q_tiles_smem + Stage(items) * kQBytes);
     if (lane == 0) BarrierArrive(q_empty(Stage(items)));
+    return true;
   };
-  begin_item();
+  WorkItem current;
+  if (!next_item(current)) return;
+  WorkItem following;
+  bool more = true;  // Whether an item follows the current one: known at its last tile.
   BarrierWait(k_full(Stage(tiles)), Phase(tiles));
   issue_scores(tiles);
   WgmmaWait<0>();
@@ -315,7 +317,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     for (int tile = 0; tile < current.num_tiles; ++tile, ++tiles) {
       const bool last_tile = tile + 1 == current.num_tiles;
-      const bool next_scores = !last_tile || more;  // Scores follow: this item's or the next's.
       float rescale[2];
       const bool needs_mask =
           (tile + 1) * kCols > group_first || (tile + 1) * kCols > current.seq_len;
@@ -325,10 +326,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int kk = 0; kk < kCols / 16; ++kk) PackProbabilities<T>(s + 8 * kk, p[kk]);
       RescaleRows(o, rescale);
-      if (last_tile && more) {  // The Q registers are free: this item's scores are all done.
+      if (last_tile) {  // The Q registers are free: this item's scores are all done.
         ++items;
-        begin_item();
+        more = next_item(following);
       }
+      const bool next_scores = !last_tile || more;  // Scores follow: this item's or the next's.
 
       // O += P · V, then the next scores right behind it, in this consumer's turn.
       BarrierWait(v_full(Stage(tiles)), Phase(tiles));
@@ -356,8 +358,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         output + static_cast<int64_t>(current.seq_start) * q_stride + current.head * kDim,
         q_stride, lane);
     if (!more) return;
-    current = item;
-    more = work.Next(item);
+    current = following;
   }
 }
 
@@ -391,7 +392,8 @@ cudaError_t EncodeMap(CUtensorMap* map, const void* data, bool bf16, int heads, 
 template <class T>
 cudaError_t Launch(const void* q, const void* k, const void* v, const int32_t* cu_seqlens,
                    int64_t batch, int64_t total_tokens, int num_heads, int num_kv_heads,
-                   int max_seqlen, float scale, int sm_count, void* output, cudaStream_t stream) {
+                   int max_seqlen, float scale, int sm_count, void* workspace, void* output,
+                   cudaStream_t stream) {
   constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
   CUtensorMap q_map, k_map, v_map;
   for (cudaError_t e : {EncodeMap(&q_map, q, kBf16, num_heads, total_tokens, kRows),
@@ -409,9 +411,13 @@ cudaError_t Launch(const void* q, const void* k, const void* v, const int32_t* c
   const int64_t items = static_cast<int64_t>(q_tiles) * batch * num_heads;
   if (items > INT32_MAX) return cudaErrorInvalidValue;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(items, std::max(sm_count, 1)));
+  // The ticket counter starts at 0 on every launch (as cuDNN's attention does before its own).
+  if (cudaError_t e = cudaMemsetAsync(workspace, 0, sizeof(Scheduler), stream); e != cudaSuccess) {
+    return e;
+  }
   kernel<<<blocks, kThreads, kSharedBytes, stream>>>(
       q_map, k_map, v_map, cu_seqlens, static_cast<int>(batch), num_heads, num_kv_heads, q_tiles,
-      scale * kLog2e, static_cast<T*>(output));
+      scale * kLog2e, static_cast<Scheduler*>(workspace), static_cast<T*>(output));
   return cudaGetLastError();
 }
 
@@ -420,11 +426,13 @@ cudaError_t Launch(const void* q, const void* k, const void* v, const int32_t* c
 cudaError_t LaunchPrefillSm90Tma(bool bf16, const void* q, const void* k, const void* v,
                                  const int32_t* cu_seqlens, int64_t batch, int64_t total_tokens,
                                  int num_heads, int num_kv_heads, int max_seqlen, float scale,
-                                 int sm_count, void* output, cudaStream_t stream) {
+                                 int sm_count, void* workspace, void* output,
+                                 cudaStream_t stream) {
   return bf16 ? Launch<__nv_bfloat16>(q, k, v, cu_seqlens, batch, total_tokens, num_heads,
-                                      num_kv_heads, max_seqlen, scale, sm_count, output, stream)
+                                      num_kv_heads, max_seqlen, scale, sm_count, workspace, output,
+                                      stream)
               : Launch<__half>(q, k, v, cu_seqlens, batch, total_tokens, num_heads, num_kv_heads,
-                               max_seqlen, scale, sm_count, output, stream);
+                               max_seqlen, scale, sm_count, workspace, output, stream);
 }
 
 }  // namespace troupe::gpu::attention::internal

@@ -59,14 +59,21 @@ TEST_P(PrefillAttentionTest, MatchesTheCpuReference) {
   DeviceArray k_d = *DeviceArray::FromHost(c.dtype, k);
   DeviceArray v_d = *DeviceArray::FromHost(c.dtype, v);
   DeviceArray cu = *DeviceArray::FromInts(cu_seqlens);
-  DeviceArray out = *DeviceArray::Poisoned(c.dtype, q.size());
-  ASSERT_TRUE(PrefillAttention(c.dtype, params, q_d.data(), k_d.data(), v_d.data(),
-                               static_cast<int32_t*>(cu.data()), out.data(), *stream_)
-                  .ok());
+  const size_t workspace_bytes = PrefillAttentionWorkspaceBytes(params);
+  DeviceArray workspace = *DeviceArray::FromInts(std::vector<int32_t>(workspace_bytes / 4, 77));
   std::vector<double> reference = ReferencePrefill(q, k, v, cu_seqlens, c.num_heads,
                                                    c.num_kv_heads, c.head_dim, params.scale);
-  const double error = testing::RelativeError(*out.ToHost(), reference);
-  EXPECT_LT(error, testing::Tolerance(c.dtype)) << "relative error " << error;
+  // Twice with the same workspace (garbage before the first call): each call resets it.
+  for (int call = 0; call < 2; ++call) {
+    DeviceArray out = *DeviceArray::Poisoned(c.dtype, q.size());
+    ASSERT_TRUE(PrefillAttention(c.dtype, params, q_d.data(), k_d.data(), v_d.data(),
+                                 static_cast<int32_t*>(cu.data()), workspace.data(),
+                                 workspace_bytes, out.data(), *stream_)
+                    .ok());
+    const double error = testing::RelativeError(*out.ToHost(), reference);
+    EXPECT_LT(error, testing::Tolerance(c.dtype)) << "call " << call << ": relative error "
+                                                  << error;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -102,8 +109,10 @@ TEST(PrefillAttentionArgsTest, BadArgumentsAreRefused) {
   p.total_tokens = 10;
   p.scale = 0.1f;
   int dummy = 0;
+  const size_t workspace_bytes = PrefillAttentionWorkspaceBytes(p);
   auto run = [&](DType dtype, const PrefillAttentionParams& params) {
-    return PrefillAttention(dtype, params, &dummy, &dummy, &dummy, &dummy, &dummy, stream);
+    return PrefillAttention(dtype, params, &dummy, &dummy, &dummy, &dummy, &dummy,
+                            workspace_bytes, &dummy, stream);
   };
   EXPECT_THAT(run(DType::kFloat16, p).message(), HasSubstr("not a multiple of num_kv_heads"));
   p.num_kv_heads = 3;
@@ -118,9 +127,17 @@ TEST(PrefillAttentionArgsTest, BadArgumentsAreRefused) {
   bad.total_tokens = 11;
   EXPECT_THAT(run(DType::kFloat16, bad).message(), HasSubstr("exceeds batch * max_seqlen"));
   EXPECT_THAT(PrefillAttention(DType::kFloat16, p, nullptr, &dummy, &dummy, &dummy, &dummy,
-                               stream)
+                               workspace_bytes, &dummy, stream)
                   .message(),
               HasSubstr("null"));
+  EXPECT_THAT(PrefillAttention(DType::kFloat16, p, &dummy, &dummy, &dummy, &dummy, nullptr,
+                               workspace_bytes, &dummy, stream)
+                  .message(),
+              HasSubstr("needs a workspace of"));
+  EXPECT_THAT(PrefillAttention(DType::kFloat16, p, &dummy, &dummy, &dummy, &dummy, &dummy,
+                               workspace_bytes - 1, &dummy, stream)
+                  .message(),
+              HasSubstr("size it with PrefillAttentionWorkspaceBytes"));
 }
 
 }  // namespace
