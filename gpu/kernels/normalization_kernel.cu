@@ -9,10 +9,10 @@
 //
 // A row's block spends most of its life waiting: for its loads, then for its reduction. So a
 // register-resident row takes one block-wide reduction with one __syncthreads: RMSNorm reduces
-// the sum of squares; LayerNorm the sums of x - s and (x - s)^2 for a shift s (the row's first
-// element), which give mean and variance together (the two dependent reductions of the
-// two-pass formula cost LayerNorm about 10%). Rows whose first element lies far from their mean
-// fall back to the two-pass formula (see LayerNormMoments).
+// the sum of squares; LayerNorm the sums of x and x^2, which give mean and variance together
+// (the two dependent reductions of the two-pass formula cost LayerNorm about 10%). Rows whose
+// mean is large against their deviation fall back to the two-pass formula (see
+// LayerNormMoments).
 #include "gpu/kernels/internal/device_helpers.h"
 #include "gpu/kernels/internal/launch.h"
 
@@ -37,7 +37,7 @@ struct NormParams {
   float epsilon;
 };
 
-// Sums is LayerNorm's pair of running sums: of x - shift and of (x - shift)^2.
+// Sums is LayerNorm's pair of running sums: of x and of x^2.
 struct Sums {
   float x = 0.0f;
   float y = 0.0f;
@@ -72,28 +72,11 @@ __device__ __forceinline__ Value RowSum(Value value, Value* shared) {
   }
 }
 
-// RowShift is the value LayerNorm subtracts before summing: the row's first element (for the
-// residual form, input + bias + residual there, unrounded). Any value common to the row gives
-// the same mean and variance in exact arithmetic; one near the mean keeps the sum of squares
-// small, so that E[(x - s)^2] - E[x - s]^2 loses little to cancellation (relative error of the
-// variance about (1 + z^2) ulp, z the first element's distance from the mean in deviations).
-// Every thread reads the same element (one broadcast access per warp).
-template <typename T, bool kResidual>
-__device__ __forceinline__ float RowShift(const NormParams<T>& p, int64_t row_offset) {
-  float shift = ToFloat(p.input[row_offset]);
-  if constexpr (kResidual) {
-    shift += ToFloat(p.residual[row_offset]);
-    if (p.bias != nullptr) shift += ToFloat(p.bias[0]);
-  }
-  return shift;
-}
-
 // LoadRowPack reads one access of the row's input, or for the residual form computes
-// input + bias + residual, rounds it to T and returns it, storing it to sum_output unless the
-// caller defers that (store_sum false).
+// input + bias + residual, rounds it to T, stores it to sum_output and returns it.
 template <typename T, int kWidth, bool kResidual>
 __device__ __forceinline__ void LoadRowPack(const NormParams<T>& p, int64_t offset, int column,
-                                            float (&v)[kWidth], bool store_sum = true) {
+                                            float (&v)[kWidth]) {
   LoadFloats<kWidth>(p.input + offset, v);
   if constexpr (kResidual) {
     float r[kWidth];
@@ -102,7 +85,7 @@ __device__ __forceinline__ void LoadRowPack(const NormParams<T>& p, int64_t offs
     if (p.bias != nullptr) LoadFloats<kWidth>(p.bias + column, b);
 #pragma unroll
     for (int i = 0; i < kWidth; ++i) v[i] = RoundTo<T>(v[i] + b[i] + r[i]);
-    if (store_sum) StoreFloats<kWidth>(v, p.sum_output + offset);
+    StoreFloats<kWidth>(v, p.sum_output + offset);
   }
 }
 
@@ -130,18 +113,18 @@ struct RowMoments {
   float variance;  // biased, as torch.nn.LayerNorm
 };
 
-// kMaxShiftedSpread bounds (mean - shift)^2 / variance for the one-reduction moments: the
-// variance E[(x - s)^2] - E[x - s]^2 then loses at most a factor 1 + kMaxShiftedSpread to
-// cancellation (about 1e-6 relative). Rows beyond it (the first element is an outlier: beyond
-// 2.8 deviations, 0.5% of Gaussian rows; always, for an outlier channel at column 0) take two
-// more reductions, the plain two-pass formula. The test is the same in every thread of the row.
-inline constexpr float kMaxShiftedSpread = 8.0f;
+// kMaxSpread bounds mean^2 / variance for the one-reduction moments: the variance
+// E[x^2] - E[x]^2 then loses at most a factor 1 + kMaxSpread to cancellation (about 1e-6
+// relative). Rows beyond it (hidden states centred far from zero) take two more reductions, the
+// plain two-pass formula. The test is the same in every thread of the row. (Summing x - s for a
+// shift s read from the row, to keep such rows on the fast path, cost 1-2% on every row.)
+inline constexpr float kMaxSpread = 8.0f;
 
 // LayerNormMoments returns the mean and variance of the row whose accesses t + k * threads
 // (those below `packs`) this thread holds in v.
 template <bool kWarpPerRow, int kPacks, int kWidth>
 __device__ __forceinline__ RowMoments LayerNormMoments(const float (&v)[kPacks][kWidth],
-                                                       float shift, int packs, int threads,
+                                                       int packs, int threads,
                                                        float inverse_cols) {
   const auto holds = [&](int k) { return static_cast<int>(threadIdx.x) + k * threads < packs; };
   __shared__ Sums shared_sums[kWarpSize];
@@ -151,17 +134,16 @@ __device__ __forceinline__ RowMoments LayerNormMoments(const float (&v)[kPacks][
     if (holds(k)) {
 #pragma unroll
       for (int i = 0; i < kWidth; ++i) {
-        const float centred = v[k][i] - shift;
-        sums.x += centred;
-        sums.y = fmaf(centred, centred, sums.y);
+        sums.x += v[k][i];
+        sums.y = fmaf(v[k][i], v[k][i], sums.y);
       }
     }
   }
   sums = RowSum<kWarpPerRow>(sums, shared_sums);
-  const float shifted_mean = sums.x * inverse_cols;
-  const float variance = fmaxf(fmaf(-shifted_mean, shifted_mean, sums.y * inverse_cols), 0.0f);
-  if (!(shifted_mean * shifted_mean > kMaxShiftedSpread * variance)) {
-    return RowMoments{shift + shifted_mean, variance};
+  const float one_pass_mean = sums.x * inverse_cols;
+  const float variance = fmaxf(fmaf(-one_pass_mean, one_pass_mean, sums.y * inverse_cols), 0.0f);
+  if (!(one_pass_mean * one_pass_mean > kMaxSpread * variance)) {
+    return RowMoments{one_pass_mean, variance};
   }
   __shared__ float shared_sum[kWarpSize];
   __shared__ float shared_squares[kWarpSize];
@@ -194,19 +176,13 @@ __global__ void __launch_bounds__(kMaxNormThreads)
   const int packs = p.cols / kWidth;
   const int threads = blockDim.x;
   const int64_t row_offset = row * p.cols;
-  // LayerNorm's shift reads the row's first input and residual elements, which sum_output may
-  // alias: the access holding them (pack 0) stores its residual sum only after the reduction, by
-  // which point every thread of the row has read the shift (its sums depend on it). The other
-  // sums are stored at once (deferring them all cost the fused kernel 3-5%).
-  const auto defers_sum = [&](int pack) { return kResidual && kLayerNorm && pack == 0; };
 
   float v[kPacks][kWidth];
 #pragma unroll
   for (int k = 0; k < kPacks; ++k) {
     const int pack = threadIdx.x + k * threads;
     if (pack < packs) {
-      LoadRowPack<T, kWidth, kResidual>(p, row_offset + pack * kWidth, pack * kWidth, v[k],
-                                        !defers_sum(pack));
+      LoadRowPack<T, kWidth, kResidual>(p, row_offset + pack * kWidth, pack * kWidth, v[k]);
     } else {
 #pragma unroll
       for (int i = 0; i < kWidth; ++i) v[k][i] = 0.0f;
@@ -217,8 +193,7 @@ __global__ void __launch_bounds__(kMaxNormThreads)
   float mean = 0.0f;
   float moment = 0.0f;  // variance (LayerNorm) or mean square (RMSNorm)
   if constexpr (kLayerNorm) {
-    const RowMoments moments = LayerNormMoments<kWarpPerRow>(
-        v, RowShift<T, kResidual>(p, row_offset), packs, threads, inverse_cols);
+    const RowMoments moments = LayerNormMoments<kWarpPerRow>(v, packs, threads, inverse_cols);
     mean = moments.mean;
     moment = moments.variance;
   } else {
@@ -237,7 +212,6 @@ __global__ void __launch_bounds__(kMaxNormThreads)
   for (int k = 0; k < kPacks; ++k) {
     const int pack = threadIdx.x + k * threads;
     if (pack < packs) {
-      if (defers_sum(pack)) StoreFloats<kWidth>(v[k], p.sum_output + row_offset + pack * kWidth);
       StoreNormalized<T, kWidth, kLayerNorm>(p, row_offset + pack * kWidth, pack * kWidth, v[k],
                                              mean, scale);
     }

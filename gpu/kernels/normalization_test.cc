@@ -109,6 +109,36 @@ TEST_P(NormalizationTest, LayerNormMatchesTheReference) {
   }
 }
 
+// Rows whose mean is large against their spread (mean^2 > 8 variance: 100 +- 0.5, -30 +- 0.25)
+// take the two-pass variance; rows just inside the one-pass bound (2.5 +- 1) and centred rows
+// keep the one-reduction path. All must match the double reference.
+TEST_P(NormalizationTest, LayerNormOfRowsFarFromZero) {
+  struct Row {
+    float offset, scale;
+  };
+  const Row kRows[] = {{100.0f, 0.5f}, {2.5f, 1.0f}, {-30.0f, 0.25f}, {0.0f, 1.0f}};
+  for (const Shape& shape : {Shape{4, 64}, Shape{4, 5120}, Shape{4, 20000}, Shape{4, 70000}}) {
+    std::vector<float> x;
+    for (int64_t r = 0; r < shape.rows; ++r) {
+      const Row& row = kRows[r % 4];
+      const std::vector<float> values = RandomFloats(shape.cols, 40 + r, row.scale, row.offset);
+      x.insert(x.end(), values.begin(), values.end());
+    }
+    x = Quantized(dtype(), x);
+    const Inputs in = MakeInputs(dtype(), shape, 41);
+    auto x_d = Upload(dtype(), x);
+    auto gamma = Upload(dtype(), in.gamma);
+    auto beta = Upload(dtype(), in.beta);
+    auto out = Poisoned(dtype(), x.size());
+    ASSERT_TRUE(LayerNorm(dtype(), x_d.data(), gamma.data(), beta.data(), out.data(), shape.rows,
+                          shape.cols, kEpsilon, stream())
+                    .ok());
+    EXPECT_LT(RelativeError(Download(out), NormReference(x, shape, in.gamma, in.beta)),
+              tolerance())
+        << shape.rows << " x " << shape.cols;
+  }
+}
+
 TEST_P(NormalizationTest, RmsNormMatchesTheReference) {
   for (const Shape& shape : kShapes) {
     const Inputs in = MakeInputs(dtype(), shape, shape.cols);
@@ -185,8 +215,8 @@ TEST_P(NormalizationTest, WorksInPlace) {
             tolerance());
 }
 
-// ResidualLayerNorm writing the sum over one of its inputs: the kernel reads element 0 of the
-// row (its shift for the one-pass variance) before any thread overwrites it.
+// ResidualLayerNorm writing the sum over one of its inputs (each thread reads its own elements
+// before it writes them).
 TEST_P(NormalizationTest, ResidualLayerNormWorksInPlace) {
   for (const Shape& shape : {Shape{6, 4096}, Shape{3, 5120}, Shape{5, 64}, Shape{2, 20000}}) {
     for (bool over_residual : {true, false}) {
