@@ -57,6 +57,14 @@ struct DecodeArgs {
   T* __restrict__ output;
 };
 
+// PartitionTokens is the token range [begin, end) of this thread block's partition of its
+// sequence (grid: x = kv head, y = sequence, z = partition); empty past the sequence's end.
+template <int kPartitionTokens, class T>
+__device__ __forceinline__ int2 PartitionTokens(const DecodeArgs<T>& a) {
+  const int begin = blockIdx.z * kPartitionTokens;
+  return make_int2(begin, min(begin + kPartitionTokens, a.context_lens[blockIdx.y]));
+}
+
 // --- Two-phase kernel (group sizes 4 and 8) ------------------------------------------------
 //
 // One thread block: one (kv head, sequence, partition). kGroup query heads share the kv head.
@@ -70,10 +78,8 @@ __global__ void __launch_bounds__(kThreads)
   const int kv_head = blockIdx.x;
   const int seq = blockIdx.y;
   const int partition = blockIdx.z;
-  const int context_len = a.context_lens[seq];
-  const int begin = partition * kPartitionTokens;
-  if (begin >= context_len) return;
-  const int end = min(begin + kPartitionTokens, context_len);
+  const auto [begin, end] = PartitionTokens<kPartitionTokens>(a);
+  if (begin >= end) return;  // The sequence ends before this partition.
   const int count = end - begin;
 
   // The logits (phases 1-3) and the per-lane outputs (phase 4) share one buffer.
@@ -267,10 +273,8 @@ __global__ void __launch_bounds__(kStreamWarps * 32)
   const int kv_head = blockIdx.x;
   const int seq = blockIdx.y;
   const int partition = blockIdx.z;
-  const int context_len = a.context_lens[seq];
-  const int begin = partition * kPartitionTokens;
-  if (begin >= context_len) return;
-  const int end = min(begin + kPartitionTokens, context_len);
+  const auto [begin, end] = PartitionTokens<kPartitionTokens>(a);
+  if (begin >= end) return;  // The sequence ends before this partition.
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   const int sub = lane / Layout::kLanesPerToken;   // token within a load
