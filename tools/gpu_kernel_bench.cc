@@ -42,7 +42,7 @@
 #include "gpu/kernels/residual.h"
 #include "gpu/kernels/rotary.h"
 #include "gpu/stream.h"
-#include "tools/random_fill.h"
+#include "tools/bench_device.h"
 
 ABSL_FLAG(std::string, out, "", "Write the results as JSON here.");
 ABSL_FLAG(int, reps, 30, "Timed repetitions per measurement (the median is reported).");

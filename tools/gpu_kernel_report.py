@@ -53,7 +53,9 @@ def main():
         peer_ms = {key(r): statistics.median(p_ms) for r in peers[0]["results"]
                    for p_ms in [[x["ms"] for p in peers for x in p["results"] if key(x) == key(r)]]}
     several = len(kernel_files) > 1
-    time_header = f"time (ms), median of {len(kernel_files)} runs [range]" if several else "time (ms)"
+    time_header = "time (ms)"
+    if several:
+        time_header += f", median of {len(kernel_files)} runs [range]"
     print(f"| kernel | shape | dtype | {time_header} | rate | share of ceiling | vs PyTorch SDPA |")
     print("|---|---|---|---|---|---|---|")
     for r in kernels:

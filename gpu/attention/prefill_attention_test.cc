@@ -86,7 +86,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{DType::kFloat16, 2, 2, 64, {511}},
                       // The portable mma.sync kernel at head_dim 128, which kAuto skips on
                       // H100/H200.
-                      Case{DType::kFloat16, 3, 3, 128, {64, 65, 1, 17, 130}, PrefillKernel::kMmaSync},
+                      Case{DType::kFloat16, 3, 3, 128, {64, 65, 1, 17, 130},
+                           PrefillKernel::kMmaSync},
                       Case{DType::kBFloat16, 8, 2, 128, {300, 129}, PrefillKernel::kMmaSync},
                       // The wgmma kernel on longer and odd sequences.
                       Case{DType::kBFloat16, 4, 4, 128, {1000, 257, 128, 129}},

@@ -3,7 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "gpu/internal/check.h"
-#include "tools/random_fill.h"
+#include "tools/bench_device.h"
 
 namespace troupe::tools {
 namespace {
@@ -64,7 +64,8 @@ __global__ void ReadKernel(const uint4* data, size_t vectors, uint64_t* sink) {
 
 absl::Status ReadAll(const void* data, size_t bytes, uint64_t* sink, gpu::Stream& stream) {
   if (bytes % 16 != 0 || reinterpret_cast<uintptr_t>(data) % 16 != 0) {
-    return absl::InvalidArgumentError("ReadAll: data must be 16-byte aligned, bytes a multiple of 16");
+    return absl::InvalidArgumentError(
+        "ReadAll: data must be 16-byte aligned and bytes a multiple of 16");
   }
   int sms = 0;
   if (cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, stream.device());
@@ -81,7 +82,8 @@ absl::Status FillRandom(gpu::DType dtype, void* data, size_t count, uint64_t see
                         gpu::Stream& stream) {
   cudaStream_t raw = static_cast<cudaStream_t>(stream.raw());
   constexpr int kThreads = 256;
-  const unsigned blocks = static_cast<unsigned>(std::min<size_t>((count + kThreads - 1) / kThreads, 65536));
+  const unsigned blocks =
+      static_cast<unsigned>(std::min<size_t>((count + kThreads - 1) / kThreads, 65536));
   switch (dtype) {
     case gpu::DType::kFloat32:
       FillKernel<<<blocks, kThreads, 0, raw>>>(static_cast<float*>(data), count, seed);
