@@ -11,7 +11,7 @@
 // Timing: CUDA events around --launches back-to-back launches (so the host's launch latency,
 // about 4 us, is not counted against kernels that run for 20-30 us), after warm-up; the median
 // of --reps such measurements, divided by --launches. Back-to-back launches on a stream still
-// leave gaps between kernels (1-2 us more than a graph's on an H200); --graph times the
+// leave gaps between kernels (1.5-2 us more than a graph's on an H200); --graph times the
 // elementwise kernels as replays of a captured CUDA graph instead, which is how a serving
 // engine issues a decode step. Inputs are random, and memory-bound
 // kernels rotate through enough input sets to defeat the L2 cache.
