@@ -1,0 +1,31 @@
+// CpuBackend: ForwardBackend on the CPU through LibTorch (fp32), for OPT and LLaMA models. It is
+// the backend of the CPU tests and the embedded default server, and the reference the CUDA
+// backend is compared with. The paged KV cache has the GPU layout, one K and one V tensor per
+// layer of [num_kv_blocks, num_kv_heads, 16, head_dim].
+//
+//   std::unique_ptr<model::WeightSource> weights = model::RandomWeights(/*seed=*/1);
+//   absl::StatusOr<std::unique_ptr<ForwardBackend>> backend =
+//       CreateCpuBackend(*model::ModelPreset("tiny"), *weights, CpuBackendOptions{});
+#pragma once
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "serving/engine/forward_backend.h"
+#include "serving/model/config.h"
+#include "serving/model/weights.h"
+
+namespace troupe::serving::engine {
+
+struct CpuBackendOptions {
+  // Physical KV blocks of 16 tokens (per layer, K and V each).
+  int num_kv_blocks = 256;
+};
+
+// CreateCpuBackend loads every tensor of `config` from `weights` (as fp32) and allocates the
+// cache. A missing or misshapen tensor is the weight source's error, naming the tensor.
+absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCpuBackend(const model::ModelConfig& config,
+                                                                 const model::WeightSource& weights,
+                                                                 const CpuBackendOptions& options);
+
+}  // namespace troupe::serving::engine

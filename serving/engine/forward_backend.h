@@ -1,0 +1,55 @@
+// ForwardBackend: the model's forward pass over a paged KV cache, behind one interface so the
+// instances (prefill, decode, colocated) run the same code on a CPU (LibTorch) or a GPU (the
+// gpu/ kernels and cuBLAS).
+//
+// One call runs a step over a batch of sequences. Each sequence brings its new tokens (a whole
+// prompt for prefill, one token for decode, a slice of a prompt for chunked prefill), how many
+// of its tokens the cache already holds, and the block table that covers all of them. The step
+// writes the new tokens' keys and values into their slots (block table[p / 16], slot p % 16) and
+// returns the logits of each sequence's last new token.
+//
+//   std::vector<SequenceStep> batch = {{/*seq=*/1, prompt, /*cached_tokens=*/0, blocks}};
+//   absl::StatusOr<std::vector<std::vector<float>>> logits = backend->Forward(batch);
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "gpu/attention/kv_layout.h"
+#include "serving/model/config.h"
+
+namespace troupe::serving::engine {
+
+// kKvBlockTokens is the paged KV cache's block size: the gpu/ kernels' (vLLM's and DistServe's).
+inline constexpr int kKvBlockTokens = gpu::attention::kBlockSize;
+
+struct SequenceStep {
+  int64_t seq_id = 0;
+  std::vector<int32_t> tokens;       // The new tokens; at least one.
+  int cached_tokens = 0;             // Tokens already in the cache: the first new token's position.
+  std::vector<int32_t> block_table;  // Physical blocks for positions [0, cached + new).
+};
+
+class ForwardBackend {
+ public:
+  virtual ~ForwardBackend() = default;
+
+  virtual const model::ModelConfig& config() const = 0;
+  // num_kv_blocks is the number of physical blocks in the cache (per layer, K and V each).
+  virtual int num_kv_blocks() const = 0;
+
+  // Forward runs one step over `batch` (see the file comment) and returns, per sequence in
+  // order, vocab_size logits of its last new token. A malformed step (no tokens, a token out of
+  // the vocabulary, a position past the model's context, a block table too short or naming a
+  // block outside the cache) is an error naming the sequence; nothing is written then.
+  virtual absl::StatusOr<std::vector<std::vector<float>>> Forward(
+      const std::vector<SequenceStep>& batch) = 0;
+};
+
+// ValidateStep checks one step against the model and the cache size; the error names the
+// sequence, the field and the limit. Backends call it before touching the cache.
+absl::Status ValidateStep(const SequenceStep& step, const model::ModelConfig& config,
+                          int num_kv_blocks);
+
+}  // namespace troupe::serving::engine
