@@ -1,0 +1,207 @@
+#include "serving/engine/continuous_batcher.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace troupe::serving::engine {
+namespace {
+
+int32_t Argmax(const std::vector<float>& logits) {
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+}  // namespace
+
+absl::StatusOr<ContinuousBatcher> ContinuousBatcher::Create(ForwardBackend* backend,
+                                                            kv::BlockManager* blocks,
+                                                            const BatcherOptions& options) {
+  if (backend == nullptr || blocks == nullptr) {
+    return absl::InvalidArgumentError("ContinuousBatcher needs a backend and a block manager");
+  }
+  if (blocks->options().block_size != kKvBlockTokens) {
+    return absl::InvalidArgumentError(absl::StrCat("the block manager's block size ",
+                                                   blocks->options().block_size,
+                                                   " is not the cache's ", kKvBlockTokens));
+  }
+  if (blocks->NumGpuBlocks() > backend->num_kv_blocks()) {
+    return absl::InvalidArgumentError(absl::StrCat("the block manager has ", blocks->NumGpuBlocks(),
+                                                   " GPU blocks but the backend's cache "
+                                                   "only ",
+                                                   backend->num_kv_blocks(), "; size them alike"));
+  }
+  if (options.max_batch_tokens < 1 || options.max_batch_requests < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "BatcherOptions: max_batch_tokens (", options.max_batch_tokens,
+        ") and max_batch_requests (", options.max_batch_requests, ") must be positive"));
+  }
+  return ContinuousBatcher(backend, blocks, options);
+}
+
+absl::Status ContinuousBatcher::Add(GenerationRequest request) {
+  const auto fail = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat("request ", request.id, ": ", what));
+  };
+  const auto same_id = [&](const Active& a) { return a.request.id == request.id; };
+  if (std::any_of(waiting_.begin(), waiting_.end(), same_id) ||
+      std::any_of(running_.begin(), running_.end(), same_id)) {
+    return absl::AlreadyExistsError(absl::StrCat("request ", request.id, " is already queued"));
+  }
+  const model::ModelConfig& config = backend_->config();
+  if (request.prompt.empty()) return fail("the prompt is empty");
+  for (int32_t token : request.prompt) {
+    if (token < 0 || token >= config.vocab_size) {
+      return fail(absl::StrCat("prompt token ", token, " is outside the vocabulary [0, ",
+                               config.vocab_size, ")"));
+    }
+  }
+  if (request.max_new_tokens < 1) {
+    return fail(absl::StrCat("max_new_tokens is ", request.max_new_tokens, "; it must be >= 1"));
+  }
+  const int64_t total = static_cast<int64_t>(request.prompt.size()) + request.max_new_tokens;
+  if (total > config.max_position_embeddings) {
+    return fail(absl::StrCat("a prompt of ", request.prompt.size(), " tokens plus ",
+                             request.max_new_tokens, " new tokens exceeds the model's context of ",
+                             config.max_position_embeddings));
+  }
+  absl::StatusOr<kv::Admission> admission = blocks_->CanAllocate(total);
+  if (!admission.ok()) return admission.status();
+  if (*admission == kv::Admission::kNever) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request ", request.id, ": ", total, " tokens need ", blocks_->NumBlocksFor(total),
+        " KV blocks, more than the cache can give one request (", blocks_->NumGpuBlocks(),
+        " blocks, ", blocks_->WatermarkBlocks(), " kept free)"));
+  }
+  Active active;
+  active.tokens = request.prompt;
+  active.request = std::move(request);
+  waiting_.push_back(std::move(active));
+  return absl::OkStatus();
+}
+
+absl::Status ContinuousBatcher::Cancel(int64_t id) {
+  const auto same_id = [&](const Active& a) { return a.request.id == id; };
+  if (auto it = std::find_if(waiting_.begin(), waiting_.end(), same_id); it != waiting_.end()) {
+    waiting_.erase(it);  // Queued requests hold no blocks.
+    return absl::OkStatus();
+  }
+  if (auto it = std::find_if(running_.begin(), running_.end(), same_id); it != running_.end()) {
+    if (absl::Status freed = blocks_->Free(id); !freed.ok()) return freed;
+    running_.erase(it);
+    return absl::OkStatus();
+  }
+  return absl::NotFoundError(absl::StrCat("request ", id, " is not queued or running"));
+}
+
+absl::Status ContinuousBatcher::PreemptNewest() {
+  Active victim = std::move(running_.back());
+  running_.pop_back();
+  if (absl::Status freed = blocks_->Free(victim.request.id); !freed.ok()) return freed;
+  victim.processed = 0;  // Recomputed from its tokens so far when it is admitted again.
+  waiting_.push_front(std::move(victim));
+  ++preemptions_;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<TokenEvent>> ContinuousBatcher::Step() {
+  std::vector<SequenceStep> batch;
+  std::vector<Active*> members;  // batch[i] runs members[i]
+  std::vector<int64_t> chunks;
+  int64_t budget = options_.max_batch_tokens;
+
+  // 1. Running requests, oldest first: their next token or prompt chunk.
+  for (size_t i = 0; i < running_.size() && budget > 0;) {
+    Active& active = running_[i];
+    const int64_t pending = static_cast<int64_t>(active.tokens.size()) - active.processed;
+    const int64_t chunk = std::min(pending, budget);
+    absl::StatusOr<bool> fits = blocks_->CanAppendSlots(active.request.id, chunk);
+    if (!fits.ok()) return fits.status();
+    if (!*fits) {
+      // Make room by recomputation, newest first; if this is the newest, it goes itself.
+      const bool self = i + 1 == running_.size();
+      if (absl::Status s = PreemptNewest(); !s.ok()) return s;
+      if (self) break;
+      continue;
+    }
+    absl::StatusOr<kv::AppendResult> appended = blocks_->AppendSlots(active.request.id, chunk);
+    if (!appended.ok()) return appended.status();
+    budget -= chunk;
+    ++i;
+  }
+  // 2. Waiting requests, in arrival order, while the budget, the request limit and the cache
+  // allow. Without chunked prefill a prompt is admitted only whole (head-of-line: a prompt
+  // that does not fit waits, and so do the ones behind it).
+  std::vector<Active> admitted;
+  while (!waiting_.empty() && budget > 0 &&
+         static_cast<int64_t>(running_.size() + admitted.size()) < options_.max_batch_requests) {
+    Active& next = waiting_.front();
+    const int64_t pending = static_cast<int64_t>(next.tokens.size());
+    if (!options_.chunked_prefill && pending > budget) break;
+    const int64_t chunk = std::min(pending, budget);
+    absl::StatusOr<kv::Admission> admission = blocks_->CanAllocate(pending);
+    if (!admission.ok()) return admission.status();
+    if (*admission != kv::Admission::kOk) break;
+    if (absl::Status s = blocks_->Allocate(next.request.id, chunk); !s.ok()) return s;
+    budget -= chunk;
+    admitted.push_back(std::move(next));
+    waiting_.pop_front();
+  }
+  for (Active& a : admitted) running_.push_back(std::move(a));
+
+  // The batch: every running request with tokens appended this step (the block manager counts
+  // them; the rest were out of budget), in running order.
+  for (Active& active : running_) {
+    absl::StatusOr<int64_t> cached = blocks_->NumTokens(active.request.id);
+    if (!cached.ok()) return cached.status();
+    const int64_t chunk = *cached - active.processed;
+    if (chunk <= 0) continue;
+    members.push_back(&active);
+    chunks.push_back(chunk);
+  }
+  if (members.empty()) return std::vector<TokenEvent>{};
+
+  for (size_t i = 0; i < members.size(); ++i) {
+    Active& active = *members[i];
+    absl::StatusOr<std::vector<int32_t>> table = blocks_->BlockTable(active.request.id);
+    if (!table.ok()) return table.status();
+    SequenceStep step;
+    step.seq_id = active.request.id;
+    step.tokens.assign(active.tokens.begin() + active.processed,
+                       active.tokens.begin() + active.processed + chunks[i]);
+    step.cached_tokens = static_cast<int>(active.processed);
+    step.block_table = *std::move(table);
+    batch.push_back(std::move(step));
+  }
+  absl::StatusOr<std::vector<std::vector<float>>> logits = backend_->Forward(batch);
+  if (!logits.ok()) return logits.status();
+
+  // 3. A request whose every known token is now cached gets its next token.
+  std::vector<TokenEvent> events;
+  std::vector<int64_t> finished;
+  for (size_t i = 0; i < members.size(); ++i) {
+    Active& active = *members[i];
+    active.processed += chunks[i];
+    if (active.processed < static_cast<int64_t>(active.tokens.size())) continue;
+    TokenEvent event;
+    event.request_id = active.request.id;
+    event.token = Argmax((*logits)[i]);
+    active.tokens.push_back(event.token);
+    ++active.generated;
+    if (active.request.stop_token && event.token == *active.request.stop_token) {
+      event.reason = FinishReason::kStop;
+    } else if (active.generated >= active.request.max_new_tokens) {
+      event.reason = FinishReason::kLength;
+    }
+    event.finished = event.reason != FinishReason::kNone;
+    if (event.finished) finished.push_back(active.request.id);
+    events.push_back(event);
+  }
+  for (int64_t id : finished) {
+    if (absl::Status s = blocks_->Free(id); !s.ok()) return s;
+    running_.erase(std::find_if(running_.begin(), running_.end(),
+                                [&](const Active& a) { return a.request.id == id; }));
+  }
+  return events;
+}
+
+}  // namespace troupe::serving::engine

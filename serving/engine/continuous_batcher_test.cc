@@ -1,0 +1,195 @@
+#include "serving/engine/continuous_batcher.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "serving/engine/cpu_backend.h"
+#include "serving/model/config.h"
+#include "serving/model/weights.h"
+
+namespace troupe::serving::engine {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kCacheBlocks = 64;
+
+std::vector<int32_t> Prompt(int n, int seed) {
+  std::vector<int32_t> tokens(n);
+  for (int i = 0; i < n; ++i) tokens[i] = (seed * 7919 + i * 104729) % 50257;
+  return tokens;
+}
+
+class ContinuousBatcherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_ = *model::ModelPreset("tiny");
+    weights_ = model::RandomWeights(/*seed=*/11);
+    backend_ = *CreateCpuBackend(config_, *weights_, CpuBackendOptions{kCacheBlocks});
+    reference_backend_ = *CreateCpuBackend(config_, *weights_, CpuBackendOptions{kCacheBlocks});
+  }
+
+  kv::BlockManager Blocks(int64_t num_blocks, double watermark = 0.01) {
+    kv::BlockManagerOptions options;
+    options.num_gpu_blocks = num_blocks;
+    options.watermark = watermark;
+    return *kv::BlockManager::Create(options);
+  }
+
+  // Greedy generation by recomputing the whole sequence every step: no cache reuse, no batching.
+  std::vector<int32_t> Reference(const GenerationRequest& request) {
+    std::vector<int32_t> tokens = request.prompt, generated;
+    while (static_cast<int>(generated.size()) < request.max_new_tokens) {
+      std::vector<int32_t> table((tokens.size() + 15) / 16);
+      for (size_t b = 0; b < table.size(); ++b) table[b] = static_cast<int32_t>(b);
+      const std::vector<float> logits =
+          (*reference_backend_->Forward({{request.id, tokens, 0, table}}))[0];
+      const int32_t next =
+          static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      generated.push_back(next);
+      tokens.push_back(next);
+      if (request.stop_token && next == *request.stop_token) break;
+    }
+    return generated;
+  }
+
+  // Runs the batcher to the end; returns each request's tokens and checks the events' shape.
+  std::map<int64_t, std::vector<int32_t>> RunToEnd(ContinuousBatcher& batcher) {
+    std::map<int64_t, std::vector<int32_t>> out;
+    for (int steps = 0; batcher.HasWork(); ++steps) {
+      EXPECT_LT(steps, 10000) << "the batcher does not finish";
+      if (steps >= 10000) break;
+      absl::StatusOr<std::vector<TokenEvent>> events = batcher.Step();
+      EXPECT_TRUE(events.ok()) << events.status();
+      if (!events.ok()) break;
+      for (const TokenEvent& e : *events) {
+        EXPECT_FALSE(finished_.count(e.request_id)) << "token after the last one";
+        out[e.request_id].push_back(e.token);
+        if (e.finished) finished_.insert(e.request_id);
+      }
+    }
+    return out;
+  }
+
+  std::vector<GenerationRequest> Requests() const {
+    std::vector<GenerationRequest> requests;
+    const int lengths[] = {1, 5, 16, 17, 40, 70};
+    for (int i = 0; i < 6; ++i) {
+      requests.push_back({i + 1, Prompt(lengths[i], i), 1 + 2 * i, std::nullopt});
+    }
+    return requests;
+  }
+
+  model::ModelConfig config_;
+  std::unique_ptr<model::WeightSource> weights_;
+  std::unique_ptr<ForwardBackend> backend_, reference_backend_;
+  std::set<int64_t> finished_;
+};
+
+TEST_F(ContinuousBatcherTest, GreedyOutputsMatchTheReferenceWithAndWithoutChunkedPrefill) {
+  for (bool chunked : {false, true}) {
+    finished_.clear();
+    kv::BlockManager blocks = Blocks(kCacheBlocks);
+    BatcherOptions options;
+    options.chunked_prefill = chunked;
+    options.max_batch_tokens = chunked ? 24 : 128;  // small enough to split the long prompts
+    ContinuousBatcher batcher = *ContinuousBatcher::Create(backend_.get(), &blocks, options);
+    for (const GenerationRequest& r : Requests()) ASSERT_TRUE(batcher.Add(r).ok());
+    const std::map<int64_t, std::vector<int32_t>> out = RunToEnd(batcher);
+    for (const GenerationRequest& r : Requests()) {
+      EXPECT_EQ(out.at(r.id), Reference(r)) << "request " << r.id << " chunked " << chunked;
+    }
+    EXPECT_EQ(blocks.NumFreeGpuBlocks(), kCacheBlocks) << "chunked " << chunked;
+    EXPECT_EQ(finished_.size(), Requests().size());
+  }
+}
+
+// A cache too small for every request at once: the newest is preempted and recomputed, the
+// outputs do not change, and every block comes back.
+TEST_F(ContinuousBatcherTest, PreemptionByRecomputationKeepsTheOutputs) {
+  kv::BlockManager blocks = Blocks(/*num_blocks=*/10, /*watermark=*/0.0);
+  ContinuousBatcher batcher = *ContinuousBatcher::Create(backend_.get(), &blocks, {});
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 5; ++i) requests.push_back({100 + i, Prompt(14 + i, 20 + i), 20, {}});
+  for (const GenerationRequest& r : requests) ASSERT_TRUE(batcher.Add(r).ok());
+  const std::map<int64_t, std::vector<int32_t>> out = RunToEnd(batcher);
+  EXPECT_GT(batcher.num_preemptions(), 0);
+  for (const GenerationRequest& r : requests) EXPECT_EQ(out.at(r.id), Reference(r)) << r.id;
+  EXPECT_EQ(blocks.NumFreeGpuBlocks(), 10);
+}
+
+TEST_F(ContinuousBatcherTest, StopTokenEndsARequest) {
+  kv::BlockManager blocks = Blocks(kCacheBlocks);
+  ContinuousBatcher batcher = *ContinuousBatcher::Create(backend_.get(), &blocks, {});
+  GenerationRequest request{7, Prompt(9, 3), 10, std::nullopt};
+  const std::vector<int32_t> full = Reference(request);
+  request.stop_token = full[3];
+  const int64_t stop_at = std::find(full.begin(), full.end(), full[3]) - full.begin();
+  ASSERT_TRUE(batcher.Add(request).ok());
+  std::vector<TokenEvent> events;
+  while (batcher.HasWork()) {
+    absl::StatusOr<std::vector<TokenEvent>> step = batcher.Step();
+    ASSERT_TRUE(step.ok()) << step.status();
+    events.insert(events.end(), step->begin(), step->end());
+  }
+  ASSERT_EQ(static_cast<int64_t>(events.size()), stop_at + 1);
+  EXPECT_TRUE(events.back().finished);
+  EXPECT_EQ(events.back().reason, FinishReason::kStop);
+  EXPECT_EQ(events.back().token, full[3]);
+}
+
+TEST_F(ContinuousBatcherTest, CancelFreesEveryBlock) {
+  kv::BlockManager blocks = Blocks(kCacheBlocks);
+  BatcherOptions options;
+  options.max_batch_requests = 2;  // the third request waits
+  ContinuousBatcher batcher = *ContinuousBatcher::Create(backend_.get(), &blocks, options);
+  for (int64_t id : {1, 2, 3}) ASSERT_TRUE(batcher.Add({id, Prompt(30, id), 50, {}}).ok());
+  ASSERT_TRUE(batcher.Step().ok());
+  ASSERT_TRUE(batcher.Step().ok());
+  EXPECT_EQ(batcher.num_running(), 2);
+  EXPECT_LT(blocks.NumFreeGpuBlocks(), kCacheBlocks);
+  EXPECT_TRUE(batcher.Cancel(1).ok());  // running
+  EXPECT_TRUE(batcher.Cancel(3).ok());  // waiting (or just admitted)
+  EXPECT_TRUE(absl::IsNotFound(batcher.Cancel(3)));
+  EXPECT_TRUE(batcher.Cancel(2).ok());
+  EXPECT_FALSE(batcher.HasWork());
+  EXPECT_EQ(blocks.NumFreeGpuBlocks(), kCacheBlocks);
+  EXPECT_EQ(blocks.NumSequences(), 0);
+}
+
+TEST_F(ContinuousBatcherTest, BadRequestsAreRefusedByName) {
+  kv::BlockManager blocks = Blocks(kCacheBlocks);
+  ContinuousBatcher batcher = *ContinuousBatcher::Create(backend_.get(), &blocks, {});
+  ASSERT_TRUE(batcher.Add({1, Prompt(4, 1), 4, {}}).ok());
+  EXPECT_THAT(batcher.Add({1, Prompt(4, 1), 4, {}}).message(), HasSubstr("already queued"));
+  EXPECT_THAT(batcher.Add({2, {}, 4, {}}).message(), HasSubstr("request 2: the prompt is empty"));
+  EXPECT_THAT(batcher.Add({3, {config_.vocab_size}, 4, {}}).message(),
+              HasSubstr("outside the vocabulary"));
+  EXPECT_THAT(batcher.Add({4, Prompt(4, 1), 0, {}}).message(), HasSubstr("max_new_tokens is 0"));
+  EXPECT_THAT(batcher.Add({5, Prompt(500, 1), 20, {}}).message(),
+              HasSubstr("exceeds the model's context of 512"));
+  kv::BlockManager small = Blocks(4, 0.0);
+  ContinuousBatcher tight = *ContinuousBatcher::Create(backend_.get(), &small, {});
+  EXPECT_THAT(tight.Add({6, Prompt(60, 1), 10, {}}).message(),
+              HasSubstr("more than the cache can give one request"));
+  EXPECT_EQ(batcher.num_waiting(), 1);  // the refused requests left nothing behind
+}
+
+TEST_F(ContinuousBatcherTest, CreateChecksTheCacheAndOptions) {
+  kv::BlockManager big = Blocks(kCacheBlocks + 1);
+  EXPECT_THAT(ContinuousBatcher::Create(backend_.get(), &big, {}).status().message(),
+              HasSubstr("size them alike"));
+  kv::BlockManager blocks = Blocks(kCacheBlocks);
+  BatcherOptions bad;
+  bad.max_batch_tokens = 0;
+  EXPECT_THAT(ContinuousBatcher::Create(backend_.get(), &blocks, bad).status().message(),
+              HasSubstr("must be positive"));
+}
+
+}  // namespace
+}  // namespace troupe::serving::engine
