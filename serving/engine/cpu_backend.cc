@@ -96,6 +96,59 @@ class CpuBackend : public ForwardBackend {
 
   const ModelConfig& config() const override { return config_; }
   int num_kv_blocks() const override { return num_kv_blocks_; }
+  gpu::DType kv_dtype() const override { return gpu::DType::kFloat32; }
+
+  absl::StatusOr<std::vector<uint8_t>> ExportKv(const std::vector<int32_t>& blocks,
+                                                const KvRange& range) const override {
+    absl::StatusOr<torch::Tensor> index = BlockIndex(blocks);
+    if (!index.ok()) return index.status();
+    absl::StatusOr<KvRange> r = KvRangeOf(range, config_);
+    if (!r.ok()) return r.status();
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> parts;
+    for (int l = r->layer_begin; l < r->layer_end; ++l) {
+      for (const torch::Tensor* cache : {&layers_[l].k_cache, &layers_[l].v_cache}) {
+        parts.push_back(cache->index_select(0, *index)
+                            .index({Slice(), Slice(r->head_begin, r->head_end)})
+                            .contiguous()
+                            .view(-1));
+      }
+    }
+    const torch::Tensor all = torch::cat(parts);
+    const auto* data = reinterpret_cast<const uint8_t*>(all.data_ptr<float>());
+    return std::vector<uint8_t>(data, data + all.numel() * sizeof(float));
+  }
+
+  absl::Status ImportKv(const std::vector<int32_t>& blocks, const KvRange& range,
+                        const std::vector<uint8_t>& bytes) override {
+    absl::StatusOr<torch::Tensor> index = BlockIndex(blocks);
+    if (!index.ok()) return index.status();
+    absl::StatusOr<KvRange> r = KvRangeOf(range, config_);
+    if (!r.ok()) return r.status();
+    const int64_t expected = KvBytes(config_, kv_dtype(), blocks.size(), *r);
+    if (static_cast<int64_t>(bytes.size()) != expected) {
+      return absl::InvalidArgumentError(absl::StrCat("ImportKv: ", bytes.size(), " bytes for ",
+                                                     blocks.size(), " blocks of this range; ",
+                                                     expected, " expected"));
+    }
+    torch::NoGradGuard no_grad;
+    const int64_t heads = r->head_end - r->head_begin;
+    const torch::Tensor all =
+        torch::from_blob(const_cast<uint8_t*>(bytes.data()), {expected / 4}, torch::kFloat32);
+    const int64_t part =
+        static_cast<int64_t>(blocks.size()) * heads * kKvBlockTokens * config_.head_dim();
+    int64_t offset = 0;
+    for (int l = r->layer_begin; l < r->layer_end; ++l) {
+      for (torch::Tensor* cache : {&layers_[l].k_cache, &layers_[l].v_cache}) {
+        const torch::Tensor values = all.index({Slice(offset, offset + part)})
+                                         .view({static_cast<int64_t>(blocks.size()), heads,
+                                                kKvBlockTokens, config_.head_dim()});
+        cache->index({Slice(), Slice(r->head_begin, r->head_end)}).index_put_({*index}, values);
+        offset += part;
+      }
+    }
+    return absl::OkStatus();
+  }
 
   absl::StatusOr<std::vector<std::vector<float>>> Forward(
       const std::vector<SequenceStep>& batch) override {
@@ -210,6 +263,17 @@ class CpuBackend : public ForwardBackend {
       return torch::layer_norm(x, {config_.hidden_size}, weight, bias, config_.norm_epsilon);
     }
     return x * torch::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + config_.norm_epsilon) * weight;
+  }
+
+  // BlockIndex is `blocks` as an index tensor, or an error naming the first bad block.
+  absl::StatusOr<torch::Tensor> BlockIndex(const std::vector<int32_t>& blocks) const {
+    for (int32_t block : blocks) {
+      if (block < 0 || block >= num_kv_blocks_) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "KV block ", block, " is outside the cache's ", num_kv_blocks_, " blocks"));
+      }
+    }
+    return torch::tensor(std::vector<int64_t>(blocks.begin(), blocks.end()), torch::kInt64);
   }
 
   // RotateHalf maps (x1, x2) halves of the last dimension to (-x2, x1).

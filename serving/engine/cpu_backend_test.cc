@@ -1,5 +1,6 @@
 #include "serving/engine/cpu_backend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <numeric>
@@ -271,6 +272,71 @@ TEST_P(CpuBackendTest, BadStepsAreRefusedAndChangeNothing) {
   const std::vector<float> after = (*backend->Forward({{1, {7}, 20, {0, 1}}}))[0];
   const std::vector<float> expected = (*fresh->Forward({{1, {7}, 20, {0, 1}}}))[0];
   EXPECT_LT(MaxDifference(after, expected), 1e-6);
+}
+
+int32_t Argmax(const std::vector<float>& logits) {
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+// Greedy decoding of `steps` tokens after `first`, on `backend` whose cache holds the prompt.
+std::vector<int32_t> Decode(ForwardBackend& backend, const std::vector<int32_t>& table,
+                            int prompt_len, int32_t first, int steps) {
+  std::vector<int32_t> out = {first};
+  for (int i = 0; i < steps; ++i) {
+    out.push_back(Argmax((*backend.Forward({{1, {out.back()}, prompt_len + i, table}}))[0]));
+  }
+  return out;
+}
+
+// DistServe's path on CPU: prefill on one backend, move the KV as bytes (whole, or in the
+// pieces of a different tensor/pipeline split), decode on another with other block ids.
+TEST_P(CpuBackendTest, KvMovedBetweenBackendsDecodesLikeColocated) {
+  const std::vector<int32_t> prompt = Prompt(37, 9);
+  const std::vector<int32_t> prefill_table = {3, 8, 1};
+  const std::vector<int32_t> decode_table = {0, 5, 2, 6};  // room for the generated tokens
+  std::unique_ptr<ForwardBackend> colocated = Backend();
+  const int32_t first = Argmax((*colocated->Forward({{1, prompt, 0, decode_table}}))[0]);
+  const std::vector<int32_t> expected = Decode(*colocated, decode_table, 37, first, 8);
+
+  std::unique_ptr<ForwardBackend> prefill = Backend();
+  ASSERT_EQ(Argmax((*prefill->Forward({{1, prompt, 0, prefill_table}}))[0]), first);
+  const std::vector<int32_t> dst(decode_table.begin(), decode_table.begin() + 3);
+
+  std::unique_ptr<ForwardBackend> whole = Backend();
+  absl::StatusOr<std::vector<uint8_t>> bytes = prefill->ExportKv(prefill_table, {});
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(static_cast<int64_t>(bytes->size()),
+            KvBytes(config_, gpu::DType::kFloat32, 3, *KvRangeOf({}, config_)));
+  ASSERT_TRUE(whole->ImportKv(dst, {}, *bytes).ok());
+  EXPECT_EQ(Decode(*whole, decode_table, 37, first, 8), expected);
+
+  // The same KV in four pieces: two layer ranges x two kv-head ranges.
+  std::unique_ptr<ForwardBackend> pieces = Backend();
+  const int layers = config_.num_layers, heads = config_.num_kv_heads;
+  for (KvRange range :
+       {KvRange{0, layers / 2, 0, heads / 2}, KvRange{0, layers / 2, heads / 2, -1},
+        KvRange{layers / 2, -1, 0, heads / 2}, KvRange{layers / 2, -1, heads / 2, -1}}) {
+    absl::StatusOr<std::vector<uint8_t>> part = prefill->ExportKv(prefill_table, range);
+    ASSERT_TRUE(part.ok()) << part.status();
+    ASSERT_TRUE(pieces->ImportKv(dst, range, *part).ok());
+  }
+  EXPECT_EQ(Decode(*pieces, decode_table, 37, first, 8), expected);
+}
+
+TEST_P(CpuBackendTest, BadKvTransfersAreRefusedAndWriteNothing) {
+  std::unique_ptr<ForwardBackend> backend = Backend();
+  ASSERT_TRUE(backend->Forward({{1, Prompt(20, 4), 0, {0, 1}}}).ok());
+  const std::vector<uint8_t> before = *backend->ExportKv({0, 1}, {});
+  EXPECT_THAT(backend->ExportKv({0, 32}, {}).status().message(),
+              HasSubstr("KV block 32 is outside the cache's 32 blocks"));
+  EXPECT_THAT(backend->ExportKv({0}, KvRange{0, config_.num_layers + 1, 0, -1}).status().message(),
+              HasSubstr("layers [0, 3) are not a non-empty part of 2"));
+  EXPECT_THAT(backend->ExportKv({0}, KvRange{0, -1, 1, 1}).status().message(),
+              HasSubstr("kv heads [1, 1)"));
+  std::vector<uint8_t> short_bytes(before.size() - 4);
+  EXPECT_THAT(backend->ImportKv({0, 1}, {}, short_bytes).message(), HasSubstr("expected"));
+  EXPECT_THAT(backend->ImportKv({0, 99}, {}, before).message(), HasSubstr("KV block 99"));
+  EXPECT_EQ(*backend->ExportKv({0, 1}, {}), before);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, CpuBackendTest, ::testing::Values("tiny", "tiny-llama"),

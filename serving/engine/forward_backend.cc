@@ -38,4 +38,28 @@ absl::Status ValidateStep(const SequenceStep& step, const model::ModelConfig& co
   return absl::OkStatus();
 }
 
+absl::StatusOr<KvRange> KvRangeOf(const KvRange& range, const model::ModelConfig& config) {
+  KvRange r = range;
+  if (r.layer_end == -1) r.layer_end = config.num_layers;
+  if (r.head_end == -1) r.head_end = config.num_kv_heads;
+  if (r.layer_begin < 0 || r.layer_begin >= r.layer_end || r.layer_end > config.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("KV range: layers [", r.layer_begin, ", ",
+                                                   r.layer_end, ") are not a non-empty part of ",
+                                                   config.num_layers));
+  }
+  if (r.head_begin < 0 || r.head_begin >= r.head_end || r.head_end > config.num_kv_heads) {
+    return absl::InvalidArgumentError(absl::StrCat("KV range: kv heads [", r.head_begin, ", ",
+                                                   r.head_end, ") are not a non-empty part of ",
+                                                   config.num_kv_heads));
+  }
+  return r;
+}
+
+int64_t KvBytes(const model::ModelConfig& config, gpu::DType dtype, int64_t num_blocks,
+                const KvRange& range) {
+  return 2LL * (range.layer_end - range.layer_begin) * num_blocks *
+         (range.head_end - range.head_begin) * kKvBlockTokens * config.head_dim() *
+         static_cast<int64_t>(gpu::SizeOf(dtype));
+}
+
 }  // namespace troupe::serving::engine

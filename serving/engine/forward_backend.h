@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "gpu/attention/kv_layout.h"
+#include "gpu/dtype.h"
 #include "serving/model/config.h"
 
 namespace troupe::serving::engine {
@@ -30,6 +31,20 @@ struct SequenceStep {
   int cached_tokens = 0;             // Tokens already in the cache: the first new token's position.
   std::vector<int32_t> block_table;  // Physical blocks for positions [0, cached + new).
 };
+
+// KvRange selects the part of each block that a KV transfer moves: layers [layer_begin,
+// layer_end) and kv heads [head_begin, head_end). When prefill and decode instances differ in
+// tensor or pipeline parallelism, each pair of workers moves only the intersection of their
+// ranges. {} is "everything" (the ends default to the model's).
+struct KvRange {
+  int layer_begin = 0;
+  int layer_end = -1;  // -1: the model's number of layers
+  int head_begin = 0;
+  int head_end = -1;  // -1: the model's number of kv heads
+};
+
+// KvRangeOf resolves -1 ends and checks the range against the model; the error names the field.
+absl::StatusOr<KvRange> KvRangeOf(const KvRange& range, const model::ModelConfig& config);
 
 class ForwardBackend {
  public:
@@ -45,7 +60,22 @@ class ForwardBackend {
   // block outside the cache) is an error naming the sequence; nothing is written then.
   virtual absl::StatusOr<std::vector<std::vector<float>>> Forward(
       const std::vector<SequenceStep>& batch) = 0;
+
+  // ExportKv copies the keys and values of `blocks` (physical ids, in order) within `range` to
+  // bytes laid out as [layer][K, V][block][head][16][head_dim] of the cache's element type
+  // (kv_dtype). ImportKv writes such bytes into `blocks` of this cache. Together they move a
+  // request's KV between instances; a block id outside the cache, a bad range or a byte count
+  // that does not match is an error, and ImportKv then writes nothing.
+  virtual gpu::DType kv_dtype() const = 0;
+  virtual absl::StatusOr<std::vector<uint8_t>> ExportKv(const std::vector<int32_t>& blocks,
+                                                        const KvRange& range) const = 0;
+  virtual absl::Status ImportKv(const std::vector<int32_t>& blocks, const KvRange& range,
+                                const std::vector<uint8_t>& bytes) = 0;
 };
+
+// KvBytes is the size of ExportKv's result for `num_blocks` blocks of `range` (resolved).
+int64_t KvBytes(const model::ModelConfig& config, gpu::DType dtype, int64_t num_blocks,
+                const KvRange& range);
 
 // ValidateStep checks one step against the model and the cache size; the error names the
 // sequence, the field and the limit. Backends call it before touching the cache.
