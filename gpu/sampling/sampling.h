@@ -7,7 +7,8 @@
 // top_k most likely tokens and then to the smallest set of those whose probability reaches top_p
 // (renormalized over the top-k set, as Hugging Face and vLLM apply them). Draws are seeded and
 // counter-based (Philox4x32-10): the token depends only on the row's logits, seed and offset,
-// so the same request gives the same tokens on every run, in any batch, on any GPU.
+// so the same request gives the same tokens on every run, in any batch, on any GPU, and on the
+// CPU: SampleOnHost (host_sampling.h) draws the same tokens from the same logits.
 //
 // Edge cases, documented rather than checked on the device: NaN logits count as -inf; a row of
 // only -inf/NaN yields token 0; tokens tied with the k-th largest logit (or at the top-p
@@ -27,24 +28,10 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "gpu/dtype.h"
+#include "gpu/sampling/sampling_params.h"
 #include "gpu/stream.h"
 
 namespace troupe::gpu::sampling {
-
-struct SamplingParams {
-  // temperature: 0 is greedy; otherwise > 0 and finite.
-  float temperature = 1.0f;
-  // top_k: keep the k most likely tokens; 0 keeps all. >= 0.
-  int32_t top_k = 0;
-  // top_p: keep the smallest most-likely set holding this much probability; in (0, 1], 1 keeps
-  // all.
-  float top_p = 1.0f;
-  // seed: the request's random seed.
-  uint64_t seed = 0;
-  // offset: which draw of the seed's stream this is; pass the decode step (or the number of
-  // tokens generated so far) so that successive tokens of one request get fresh randomness.
-  uint64_t offset = 0;
-};
 
 // Sample writes token_ids[r] (int32, device memory) for each row r < batch of `logits`, with
 // params[r]; params has exactly `batch` entries (host memory, read before the call returns).

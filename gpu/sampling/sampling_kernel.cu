@@ -6,6 +6,10 @@
 // draw from softmax(logits / T) restricted to the kept tokens, in one pass, with no sort and no
 // prefix sum, and u_i depends only on (seed, offset, i).
 //
+// The per-token arithmetic (keys, masses, Gumbel scores) is internal/draw_math.h, shared with
+// the host sampler: only correctly rounded operations, no __expf/logf, so that SampleOnHost
+// reproduces every draw bit for bit.
+//
 // Top-k and top-p keep the tokens whose logit is at least a threshold, found by radix select on
 // the logits' order-preserving 32-bit keys, 8 bits per pass (4 passes): for top-k, the k-th
 // largest key by count; for top-p, the largest key whose tokens hold at least top_p of the
@@ -14,6 +18,7 @@
 #include <cstdint>
 
 #include "gpu/kernels/internal/device_helpers.h"
+#include "gpu/sampling/internal/draw_math.h"
 #include "gpu/sampling/internal/launch.h"
 #include "gpu/sampling/internal/philox.h"
 
@@ -36,12 +41,6 @@ inline constexpr int kRadixBits = 8;
 inline constexpr int kBins = 1 << kRadixBits;
 inline constexpr int kRadixPasses = 32 / kRadixBits;
 inline constexpr int kBinsPerLane = kBins / kWarpSize;
-// Fixed-point scale of a token's probability mass (relative to the most likely token's).
-inline constexpr float kMassScale = 4294967296.0f;  // 2^32
-// An upper bound on the Gumbel noise: u <= 1 - 2^-24 gives g <= -log(-log(1 - 2^-24)) = 16.64.
-// A token with logit + T * kMaxGumbel below the best score so far cannot win; skipping its
-// noise changes nothing.
-inline constexpr float kMaxGumbel = 17.0f;
 inline constexpr int32_t kNoToken = 0x7fffffff;
 
 struct SampleBatch {
@@ -56,12 +55,6 @@ struct SampleShared {
   float best_values[kWarpSize];  // one per warp; BlockMax wants kWarpSize
   int32_t best_tokens[kWarpSize];
 };
-
-// OrderedKey maps floats to uint32 so that key order is float order (-inf lowest).
-__device__ __forceinline__ uint32_t OrderedKey(float value) {
-  const uint32_t bits = __float_as_uint(value);
-  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-}
 
 // RowReader walks one row of logits: each thread visits its chunks of kChunk consecutive
 // logits (chunk c of the row belongs to thread c % blockDim.x) in increasing order. ForEachChunk
@@ -291,9 +284,19 @@ struct MassWeight {
   float max_logit;
   float inverse_temperature;
   __device__ __forceinline__ unsigned long long operator()(float logit) const {
-    return __float2ull_rz(__expf((logit - max_logit) * inverse_temperature) * kMassScale);
+    return FixedPointMass(logit, max_logit, inverse_temperature);
   }
 };
+
+// NoiseBound bounds from above the Gumbel noise GumbelScore computes from `bits`, cheaply:
+// g(u) = -log(-log(u)) <= -log(1 - u), because -log(u) >= 1 - u (and the two agree as u -> 1,
+// where the winners' noise lies). The margin covers __logf's error (under 4e-6 here) and that
+// of GumbelScore's noise (a few 1e-6). A token whose logit + T * bound is at most the best score
+// so far cannot win, so skipping its logarithms changes no draw; most tokens are skipped.
+__device__ __forceinline__ float NoiseBound(uint32_t bits) {
+  constexpr float kMargin = 1e-3f;
+  return kMargin - __logf(1.0f - OpenUnitInterval(bits));
+}
 
 // GumbelArgmax draws a token among those with key >= floor_key.
 template <typename Reader, int kChunk>
@@ -326,8 +329,8 @@ __device__ int32_t GumbelArgmax(const Reader& reader, uint32_t floor_key, const 
       for (int j = 0; j < 4; ++j) {
         const int i = group * 4 + j;
         if (i >= valid || OrderedKey(v[i]) < floor_key || !(v[i] + noise_bound > best)) continue;
-        const float exponential = -logf(OpenUnitInterval(words[j]));
-        const float score = v[i] + temperature * -logf(exponential);
+        if (!(v[i] + temperature * NoiseBound(words[j]) > best)) continue;
+        const float score = GumbelScore(v[i], temperature, words[j]);
         if (score > best) {
           best = score;
           best_token = static_cast<int32_t>(first + i);
@@ -359,7 +362,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (params.top_p < 1.0f) {
       const float max_logit = RowMax(reader, shared);
       floor_key = RadixSelect(reader, floor_key, 0, params.top_p,
-                              MassWeight{max_logit, 1.0f / params.temperature}, shared);
+                              MassWeight{max_logit, Reciprocal(params.temperature)}, shared);
     }
     token = GumbelArgmax<RowReader<T, kChunk, kVector>, kChunk>(reader, floor_key, params, shared);
   }

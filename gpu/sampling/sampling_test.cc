@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <numeric>
 #include <set>
@@ -10,6 +11,7 @@
 
 #include "gpu/dtype.h"
 #include "gpu/kernels/internal/kernel_test_base.h"
+#include "gpu/sampling/host_sampling.h"
 #include "gpu/testing/kernel_testing.h"
 #include "gtest/gtest.h"
 
@@ -17,6 +19,7 @@ namespace troupe::gpu::sampling {
 namespace {
 
 using kernels::internal::AllDTypes;
+using kernels::internal::Download;
 using kernels::internal::DownloadInts;
 using kernels::internal::DTypeParamName;
 using kernels::internal::ExpectInvalidArgument;
@@ -301,6 +304,65 @@ TEST_P(SamplingTest, LargeMixedBatches) {
     if (r % 3 == 0) {
       EXPECT_EQ(tokens[r], argmax[r]) << "greedy row " << r;
     }
+  }
+}
+
+// SampleOnHost (host_sampling.h) draws exactly the kernel's tokens, row for row: both run the
+// same algorithm through the same per-token arithmetic (internal/draw_math.h: only correctly
+// rounded operations, never __expf or a library logf), every sum is an exact integer sum and
+// every reduction breaks ties by the lowest index, so no summation order or thread layout can
+// tell them apart and the test asks for equality, not a tolerance. The host reads the logits
+// as the kernel does: the device array converted back to float.
+TEST_P(SamplingTest, HostSamplerAgreesTokenForToken) {
+  struct Case {
+    float temperature;
+    int32_t top_k;
+    float top_p;
+  };
+  const Case kinds[] = {{0.0f, 0, 1.0f},       {1.0f, 0, 1.0f},  {0.7f, 50, 1.0f}, {1.3f, 0, 0.9f},
+                        {0.9f, 1000, 0.95f},   {0.5f, 1, 1.0f},  {1.0f, 0, 1e-6f}, {2.0f, 3, 0.5f},
+                        {1.0f, 200000, 0.99f}, {0.05f, 0, 0.3f}, {4.0f, 40, 1.0f}, {1.0f, 7, 0.8f}};
+  const float nan = std::nanf("");
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t vocab : kVocabs) {
+    // Small vocabularies get more rows than one launch takes (512).
+    const int64_t batch = vocab <= 1000 ? 600 : 48;
+    std::vector<float> values = RandomFloats(batch * vocab, vocab + 11, 2.0f);
+    for (int64_t r = 0; r < batch; ++r) {
+      // Flat to peaked rows, a few NaN and -inf logits, and an all -inf row.
+      const float scale = 0.05f + static_cast<float>(r % 7);
+      for (int64_t i = 0; i < vocab; ++i) values[r * vocab + i] *= scale;
+      if (vocab > 1) values[r * vocab + (r * 31) % vocab] = r % 2 ? nan : -inf;
+      if (r == 5) std::fill(values.begin() + r * vocab, values.begin() + (r + 1) * vocab, -inf);
+    }
+    auto logits = Upload(dtype(), values);
+    const std::vector<float> seen = Download(logits);
+    std::vector<SamplingParams> params(batch);
+    for (int64_t r = 0; r < batch; ++r) {
+      const Case& c = kinds[r % std::size(kinds)];
+      params[r].temperature = c.temperature;
+      params[r].top_k = c.top_k;
+      params[r].top_p = c.top_p;
+      params[r].seed = 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(r + vocab);
+      params[r].offset = static_cast<uint64_t>(r / 3) + (r % 3 == 0 ? uint64_t{1} << 40 : 0);
+    }
+    auto tokens = Poisoned(DType::kFloat32, batch);
+    ASSERT_TRUE(Sample(dtype(), logits.data(), static_cast<int32_t*>(tokens.data()), batch, vocab,
+                       params, stream())
+                    .ok());
+    const std::vector<int32_t> device = DownloadInts(tokens);
+    const absl::StatusOr<std::vector<int32_t>> host = SampleOnHost(seen, batch, vocab, params);
+    ASSERT_TRUE(host.ok()) << host.status();
+    int64_t mismatches = 0;
+    for (int64_t r = 0; r < batch; ++r) {
+      if (device[r] == (*host)[r]) continue;
+      if (++mismatches <= 10) {
+        ADD_FAILURE() << "vocab " << vocab << " row " << r << ": device " << device[r] << ", host "
+                      << (*host)[r] << " (temperature " << params[r].temperature << ", top_k "
+                      << params[r].top_k << ", top_p " << params[r].top_p << ")";
+      }
+    }
+    EXPECT_EQ(mismatches, 0) << "of " << batch << " rows, vocab " << vocab;
   }
 }
 
