@@ -43,7 +43,7 @@ TEST(GenerateTest, PrintsThePromptAndItsCompletionDeterministically) {
     EXPECT_THAT(first.output, StartsWith("The capital of France is"));
     EXPECT_THAT(first.output, HasSubstr("5 prompt tokens, 8 generated"));
     const Outcome again = Generate({kTokenizer, model, "--prompt=The capital of France is",
-                                "--max_tokens=8", "--seed=5", "--chunked_prefill"});
+                                    "--max_tokens=8", "--seed=5", "--chunked_prefill"});
     ASSERT_EQ(again.exit_code, 0) << again.output;
     // The same weights give the same text, chunked prefill or not; other weights another.
     EXPECT_EQ(first.output.substr(0, first.output.find('\n')),
@@ -53,6 +53,23 @@ TEST(GenerateTest, PrintsThePromptAndItsCompletionDeterministically) {
     EXPECT_NE(first.output.substr(0, first.output.find('\n')),
               other.output.substr(0, other.output.find('\n')));
   }
+}
+
+std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+TEST(GenerateTest, SeededSamplingRepeatsAndDiffersFromGreedy) {
+  const std::vector<std::string> sampled = {kTokenizer,        "--prompt=Once upon a time",
+                                            "--max_tokens=12", "--temperature=1.0",
+                                            "--top_p=0.9",     "--sampling_seed=3"};
+  const Outcome a = Generate(sampled);
+  const Outcome b = Generate(sampled);
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_EQ(FirstLine(a.output), FirstLine(b.output));
+  const Outcome greedy = Generate({kTokenizer, "--prompt=Once upon a time", "--max_tokens=12"});
+  EXPECT_NE(FirstLine(a.output), FirstLine(greedy.output));
+  const Outcome bad = Generate({kTokenizer, "--prompt=hi", "--temperature=-1"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.output, HasSubstr("temperature"));
 }
 
 TEST(GenerateTest, BadFlagsNameTheFix) {

@@ -28,6 +28,10 @@ ABSL_FLAG(std::string, prompt, "", "`generate`: the prompt text.");
 ABSL_FLAG(int, max_tokens, 16, "`generate`: how many tokens to generate at most.");
 ABSL_FLAG(bool, chunked_prefill, false, "`generate`: prefill the prompt in chunks.");
 ABSL_FLAG(int, kv_blocks, 256, "`generate`: KV cache blocks of 16 tokens.");
+ABSL_FLAG(float, temperature, 0.0f, "`generate`: sampling temperature; 0 is greedy.");
+ABSL_FLAG(int, top_k, 0, "`generate`: keep the k most likely tokens; 0 keeps all.");
+ABSL_FLAG(float, top_p, 1.0f, "`generate`: nucleus sampling mass in (0, 1]; 1 keeps all.");
+ABSL_FLAG(uint64_t, sampling_seed, 0, "`generate`: the seed of the sampler's draws.");
 
 namespace troupe {
 namespace {
@@ -106,6 +110,10 @@ absl::Status Generate() {
   request.prompt = tokenizer->EncodeOrdinary(prompt);
   request.max_new_tokens = absl::GetFlag(FLAGS_max_tokens);
   request.stop_token = tokenizer->TokenId("<|endoftext|>");
+  request.sampling.temperature = absl::GetFlag(FLAGS_temperature);
+  request.sampling.top_k = absl::GetFlag(FLAGS_top_k);
+  request.sampling.top_p = absl::GetFlag(FLAGS_top_p);
+  request.sampling.seed = absl::GetFlag(FLAGS_sampling_seed);
   if (absl::Status added = batcher->Add(request); !added.ok()) return added;
   std::vector<int32_t> generated;
   double first_token_ms = 0;

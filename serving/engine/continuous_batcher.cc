@@ -3,15 +3,9 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "gpu/sampling/host_sampling.h"
 
 namespace troupe::serving::engine {
-namespace {
-
-int32_t Argmax(const std::vector<float>& logits) {
-  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-}
-
-}  // namespace
 
 absl::StatusOr<ContinuousBatcher> ContinuousBatcher::Create(ForwardBackend* backend,
                                                             kv::BlockManager* blocks,
@@ -63,6 +57,12 @@ absl::Status ContinuousBatcher::Add(GenerationRequest request) {
     return fail(absl::StrCat("a prompt of ", request.prompt.size(), " tokens plus ",
                              request.max_new_tokens, " new tokens exceeds the model's context of ",
                              config.max_position_embeddings));
+  }
+  {  // The sampler checks its parameters; one dummy row is enough.
+    const std::vector<float> row(1, 0.0f);
+    absl::StatusOr<std::vector<int32_t>> checked =
+        gpu::sampling::SampleOnHost(row, 1, 1, {request.sampling});
+    if (!checked.ok()) return fail(std::string(checked.status().message()));
   }
   absl::StatusOr<kv::Admission> admission = blocks_->CanAllocate(total);
   if (!admission.ok()) return admission.status();
@@ -175,16 +175,32 @@ absl::StatusOr<std::vector<TokenEvent>> ContinuousBatcher::Step() {
   absl::StatusOr<std::vector<std::vector<float>>> logits = backend_->Forward(batch);
   if (!logits.ok()) return logits.status();
 
-  // 3. A request whose every known token is now cached gets its next token.
-  std::vector<TokenEvent> events;
-  std::vector<int64_t> finished;
+  // 3. A request whose every known token is now cached gets its next token: one sampler call
+  // for all of them, the k-th new token of a request drawn at offset k of its seed.
+  std::vector<Active*> sampled;
+  std::vector<float> rows;
+  std::vector<gpu::sampling::SamplingParams> params;
+  const int64_t vocab = backend_->config().vocab_size;
   for (size_t i = 0; i < members.size(); ++i) {
     Active& active = *members[i];
     active.processed += chunks[i];
     if (active.processed < static_cast<int64_t>(active.tokens.size())) continue;
+    sampled.push_back(&active);
+    rows.insert(rows.end(), (*logits)[i].begin(), (*logits)[i].end());
+    params.push_back(active.request.sampling);
+    params.back().offset = static_cast<uint64_t>(active.generated);
+  }
+  if (sampled.empty()) return std::vector<TokenEvent>{};
+  absl::StatusOr<std::vector<int32_t>> tokens =
+      gpu::sampling::SampleOnHost(rows, static_cast<int64_t>(sampled.size()), vocab, params);
+  if (!tokens.ok()) return tokens.status();
+  std::vector<TokenEvent> events;
+  std::vector<int64_t> finished;
+  for (size_t i = 0; i < sampled.size(); ++i) {
+    Active& active = *sampled[i];
     TokenEvent event;
     event.request_id = active.request.id;
-    event.token = Argmax((*logits)[i]);
+    event.token = (*tokens)[i];
     active.tokens.push_back(event.token);
     ++active.generated;
     if (active.request.stop_token && event.token == *active.request.stop_token) {

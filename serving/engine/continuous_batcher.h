@@ -9,7 +9,8 @@
 // (admission keeps the block manager's watermark free). When a running request cannot get a
 // block, the newest running request is preempted by recomputation, as vLLM does: its blocks are
 // freed and it goes back to the front of the queue with its tokens so far as its prompt.
-// Sampling is greedy (argmax, ties to the lowest id).
+// Tokens are drawn with each request's SamplingParams by the host sampler, which makes the GPU
+// sampler's draws (gpu/sampling/host_sampling.h).
 //
 //   ContinuousBatcher batcher = *ContinuousBatcher::Create(backend.get(), &blocks, {});
 //   batcher.Add({/*id=*/1, prompt, /*max_new_tokens=*/32});
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "gpu/sampling/sampling_params.h"
 #include "serving/engine/forward_backend.h"
 #include "serving/kv/block_manager.h"
 
@@ -32,6 +34,10 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;
   int max_new_tokens = 16;
   std::optional<int32_t> stop_token;  // e.g. GPT-2's <|endoftext|>; it is emitted, then stops
+  // How tokens are drawn (gpu/sampling/sampling_params.h). Greedy unless set; the k-th new
+  // token uses draw offset k of the seed, so a seeded request gives the same tokens on every
+  // run, in any batch, after a preemption, and on the GPU sampler.
+  gpu::sampling::SamplingParams sampling = {/*temperature=*/0.0f};
 };
 
 enum class FinishReason { kNone, kLength, kStop };
@@ -64,7 +70,8 @@ class ContinuousBatcher {
 
   // Add queues a request. Refused, naming the request: a duplicate id, an empty prompt, a token
   // outside the vocabulary, max_new_tokens < 1, prompt + max_new_tokens beyond the model's
-  // context, or more KV blocks than the cache can ever give one request.
+  // context, more KV blocks than the cache can ever give one request, or bad sampling
+  // parameters (the sampler's own message).
   absl::Status Add(GenerationRequest request);
 
   // Cancel drops a waiting or running request and frees its blocks; NotFound if unknown.

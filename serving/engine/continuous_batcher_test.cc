@@ -123,6 +123,46 @@ TEST_F(ContinuousBatcherTest, PreemptionByRecomputationKeepsTheOutputs) {
   EXPECT_EQ(blocks.NumFreeGpuBlocks(), 10);
 }
 
+// Seeded sampling draws the k-th token at offset k of the request's seed: the same tokens
+// whether prompts are chunked and whether requests are preempted and recomputed.
+TEST_F(ContinuousBatcherTest, SeededSamplingIsTheSameUnderChunkingAndPreemption) {
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 4; ++i) {
+    GenerationRequest r{200 + i, Prompt(10 + 7 * i, 40 + i), 12, {}};
+    r.sampling.temperature = 0.9f;
+    r.sampling.top_p = 0.95f;
+    r.sampling.top_k = 40;
+    r.sampling.seed = 1000 + i;
+    requests.push_back(r);
+  }
+  std::vector<std::map<int64_t, std::vector<int32_t>>> outputs;
+  struct Setup {
+    int64_t blocks;
+    bool chunked;
+  };
+  for (const Setup& setup :
+       {Setup{kCacheBlocks, false}, Setup{kCacheBlocks, true}, Setup{8, false}}) {
+    finished_.clear();
+    kv::BlockManager blocks = Blocks(setup.blocks, 0.0);
+    BatcherOptions options;
+    options.chunked_prefill = setup.chunked;
+    options.max_batch_tokens = setup.chunked ? 16 : 2048;
+    ContinuousBatcher batcher = *ContinuousBatcher::Create(backend_.get(), &blocks, options);
+    for (const GenerationRequest& r : requests) ASSERT_TRUE(batcher.Add(r).ok());
+    outputs.push_back(RunToEnd(batcher));
+    if (setup.blocks == 8) {
+      EXPECT_GT(batcher.num_preemptions(), 0);
+    }
+    EXPECT_EQ(blocks.NumFreeGpuBlocks(), setup.blocks);
+  }
+  EXPECT_EQ(outputs[0], outputs[1]);
+  EXPECT_EQ(outputs[0], outputs[2]);
+  GenerationRequest greedy = requests[0];
+  greedy.sampling = {};
+  greedy.sampling.temperature = 0.0f;
+  EXPECT_NE(outputs[0].at(requests[0].id), Reference(greedy));  // sampling did sample
+}
+
 TEST_F(ContinuousBatcherTest, StopTokenEndsARequest) {
   kv::BlockManager blocks = Blocks(kCacheBlocks);
   ContinuousBatcher batcher = *ContinuousBatcher::Create(backend_.get(), &blocks, {});
@@ -173,6 +213,13 @@ TEST_F(ContinuousBatcherTest, BadRequestsAreRefusedByName) {
   EXPECT_THAT(batcher.Add({4, Prompt(4, 1), 0, {}}).message(), HasSubstr("max_new_tokens is 0"));
   EXPECT_THAT(batcher.Add({5, Prompt(500, 1), 20, {}}).message(),
               HasSubstr("exceeds the model's context of 512"));
+  GenerationRequest hot{8, Prompt(4, 1), 4, {}};
+  hot.sampling.temperature = -1.0f;
+  EXPECT_THAT(batcher.Add(hot).message(), HasSubstr("request 8: "));
+  EXPECT_THAT(batcher.Add(hot).message(), HasSubstr("temperature"));
+  hot.sampling.temperature = 1.0f;
+  hot.sampling.top_p = 0.0f;
+  EXPECT_THAT(batcher.Add(hot).message(), HasSubstr("top_p"));
   kv::BlockManager small = Blocks(4, 0.0);
   ContinuousBatcher tight = *ContinuousBatcher::Create(backend_.get(), &small, {});
   EXPECT_THAT(tight.Add({6, Prompt(60, 1), 10, {}}).message(),
