@@ -16,12 +16,15 @@
 
 #include "absl/status/status.h"
 #include "gpu/sampling/internal/draw_math.h"
+#include "gpu/sampling/internal/kept_probabilities.h"
 #include "gpu/sampling/internal/philox.h"
 #include "gpu/sampling/sampling_params.h"
 #include "gtest/gtest.h"
 
 namespace troupe::gpu::sampling {
 namespace {
+
+using internal::KeptProbabilities;
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr double kPi = 3.14159265358979323846;
@@ -95,44 +98,6 @@ std::vector<int64_t> Counts(const std::vector<int32_t>& tokens, int64_t vocab) {
     if (token >= 0 && token < vocab) ++counts[token];
   }
   return counts;
-}
-
-// KeptProbabilities is the distribution SampleOnHost draws from for one row, from the
-// documented semantics in double precision: softmax(logits / T) over the top_k largest logits
-// (ties at the k-th kept), then over the smallest most-likely set whose renormalized mass
-// reaches top_p (ties at its boundary kept), renormalized; 0 elsewhere.
-std::vector<double> KeptProbabilities(const std::vector<float>& logits, double temperature,
-                                      int32_t top_k, double top_p) {
-  const int64_t vocab = logits.size();
-  std::vector<int64_t> order(vocab);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t b) { return logits[a] > logits[b]; });
-  double threshold = -std::numeric_limits<double>::infinity();
-  if (top_k > 0 && top_k < vocab) threshold = logits[order[top_k - 1]];
-  const double max_logit = logits[order[0]];
-  std::vector<double> p(vocab, 0.0);
-  double total = 0;
-  for (int64_t i = 0; i < vocab; ++i) {
-    if (logits[i] >= threshold) total += p[i] = std::exp((logits[i] - max_logit) / temperature);
-  }
-  if (top_p < 1) {
-    double cumulative = 0;
-    for (int64_t i : order) {
-      cumulative += p[i];
-      if (cumulative >= top_p * total) {
-        threshold = logits[i];
-        break;
-      }
-    }
-    total = 0;
-    for (int64_t i = 0; i < vocab; ++i) {
-      if (logits[i] < threshold) p[i] = 0;
-      total += p[i];
-    }
-  }
-  for (double& value : p) value /= total;
-  return p;
 }
 
 TEST(HostSamplingTest, GreedyIsTheArgmaxWithTiesToTheLowestIndex) {
