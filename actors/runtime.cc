@@ -52,6 +52,7 @@ std::unique_ptr<TroupeConfig> MakeConfig(const RuntimeOptions& options, int sche
               caf::timespan(absl::ToInt64Nanoseconds(options.connection_timeout)));
   if (options.load_middleman) config->load<caf::io::middleman>();
   RegisterMessageTypes(*config);
+  for (const auto& register_types : options.register_types) register_types(*config);
   return config;
 }
 

@@ -56,6 +56,9 @@ struct RuntimeOptions {
   // Sets the compute library's thread count (e.g. SetTorchThreads). Binaries that link no
   // compute library leave it empty.
   std::function<absl::Status(int)> set_compute_threads;
+  // More CAF type-ID blocks, registered after the runtime's own (e.g. the serving layer's
+  // RegisterServingMessageTypes); every process of a cluster must register the same ones.
+  std::vector<std::function<void(caf::actor_system_config&)>> register_types;
 };
 
 // TroupeConfig is CAF's config plus what every Troupe actor may need from its system.

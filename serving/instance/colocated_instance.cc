@@ -1,0 +1,155 @@
+#include "serving/instance/colocated_instance.h"
+
+#include <optional>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "actors/errors.h"
+#include "caf/actor_cast.hpp"
+#include "caf/event_based_actor.hpp"
+#include "caf/stateful_actor.hpp"
+#include "serving/kv/block_manager.h"
+
+namespace troupe::serving::instance {
+namespace {
+
+using actors::stats_atom;
+
+engine::GenerationRequest ToGenerationRequest(const GenerateRequest& r) {
+  engine::GenerationRequest request;
+  request.id = r.id;
+  request.prompt = r.prompt;
+  request.max_new_tokens = r.max_new_tokens;
+  if (r.stop_token >= 0) request.stop_token = r.stop_token;
+  request.sampling.temperature = r.temperature;
+  request.sampling.top_k = r.top_k;
+  request.sampling.top_p = r.top_p;
+  request.sampling.seed = r.seed;
+  return request;
+}
+
+kv::BlockManagerOptions BlockOptions(const ColocatedInstanceOptions& options) {
+  kv::BlockManagerOptions blocks;
+  blocks.num_gpu_blocks =
+      options.num_kv_blocks > 0 ? options.num_kv_blocks : options.backend->num_kv_blocks();
+  blocks.watermark = options.watermark;
+  return blocks;
+}
+
+struct InstanceState {
+  std::unique_ptr<engine::ForwardBackend> backend;
+  std::optional<kv::BlockManager> blocks;
+  std::optional<engine::ContinuousBatcher> batcher;  // points into backend and blocks
+  absl::flat_hash_map<int64_t, caf::actor> clients;  // request id -> who gets its tokens
+  bool step_pending = false;
+  int64_t tokens_generated = 0;
+};
+
+using InstanceActor = caf::stateful_actor<InstanceState>;
+
+// StepIfIdle queues the next batch unless one is queued or there is nothing to do.
+void StepIfIdle(InstanceActor* self) {
+  InstanceState& s = self->state;
+  if (s.step_pending || !s.batcher->HasWork()) return;
+  s.step_pending = true;
+  self->send(self, step_atom::value);
+}
+
+void CancelRequest(InstanceActor* self, int64_t id) {
+  InstanceState& s = self->state;
+  if (!s.batcher->Cancel(id).ok()) return;
+  if (auto it = s.clients.find(id); it != s.clients.end()) {
+    self->send(it->second, GeneratedToken{id, -1, true, kFinishedByCancel});
+    s.clients.erase(it);
+  }
+}
+
+caf::behavior ColocatedInstance(InstanceActor* self,
+                                std::shared_ptr<ColocatedInstanceOptions> options) {
+  InstanceState& state = self->state;
+  state.blocks.emplace(*kv::BlockManager::Create(BlockOptions(*options)));  // checked by Spawn
+  state.backend = std::move(options->backend);
+  state.batcher.emplace(
+      *engine::ContinuousBatcher::Create(state.backend.get(), &*state.blocks, options->batcher));
+  // A client that goes away cancels its requests, so their blocks come back.
+  self->set_down_handler([self](const caf::down_msg& down) {
+    std::vector<int64_t> orphans;
+    for (const auto& [id, client] : self->state.clients) {
+      if (client.address() == down.source) orphans.push_back(id);
+    }
+    for (int64_t id : orphans) CancelRequest(self, id);
+  });
+  return {
+      [self](GenerateRequest& request) -> caf::result<void> {
+        InstanceState& s = self->state;
+        if (absl::Status added = s.batcher->Add(ToGenerationRequest(request)); !added.ok()) {
+          return actors::ToCafError(added);
+        }
+        auto client = caf::actor_cast<caf::actor>(self->current_sender());
+        if (client != nullptr) self->monitor(client);
+        s.clients[request.id] = std::move(client);
+        StepIfIdle(self);
+        return caf::unit;
+      },
+      [self](step_atom) {
+        InstanceState& s = self->state;
+        s.step_pending = false;
+        absl::StatusOr<std::vector<engine::TokenEvent>> events = s.batcher->Step();
+        if (!events.ok()) {
+          self->quit(actors::ToCafError(events.status()));  // clients see the instance go down
+          return;
+        }
+        for (const engine::TokenEvent& e : *events) {
+          ++s.tokens_generated;
+          const uint8_t reason = e.reason == engine::FinishReason::kLength ? kFinishedByLength
+                                 : e.reason == engine::FinishReason::kStop ? kFinishedByStopToken
+                                                                           : 0;
+          auto it = s.clients.find(e.request_id);
+          if (it == s.clients.end()) continue;
+          if (it->second != nullptr) {
+            self->send(it->second, GeneratedToken{e.request_id, e.token, e.finished, reason});
+          }
+          if (e.finished) s.clients.erase(it);
+        }
+        StepIfIdle(self);
+      },
+      [self](cancel_atom, int64_t id) -> bool {
+        const bool known = self->state.clients.contains(id);
+        CancelRequest(self, id);
+        return known;
+      },
+      [self](stats_atom) {
+        const InstanceState& s = self->state;
+        return InstanceStats{s.batcher->num_waiting(),     s.batcher->num_running(),
+                             s.blocks->NumFreeGpuBlocks(), s.blocks->NumGpuBlocks(),
+                             s.tokens_generated,           s.batcher->num_preemptions()};
+      },
+  };
+}
+
+}  // namespace
+
+absl::StatusOr<caf::actor> SpawnColocatedInstance(caf::actor_system& system,
+                                                  ColocatedInstanceOptions options) {
+  if (options.backend == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("instance ", options.name, ": no forward backend"));
+  }
+  // Everything the actor builds is checked here, so that it cannot fail there.
+  absl::StatusOr<kv::BlockManager> blocks = kv::BlockManager::Create(BlockOptions(options));
+  if (!blocks.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("instance ", options.name, ": ", blocks.status().message()));
+  }
+  absl::StatusOr<engine::ContinuousBatcher> batcher =
+      engine::ContinuousBatcher::Create(options.backend.get(), &*blocks, options.batcher);
+  if (!batcher.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("instance ", options.name, ": ", batcher.status().message()));
+  }
+  return system.spawn<caf::detached>(
+      ColocatedInstance, std::make_shared<ColocatedInstanceOptions>(std::move(options)));
+}
+
+}  // namespace troupe::serving::instance

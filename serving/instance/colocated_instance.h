@@ -1,0 +1,46 @@
+// ColocatedInstance: one model copy that runs prefill and decode together (vLLM-style
+// continuous batching, optionally with Sarathi-style chunked prefill), as an actor. It is the
+// baseline DistServe's disaggregated instances are measured against, on the same code path
+// (ForwardBackend, KV block manager, ContinuousBatcher).
+//
+// Protocol (serving/instance/messages.h):
+//   (GenerateRequest)           -> GeneratedToken messages to the sender, the last `finished`;
+//                                  or, if refused, an error reply naming the request
+//   (cancel_atom, int64_t id)   -> (bool): whether it was queued or running; a cancelled
+//                                  request's sender gets GeneratedToken{id, -1, true, cancel}
+//   (stats_atom)                -> InstanceStats
+// The instance runs one batch per internal step message, so requests and cancellations that
+// arrive during generation join or leave at the next step. It runs on a thread of its own
+// (a forward pass must not occupy a scheduler thread), and frees a request's KV blocks when it
+// finishes, is cancelled, or its sender goes down.
+//
+//   caf::actor instance = *SpawnColocatedInstance(system, std::move(options));
+//   self->send(instance, GenerateRequest{1, prompt, 32});
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "caf/actor.hpp"
+#include "caf/actor_system.hpp"
+#include "serving/engine/continuous_batcher.h"
+#include "serving/engine/forward_backend.h"
+#include "serving/instance/messages.h"
+
+namespace troupe::serving::instance {
+
+struct ColocatedInstanceOptions {
+  std::string name = "colocated";
+  std::unique_ptr<engine::ForwardBackend> backend;  // owned by the instance
+  // KV blocks the instance may use (at most the backend's), and the admission watermark.
+  int64_t num_kv_blocks = 0;  // 0: all of the backend's
+  double watermark = 0.01;    // vLLM's default
+  engine::BatcherOptions batcher;
+};
+
+absl::StatusOr<caf::actor> SpawnColocatedInstance(caf::actor_system& system,
+                                                  ColocatedInstanceOptions options);
+
+}  // namespace troupe::serving::instance

@@ -1,0 +1,199 @@
+#include "serving/instance/colocated_instance.h"
+
+#include <map>
+#include <vector>
+
+#include "actors/errors.h"
+#include "actors/runtime.h"
+#include "caf/all.hpp"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "serving/engine/cpu_backend.h"
+#include "serving/kv/block_manager.h"
+#include "serving/model/config.h"
+#include "serving/model/weights.h"
+
+namespace troupe::serving::instance {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kBlocks = 64;
+
+std::vector<int32_t> Prompt(int n, int seed) {
+  std::vector<int32_t> tokens(n);
+  for (int i = 0; i < n; ++i) tokens[i] = (seed * 7919 + i * 104729) % 50257;
+  return tokens;
+}
+
+class ColocatedInstanceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    actors::RuntimeOptions options;
+    options.node_name = "n0";
+    options.scheduler_threads = 2;
+    options.load_middleman = false;
+    options.register_types.push_back(RegisterServingMessageTypes);
+    runtime_ = *actors::Runtime::Create(options);
+    config_ = *model::ModelPreset("tiny");
+    weights_ = model::RandomWeights(21);
+  }
+
+  std::unique_ptr<engine::ForwardBackend> Backend() const {
+    return *engine::CreateCpuBackend(config_, *weights_, {kBlocks});
+  }
+
+  caf::actor Spawn(engine::BatcherOptions batcher = {}) {
+    ColocatedInstanceOptions options;
+    options.backend = Backend();
+    options.batcher = batcher;
+    absl::StatusOr<caf::actor> instance =
+        SpawnColocatedInstance(runtime_->system(), std::move(options));
+    EXPECT_TRUE(instance.ok()) << instance.status();
+    return *instance;
+  }
+
+  // What the batcher alone generates for `requests`.
+  std::map<int64_t, std::vector<int32_t>> Direct(const std::vector<GenerateRequest>& requests) {
+    std::unique_ptr<engine::ForwardBackend> backend = Backend();
+    kv::BlockManagerOptions block_options;
+    block_options.num_gpu_blocks = kBlocks;
+    kv::BlockManager blocks = *kv::BlockManager::Create(block_options);
+    engine::ContinuousBatcher batcher =
+        *engine::ContinuousBatcher::Create(backend.get(), &blocks, {});
+    for (const GenerateRequest& r : requests) {
+      engine::GenerationRequest g{r.id, r.prompt, r.max_new_tokens, std::nullopt};
+      EXPECT_TRUE(batcher.Add(g).ok());
+    }
+    std::map<int64_t, std::vector<int32_t>> out;
+    while (batcher.HasWork()) {
+      absl::StatusOr<std::vector<engine::TokenEvent>> events = batcher.Step();
+      EXPECT_TRUE(events.ok()) << events.status();
+      if (!events.ok()) break;
+      for (const engine::TokenEvent& e : *events) out[e.request_id].push_back(e.token);
+    }
+    return out;
+  }
+
+  InstanceStats Stats(caf::scoped_actor& self, const caf::actor& instance) {
+    InstanceStats stats;
+    self->request(instance, caf::infinite, actors::stats_atom::value)
+        .receive([&](const InstanceStats& s) { stats = s; },
+                 [&](const caf::error& e) { ADD_FAILURE() << actors::RenderError(e); });
+    return stats;
+  }
+
+  std::unique_ptr<actors::Runtime> runtime_;
+  model::ModelConfig config_;
+  std::unique_ptr<model::WeightSource> weights_;
+};
+
+TEST_F(ColocatedInstanceTest, StreamsWhatTheBatcherGenerates) {
+  caf::actor instance = Spawn();
+  caf::scoped_actor self{runtime_->system()};
+  std::vector<GenerateRequest> requests;
+  for (int i = 0; i < 4; ++i) requests.push_back({10 + i, Prompt(5 + 9 * i, i), 3 + 2 * i});
+  for (const GenerateRequest& r : requests) self->send(instance, r);
+  std::map<int64_t, std::vector<int32_t>> streamed;
+  size_t finished = 0;
+  while (finished < requests.size()) {
+    bool got = false;
+    self->receive(
+        [&](const GeneratedToken& t) {
+          streamed[t.request_id].push_back(t.token);
+          if (t.finished) {
+            ++finished;
+            EXPECT_EQ(t.reason, kFinishedByLength);
+          }
+          got = true;
+        },
+        caf::after(std::chrono::seconds(30)) >> [&] {});
+    ASSERT_TRUE(got) << "no token within 30 s";
+  }
+  EXPECT_EQ(streamed, Direct(requests));
+  const InstanceStats stats = Stats(self, instance);
+  EXPECT_EQ(stats.free_kv_blocks, kBlocks);
+  EXPECT_EQ(stats.tokens_generated, 3 + 5 + 7 + 9);
+  self->send_exit(instance, caf::exit_reason::user_shutdown);
+}
+
+TEST_F(ColocatedInstanceTest, CancelEndsTheStreamAndFreesItsBlocks) {
+  caf::actor instance = Spawn();
+  caf::scoped_actor self{runtime_->system()};
+  self->send(instance, GenerateRequest{1, Prompt(40, 1), 400});
+  self->receive([](const GeneratedToken& t) { EXPECT_EQ(t.request_id, 1); });  // it started
+  bool cancelled = false;
+  self->request(instance, caf::infinite, cancel_atom::value, int64_t{1})
+      .receive([&](bool known) { cancelled = known; },
+               [&](const caf::error& e) { ADD_FAILURE() << actors::RenderError(e); });
+  EXPECT_TRUE(cancelled);
+  bool ended = false;
+  while (!ended) {
+    self->receive([&](const GeneratedToken& t) {
+      if (t.finished) {
+        EXPECT_EQ(t.reason, kFinishedByCancel);
+        ended = true;
+      }
+    });
+  }
+  EXPECT_EQ(Stats(self, instance).free_kv_blocks, kBlocks);
+  bool again = true;
+  self->request(instance, caf::infinite, cancel_atom::value, int64_t{1})
+      .receive([&](bool known) { again = known; }, [](const caf::error&) {});
+  EXPECT_FALSE(again);
+  self->send_exit(instance, caf::exit_reason::user_shutdown);
+}
+
+TEST_F(ColocatedInstanceTest, RefusedRequestsAreErrorsNamingTheRequest) {
+  caf::actor instance = Spawn();
+  caf::scoped_actor self{runtime_->system()};
+  std::string message;
+  self->request(instance, caf::infinite, GenerateRequest{5, {}, 4})
+      .receive([]() { ADD_FAILURE() << "an empty prompt was accepted"; },
+               [&](const caf::error& e) { message = actors::RenderError(e); });
+  EXPECT_THAT(message, HasSubstr("request 5: the prompt is empty"));
+  self->request(instance, caf::infinite, GenerateRequest{6, Prompt(3, 1), 4, -1, -2.0f})
+      .receive([]() { ADD_FAILURE() << "a negative temperature was accepted"; },
+               [&](const caf::error& e) { message = actors::RenderError(e); });
+  EXPECT_THAT(message, HasSubstr("temperature"));
+  self->send_exit(instance, caf::exit_reason::user_shutdown);
+}
+
+// A client that goes away mid-stream: its requests are cancelled and every block comes back.
+TEST_F(ColocatedInstanceTest, AClientThatGoesDownFreesItsRequests) {
+  caf::actor instance = Spawn();
+  caf::actor client = runtime_->system().spawn([instance](caf::event_based_actor* self) {
+    self->send(instance, GenerateRequest{7, Prompt(30, 2), 400});
+    self->send(instance, GenerateRequest{8, Prompt(20, 3), 400});
+    return caf::behavior{[self](const GeneratedToken&) { self->quit(); }};
+  });
+  caf::scoped_actor self{runtime_->system()};
+  InstanceStats stats;
+  for (int i = 0; i < 300; ++i) {  // polls: the down message reaches the instance on its own
+    stats = Stats(self, instance);
+    if (stats.running == 0 && stats.waiting == 0 && stats.tokens_generated > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(stats.running + stats.waiting, 0);
+  EXPECT_EQ(stats.free_kv_blocks, kBlocks);
+  self->send_exit(instance, caf::exit_reason::user_shutdown);
+}
+
+TEST(SpawnColocatedInstanceTest, BadOptionsAreErrors) {
+  actors::RuntimeOptions runtime_options;
+  runtime_options.load_middleman = false;
+  runtime_options.scheduler_threads = 1;
+  runtime_options.register_types.push_back(RegisterServingMessageTypes);
+  std::unique_ptr<actors::Runtime> runtime = *actors::Runtime::Create(runtime_options);
+  EXPECT_THAT(SpawnColocatedInstance(runtime->system(), {}).status().message(),
+              HasSubstr("no forward backend"));
+  ColocatedInstanceOptions too_many;
+  std::unique_ptr<model::WeightSource> weights = model::RandomWeights(1);
+  too_many.backend = *engine::CreateCpuBackend(*model::ModelPreset("tiny"), *weights, {8});
+  too_many.num_kv_blocks = 9;
+  EXPECT_THAT(SpawnColocatedInstance(runtime->system(), std::move(too_many)).status().message(),
+              HasSubstr("size them alike"));
+}
+
+}  // namespace
+}  // namespace troupe::serving::instance

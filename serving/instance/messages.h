@@ -1,0 +1,103 @@
+// The serving layer's messages between clients (the router, the HTTP frontend, tests) and
+// instances, and their CAF type-ID block, which follows the runtime's (actors/messages.h).
+//
+//   RuntimeOptions options;
+//   options.register_types.push_back(RegisterServingMessageTypes);
+//   self->send(instance, GenerateRequest{...});   // then GeneratedToken messages come back
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "actors/messages.h"
+#include "caf/actor_system_config.hpp"
+#include "caf/meta/type_name.hpp"
+#include "caf/type_id.hpp"
+
+namespace troupe::serving::instance {
+
+// GenerateRequest asks an instance to generate from a tokenized prompt. The instance streams
+// GeneratedToken messages back to the sender; a request it refuses is answered with the error
+// instead (naming the request and the fix).
+struct GenerateRequest {
+  int64_t id = 0;
+  std::vector<int32_t> prompt;
+  int32_t max_new_tokens = 16;
+  int32_t stop_token = -1;  // -1: none
+  // Sampling (gpu/sampling/sampling_params.h): temperature 0 is greedy.
+  float temperature = 0.0f;
+  int32_t top_k = 0;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+
+  friend bool operator==(const GenerateRequest& a, const GenerateRequest& b) {
+    return a.id == b.id && a.prompt == b.prompt && a.max_new_tokens == b.max_new_tokens &&
+           a.stop_token == b.stop_token && a.temperature == b.temperature && a.top_k == b.top_k &&
+           a.top_p == b.top_p && a.seed == b.seed;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, GenerateRequest& x) {
+  return f(caf::meta::type_name("GenerateRequest"), x.id, x.prompt, x.max_new_tokens, x.stop_token,
+           x.temperature, x.top_k, x.top_p, x.seed);
+}
+
+// GeneratedToken is one token of a request; `finished` marks its last (the request's KV blocks
+// are free by then). reason: 0 not finished, 1 length, 2 stop token, 3 cancelled (token -1).
+struct GeneratedToken {
+  int64_t request_id = 0;
+  int32_t token = 0;
+  bool finished = false;
+  uint8_t reason = 0;
+
+  friend bool operator==(const GeneratedToken& a, const GeneratedToken& b) {
+    return a.request_id == b.request_id && a.token == b.token && a.finished == b.finished &&
+           a.reason == b.reason;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, GeneratedToken& x) {
+  return f(caf::meta::type_name("GeneratedToken"), x.request_id, x.token, x.finished, x.reason);
+}
+
+// InstanceStats is a snapshot of an instance's queue and KV cache.
+struct InstanceStats {
+  int64_t waiting = 0;
+  int64_t running = 0;
+  int64_t free_kv_blocks = 0;
+  int64_t total_kv_blocks = 0;
+  int64_t tokens_generated = 0;
+  int64_t preemptions = 0;
+
+  friend bool operator==(const InstanceStats& a, const InstanceStats& b) {
+    return a.waiting == b.waiting && a.running == b.running &&
+           a.free_kv_blocks == b.free_kv_blocks && a.total_kv_blocks == b.total_kv_blocks &&
+           a.tokens_generated == b.tokens_generated && a.preemptions == b.preemptions;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, InstanceStats& x) {
+  return f(caf::meta::type_name("InstanceStats"), x.waiting, x.running, x.free_kv_blocks,
+           x.total_kv_blocks, x.tokens_generated, x.preemptions);
+}
+
+inline constexpr uint8_t kFinishedByLength = 1;
+inline constexpr uint8_t kFinishedByStopToken = 2;
+inline constexpr uint8_t kFinishedByCancel = 3;
+
+// RegisterServingMessageTypes adds this block to `cfg` (RuntimeOptions::register_types).
+void RegisterServingMessageTypes(caf::actor_system_config& cfg);
+
+}  // namespace troupe::serving::instance
+
+CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, cancel_atom, "cancel")
+CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, step_atom, "step")
+
+CAF_BEGIN_TYPE_ID_BLOCK(troupe_serving, caf::id_block::troupe::end)
+CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::GenerateRequest))
+CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::GeneratedToken))
+CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::InstanceStats))
+CAF_END_TYPE_ID_BLOCK(troupe_serving)
