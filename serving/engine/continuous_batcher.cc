@@ -33,6 +33,37 @@ absl::StatusOr<ContinuousBatcher> ContinuousBatcher::Create(ForwardBackend* back
 }
 
 absl::Status ContinuousBatcher::Add(GenerationRequest request) {
+  if (absl::Status valid = Validate(request); !valid.ok()) return valid;
+  Active active;
+  active.tokens = request.prompt;
+  active.request = std::move(request);
+  waiting_.push_back(std::move(active));
+  return absl::OkStatus();
+}
+
+absl::Status ContinuousBatcher::AddPrefilled(GenerationRequest request, int32_t first_token) {
+  if (absl::Status valid = Validate(request); !valid.ok()) return valid;
+  absl::StatusOr<int64_t> cached = blocks_->NumTokens(request.id);
+  if (!cached.ok() || *cached != static_cast<int64_t>(request.prompt.size())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "request ", request.id, ": its prompt's ", request.prompt.size(),
+        " tokens must be allocated in the block manager (and filled) before AddPrefilled"));
+  }
+  if (first_token < 0 || first_token >= backend_->config().vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("request ", request.id, ": first token ",
+                                                   first_token, " is outside the vocabulary"));
+  }
+  Active active;
+  active.tokens = request.prompt;
+  active.tokens.push_back(first_token);
+  active.generated = 1;
+  active.processed = static_cast<int64_t>(request.prompt.size());
+  active.request = std::move(request);
+  running_.push_back(std::move(active));
+  return absl::OkStatus();
+}
+
+absl::Status ContinuousBatcher::Validate(const GenerationRequest& request) const {
   const auto fail = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat("request ", request.id, ": ", what));
   };
@@ -72,10 +103,6 @@ absl::Status ContinuousBatcher::Add(GenerationRequest request) {
         " KV blocks, more than the cache can give one request (", blocks_->NumGpuBlocks(),
         " blocks, ", blocks_->WatermarkBlocks(), " kept free)"));
   }
-  Active active;
-  active.tokens = request.prompt;
-  active.request = std::move(request);
-  waiting_.push_back(std::move(active));
   return absl::OkStatus();
 }
 

@@ -74,6 +74,16 @@ class ContinuousBatcher {
   // parameters (the sampler's own message).
   absl::Status Add(GenerationRequest request);
 
+  // Validate applies Add's checks to a request without queueing it.
+  absl::Status Validate(const GenerationRequest& request) const;
+
+  // AddPrefilled starts a request whose prompt was prefilled elsewhere (DistServe's decode
+  // side): the caller allocated its blocks in the block manager (Allocate(id, prompt size)) and
+  // filled them with the prompt's KV; `first_token` is the prefill's token. The request decodes
+  // from the next step (preempted, it is recomputed from its prompt like any other). The checks
+  // of Add apply, and the blocks must hold exactly the prompt.
+  absl::Status AddPrefilled(GenerationRequest request, int32_t first_token);
+
   // Cancel drops a waiting or running request and frees its blocks; NotFound if unknown.
   absl::Status Cancel(int64_t id);
 

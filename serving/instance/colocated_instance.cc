@@ -1,5 +1,6 @@
 #include "serving/instance/colocated_instance.h"
 
+#include <deque>
 #include <optional>
 #include <vector>
 
@@ -44,6 +45,7 @@ struct InstanceState {
   absl::flat_hash_map<int64_t, caf::actor> clients;  // request id -> who gets its tokens
   bool step_pending = false;
   int64_t tokens_generated = 0;
+  std::deque<DecodeRequest> to_admit;  // prefilled requests waiting for blocks (decode role)
 };
 
 using InstanceActor = caf::stateful_actor<InstanceState>;
@@ -62,6 +64,51 @@ void CancelRequest(InstanceActor* self, int64_t id) {
   if (auto it = s.clients.find(id); it != s.clients.end()) {
     self->send(it->second, GeneratedToken{id, -1, true, kFinishedByCancel});
     s.clients.erase(it);
+  }
+}
+
+// TryAdmit gives queued prefilled requests blocks, in arrival order while the cache allows
+// (DistServe: the prompt fits above the watermark), and pulls each one's KV from its prefill
+// instance; the request decodes once the KV has arrived.
+void TryAdmit(InstanceActor* self) {
+  InstanceState& s = self->state;
+  while (!s.to_admit.empty()) {
+    const DecodeRequest& next = s.to_admit.front();
+    const int64_t prompt = static_cast<int64_t>(next.request.prompt.size());
+    absl::StatusOr<kv::Admission> admission = s.blocks->CanAllocate(prompt);
+    if (!admission.ok() || *admission != kv::Admission::kOk) return;
+    DecodeRequest request = std::move(s.to_admit.front());
+    s.to_admit.pop_front();
+    const int64_t id = request.request.id;
+    if (!s.blocks->Allocate(id, prompt).ok()) return;
+    self->request(request.prefill, caf::infinite, pull_atom::value, id)
+        .then(
+            [self, request](KvPayload& payload) {
+              InstanceState& st = self->state;
+              const int64_t id = request.request.id;
+              absl::Status done = [&]() -> absl::Status {
+                absl::StatusOr<std::vector<int32_t>> table = st.blocks->BlockTable(id);
+                if (!table.ok()) return table.status();
+                if (absl::Status s = st.backend->ImportKv(*table, {}, payload.bytes); !s.ok()) {
+                  return s;
+                }
+                return st.batcher->AddPrefilled(ToGenerationRequest(request.request),
+                                                request.first_token);
+              }();
+              if (!done.ok()) {
+                (void)st.blocks->Free(id);
+                self->send(request.client, GeneratedToken{id, -1, true, kFinishedByCancel});
+                return;
+              }
+              if (request.client != nullptr) self->monitor(request.client);
+              st.clients[id] = request.client;
+              StepIfIdle(self);
+            },
+            [self, request](caf::error&) {  // the prefill instance is gone: give up the request
+              const int64_t id = request.request.id;
+              (void)self->state.blocks->Free(id);
+              self->send(request.client, GeneratedToken{id, -1, true, kFinishedByCancel});
+            });
   }
 }
 
@@ -92,6 +139,16 @@ caf::behavior ColocatedInstance(InstanceActor* self,
         StepIfIdle(self);
         return caf::unit;
       },
+      [self](DecodeRequest& request) -> caf::result<void> {
+        InstanceState& s = self->state;
+        if (absl::Status valid = s.batcher->Validate(ToGenerationRequest(request.request));
+            !valid.ok()) {
+          return actors::ToCafError(valid);
+        }
+        s.to_admit.push_back(std::move(request));
+        TryAdmit(self);
+        return caf::unit;
+      },
       [self](step_atom) {
         InstanceState& s = self->state;
         s.step_pending = false;
@@ -112,6 +169,7 @@ caf::behavior ColocatedInstance(InstanceActor* self,
           }
           if (e.finished) s.clients.erase(it);
         }
+        TryAdmit(self);  // finished requests freed blocks
         StepIfIdle(self);
       },
       [self](cancel_atom, int64_t id) -> bool {
@@ -121,9 +179,12 @@ caf::behavior ColocatedInstance(InstanceActor* self,
       },
       [self](stats_atom) {
         const InstanceState& s = self->state;
-        return InstanceStats{s.batcher->num_waiting(),     s.batcher->num_running(),
-                             s.blocks->NumFreeGpuBlocks(), s.blocks->NumGpuBlocks(),
-                             s.tokens_generated,           s.batcher->num_preemptions()};
+        return InstanceStats{s.batcher->num_waiting() + static_cast<int64_t>(s.to_admit.size()),
+                             s.batcher->num_running(),
+                             s.blocks->NumFreeGpuBlocks(),
+                             s.blocks->NumGpuBlocks(),
+                             s.tokens_generated,
+                             s.batcher->num_preemptions()};
       },
   };
 }

@@ -9,6 +9,11 @@
 //   (cancel_atom, int64_t id)   -> (bool): whether it was queued or running; a cancelled
 //                                  request's sender gets GeneratedToken{id, -1, true, cancel}
 //   (stats_atom)                -> InstanceStats
+//   (DecodeRequest)             -> as a DistServe decode instance: the request waits until its
+//                                  prompt fits the cache, its KV is pulled from the prefill
+//                                  instance ((pull_atom, id) -> KvPayload) into blocks of this
+//                                  cache, and it decodes; the client gets the tokens after the
+//                                  first (which came from the prefill instance)
 // The instance runs one batch per internal step message, so requests and cancellations that
 // arrive during generation join or leave at the next step. It runs on a thread of its own
 // (a forward pass must not occupy a scheduler thread), and frees a request's KV blocks when it

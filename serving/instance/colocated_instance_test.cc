@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "serving/engine/cpu_backend.h"
+#include "serving/instance/prefill_instance.h"
 #include "serving/kv/block_manager.h"
 #include "serving/model/config.h"
 #include "serving/model/weights.h"
@@ -63,6 +64,10 @@ class ColocatedInstanceTest : public ::testing::Test {
         *engine::ContinuousBatcher::Create(backend.get(), &blocks, {});
     for (const GenerateRequest& r : requests) {
       engine::GenerationRequest g{r.id, r.prompt, r.max_new_tokens, std::nullopt};
+      g.sampling.temperature = r.temperature;
+      g.sampling.top_k = r.top_k;
+      g.sampling.top_p = r.top_p;
+      g.sampling.seed = r.seed;
       EXPECT_TRUE(batcher.Add(g).ok());
     }
     std::map<int64_t, std::vector<int32_t>> out;
@@ -177,6 +182,46 @@ TEST_F(ColocatedInstanceTest, AClientThatGoesDownFreesItsRequests) {
   EXPECT_EQ(stats.running + stats.waiting, 0);
   EXPECT_EQ(stats.free_kv_blocks, kBlocks);
   self->send_exit(instance, caf::exit_reason::user_shutdown);
+}
+
+// DistServe's path in one process: prompts go to a prefill instance, which streams the first
+// token and hands the request to a decode instance; the decode instance pulls the KV as bytes
+// into its own cache and streams the rest. The tokens are the colocated ones.
+TEST_F(ColocatedInstanceTest, DisaggregatedPrefillAndDecodeGenerateTheColocatedTokens) {
+  caf::actor decode = Spawn();
+  PrefillInstanceOptions prefill_options;
+  prefill_options.backend = Backend();
+  prefill_options.decode = decode;
+  prefill_options.max_batch_tokens = 64;  // several prefill batches
+  caf::actor prefill = *SpawnPrefillInstance(runtime_->system(), std::move(prefill_options));
+  std::vector<GenerateRequest> requests;
+  for (int i = 0; i < 6; ++i) requests.push_back({30 + i, Prompt(4 + 11 * i, 50 + i), 1 + 3 * i});
+  requests[4].temperature = 0.8f;  // seeded sampling too
+  requests[4].top_p = 0.9f;
+  requests[4].seed = 77;
+  caf::scoped_actor self{runtime_->system()};
+  for (const GenerateRequest& r : requests) self->send(prefill, r);
+  std::map<int64_t, std::vector<int32_t>> streamed;
+  size_t finished = 0;
+  while (finished < requests.size()) {
+    bool got = false;
+    self->receive(
+        [&](const GeneratedToken& t) {
+          EXPECT_NE(t.reason, kFinishedByCancel) << "request " << t.request_id;
+          streamed[t.request_id].push_back(t.token);
+          finished += t.finished;
+          got = true;
+        },
+        caf::after(std::chrono::seconds(30)) >> [&] {});
+    ASSERT_TRUE(got) << "no token within 30 s";
+  }
+  EXPECT_EQ(streamed, Direct(requests));
+  const InstanceStats prefill_stats = Stats(self, prefill);
+  EXPECT_EQ(prefill_stats.running, 0);               // every KV was pulled...
+  EXPECT_EQ(prefill_stats.free_kv_blocks, kBlocks);  // ...and its blocks freed
+  EXPECT_EQ(Stats(self, decode).free_kv_blocks, kBlocks);
+  self->send_exit(prefill, caf::exit_reason::user_shutdown);
+  self->send_exit(decode, caf::exit_reason::user_shutdown);
 }
 
 TEST(SpawnColocatedInstanceTest, BadOptionsAreErrors) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/messages.h"
+#include "caf/actor.hpp"
 #include "caf/actor_system_config.hpp"
 #include "caf/meta/type_name.hpp"
 #include "caf/type_id.hpp"
@@ -88,6 +89,41 @@ inline constexpr uint8_t kFinishedByLength = 1;
 inline constexpr uint8_t kFinishedByStopToken = 2;
 inline constexpr uint8_t kFinishedByCancel = 3;
 
+// DecodeRequest hands a prefilled request to a decode instance (DistServe's bridge): the
+// prompt's KV waits in `prefill`'s cache until the decode instance pulls it
+// ((pull_atom, id) -> KvPayload); `client` gets the rest of the tokens.
+struct DecodeRequest {
+  GenerateRequest request;
+  int32_t first_token = 0;
+  caf::actor prefill;
+  caf::actor client;
+
+  friend bool operator==(const DecodeRequest& a, const DecodeRequest& b) {
+    return a.request == b.request && a.first_token == b.first_token && a.prefill == b.prefill &&
+           a.client == b.client;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, DecodeRequest& x) {
+  return f(caf::meta::type_name("DecodeRequest"), x.request, x.first_token, x.prefill, x.client);
+}
+
+// KvPayload is a request's KV cache as bytes (ForwardBackend::ExportKv's layout and dtype).
+struct KvPayload {
+  int64_t request_id = 0;
+  std::vector<uint8_t> bytes;
+
+  friend bool operator==(const KvPayload& a, const KvPayload& b) {
+    return a.request_id == b.request_id && a.bytes == b.bytes;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, KvPayload& x) {
+  return f(caf::meta::type_name("KvPayload"), x.request_id, x.bytes);
+}
+
 // RegisterServingMessageTypes adds this block to `cfg` (RuntimeOptions::register_types).
 void RegisterServingMessageTypes(caf::actor_system_config& cfg);
 
@@ -95,6 +131,7 @@ void RegisterServingMessageTypes(caf::actor_system_config& cfg);
 
 CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, cancel_atom, "cancel")
 CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, step_atom, "step")
+CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, pull_atom, "pull")
 
 CAF_BEGIN_TYPE_ID_BLOCK(troupe_serving, caf::id_block::troupe::end)
 CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::GenerateRequest))

@@ -1,0 +1,207 @@
+#include "serving/instance/prefill_instance.h"
+
+#include <deque>
+#include <optional>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "actors/errors.h"
+#include "caf/actor_cast.hpp"
+#include "caf/event_based_actor.hpp"
+#include "caf/stateful_actor.hpp"
+#include "gpu/sampling/host_sampling.h"
+#include "serving/engine/continuous_batcher.h"
+#include "serving/kv/block_manager.h"
+
+namespace troupe::serving::instance {
+namespace {
+
+using actors::stats_atom;
+
+kv::BlockManagerOptions BlockOptions(const PrefillInstanceOptions& options) {
+  kv::BlockManagerOptions blocks;
+  blocks.num_gpu_blocks =
+      options.num_kv_blocks > 0 ? options.num_kv_blocks : options.backend->num_kv_blocks();
+  blocks.watermark = 0.0;  // nothing to protect: prefill never appends
+  return blocks;
+}
+
+struct Waiting {
+  GenerateRequest request;
+  caf::actor client;
+};
+
+struct PrefillState {
+  std::unique_ptr<engine::ForwardBackend> backend;
+  std::optional<kv::BlockManager> blocks;
+  std::optional<engine::ContinuousBatcher> checker;  // validates requests as the decode side will
+  caf::actor decode;
+  int max_batch_tokens = 0;
+  int max_batch_requests = 0;
+  std::deque<Waiting> waiting;
+  absl::flat_hash_set<int64_t> unpulled;  // requests whose KV waits for the decode instance
+  bool step_pending = false;
+  int64_t tokens_generated = 0;
+};
+
+using PrefillActor = caf::stateful_actor<PrefillState>;
+
+void StepIfIdle(PrefillActor* self) {
+  PrefillState& s = self->state;
+  if (s.step_pending || s.waiting.empty()) return;
+  s.step_pending = true;
+  self->send(self, step_atom::value);
+}
+
+// Step admits waiting prompts FCFS while the batch budget and the cache allow (the first that
+// does not fit stops the batch: DistServe's rule), prefills them, and sends the first tokens.
+absl::Status Step(PrefillActor* self) {
+  PrefillState& s = self->state;
+  std::vector<Waiting> batch;
+  std::vector<engine::SequenceStep> steps;
+  int64_t tokens = 0;
+  while (!s.waiting.empty() && static_cast<int>(batch.size()) < s.max_batch_requests) {
+    const GenerateRequest& next = s.waiting.front().request;
+    const int64_t prompt = static_cast<int64_t>(next.prompt.size());
+    if (!batch.empty() && tokens + prompt > s.max_batch_tokens) break;
+    absl::StatusOr<kv::Admission> admission = s.blocks->CanAllocate(prompt);
+    if (!admission.ok()) return admission.status();
+    if (*admission != kv::Admission::kOk) break;  // full of unpulled KV: wait for pulls
+    if (absl::Status a = s.blocks->Allocate(next.id, prompt); !a.ok()) return a;
+    absl::StatusOr<std::vector<int32_t>> table = s.blocks->BlockTable(next.id);
+    if (!table.ok()) return table.status();
+    steps.push_back({next.id, next.prompt, 0, *std::move(table)});
+    tokens += prompt;
+    batch.push_back(std::move(s.waiting.front()));
+    s.waiting.pop_front();
+  }
+  if (batch.empty()) return absl::OkStatus();
+  absl::StatusOr<std::vector<std::vector<float>>> logits = s.backend->Forward(steps);
+  if (!logits.ok()) return logits.status();
+  const int64_t vocab = s.backend->config().vocab_size;
+  std::vector<float> rows;
+  std::vector<gpu::sampling::SamplingParams> params;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    rows.insert(rows.end(), (*logits)[i].begin(), (*logits)[i].end());
+    const GenerateRequest& r = batch[i].request;
+    gpu::sampling::SamplingParams p;
+    p.temperature = r.temperature;
+    p.top_k = r.top_k;
+    p.top_p = r.top_p;
+    p.seed = r.seed;
+    p.offset = 0;  // the first new token: draw 0, as the colocated path
+    params.push_back(p);
+  }
+  absl::StatusOr<std::vector<int32_t>> first =
+      gpu::sampling::SampleOnHost(rows, static_cast<int64_t>(batch.size()), vocab, params);
+  if (!first.ok()) return first.status();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const GenerateRequest& r = batch[i].request;
+    const int32_t token = (*first)[i];
+    ++s.tokens_generated;
+    const bool stop = r.stop_token >= 0 && token == r.stop_token;
+    const bool done = stop || r.max_new_tokens == 1;
+    self->send(
+        batch[i].client,
+        GeneratedToken{r.id, token, done,
+                       done ? (stop ? kFinishedByStopToken : kFinishedByLength) : uint8_t{0}});
+    if (done) {
+      if (absl::Status f = s.blocks->Free(r.id); !f.ok()) return f;
+      continue;
+    }
+    s.unpulled.insert(r.id);
+    self->send(s.decode,
+               DecodeRequest{r, token, caf::actor_cast<caf::actor>(self), batch[i].client});
+  }
+  return absl::OkStatus();
+}
+
+caf::behavior PrefillInstance(PrefillActor* self, std::shared_ptr<PrefillInstanceOptions> options) {
+  PrefillState& state = self->state;
+  state.blocks.emplace(*kv::BlockManager::Create(BlockOptions(*options)));
+  state.backend = std::move(options->backend);
+  state.checker.emplace(
+      *engine::ContinuousBatcher::Create(state.backend.get(), &*state.blocks, {}));
+  state.decode = options->decode;
+  state.max_batch_tokens = options->max_batch_tokens;
+  state.max_batch_requests = options->max_batch_requests;
+  return {
+      [self](GenerateRequest& request) -> caf::result<void> {
+        PrefillState& s = self->state;
+        engine::GenerationRequest g;
+        g.id = request.id;
+        g.prompt = request.prompt;
+        g.max_new_tokens = request.max_new_tokens;
+        g.sampling.temperature = request.temperature;
+        g.sampling.top_k = request.top_k;
+        g.sampling.top_p = request.top_p;
+        if (absl::Status valid = s.checker->Validate(g); !valid.ok()) {
+          return actors::ToCafError(valid);
+        }
+        if (s.unpulled.contains(request.id) || s.blocks->Contains(request.id)) {
+          return actors::MakeCafError(absl::StatusCode::kAlreadyExists,
+                                      absl::StrCat("request ", request.id, " is already here"));
+        }
+        s.waiting.push_back(
+            {std::move(request), caf::actor_cast<caf::actor>(self->current_sender())});
+        StepIfIdle(self);
+        return caf::unit;
+      },
+      [self](step_atom) {
+        self->state.step_pending = false;
+        if (absl::Status s = Step(self); !s.ok()) {
+          self->quit(actors::ToCafError(s));
+          return;
+        }
+        StepIfIdle(self);
+      },
+      [self](pull_atom, int64_t id) -> caf::result<KvPayload> {
+        PrefillState& s = self->state;
+        if (!s.unpulled.contains(id)) {
+          return actors::MakeCafError(absl::StatusCode::kNotFound,
+                                      absl::StrCat("request ", id, " has no KV waiting here"));
+        }
+        absl::StatusOr<std::vector<int32_t>> table = s.blocks->BlockTable(id);
+        if (!table.ok()) return actors::ToCafError(table.status());
+        absl::StatusOr<std::vector<uint8_t>> bytes = s.backend->ExportKv(*table, {});
+        if (!bytes.ok()) return actors::ToCafError(bytes.status());
+        (void)s.blocks->Free(id);  // the bytes are a copy: the blocks are free now
+        s.unpulled.erase(id);
+        StepIfIdle(self);  // freed blocks may admit waiting prompts
+        return KvPayload{id, *std::move(bytes)};
+      },
+      [self](stats_atom) {
+        const PrefillState& s = self->state;
+        return InstanceStats{static_cast<int64_t>(s.waiting.size()),
+                             static_cast<int64_t>(s.unpulled.size()),
+                             s.blocks->NumFreeGpuBlocks(),
+                             s.blocks->NumGpuBlocks(),
+                             s.tokens_generated,
+                             0};
+      },
+  };
+}
+
+}  // namespace
+
+absl::StatusOr<caf::actor> SpawnPrefillInstance(caf::actor_system& system,
+                                                PrefillInstanceOptions options) {
+  const auto fail = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat("instance ", options.name, ": ", what));
+  };
+  if (options.backend == nullptr) return fail("no forward backend");
+  if (options.decode == nullptr) return fail("no decode instance to hand requests to");
+  if (options.max_batch_tokens < 1 || options.max_batch_requests < 1) {
+    return fail("max_batch_tokens and max_batch_requests must be positive");
+  }
+  absl::StatusOr<kv::BlockManager> blocks = kv::BlockManager::Create(BlockOptions(options));
+  if (!blocks.ok()) return fail(std::string(blocks.status().message()));
+  absl::StatusOr<engine::ContinuousBatcher> checker =
+      engine::ContinuousBatcher::Create(options.backend.get(), &*blocks, {});
+  if (!checker.ok()) return fail(std::string(checker.status().message()));
+  return system.spawn<caf::detached>(PrefillInstance,
+                                     std::make_shared<PrefillInstanceOptions>(std::move(options)));
+}
+
+}  // namespace troupe::serving::instance
