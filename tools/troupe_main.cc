@@ -37,6 +37,7 @@
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "tools/generate_command.h"
+#include "tools/serve_command.h"
 
 ABSL_FLAG(std::string, config, "", "Cluster config (TOML) for `node` and `check`.");
 ABSL_FLAG(std::string, node, "", "Which [[node]] of the config this process runs.");
@@ -316,7 +317,8 @@ int main(int argc, char** argv) {
       "  troupe check --config X.toml                 validate a cluster config\n"
       "  troupe roles                                 list the roles configs can use\n"
       "  troupe ping --join HOST:PORT --target N/A    ping an actor of a running cluster\n"
-      "  troupe generate --prompt=TEXT                generate text on the CPU (tiny model)");
+      "  troupe generate --prompt=TEXT                generate text on the CPU (tiny model)\n"
+      "  troupe serve                                 OpenAI-compatible server (tiny model, CPU)");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("troupe"));
   const std::string command = args.size() > 1 ? args[1] : "";
@@ -330,7 +332,8 @@ int main(int argc, char** argv) {
   if (command == "roles") return troupe::RunRoles();
   if (command == "ping") return troupe::RunPing();
   if (command == "generate") return troupe::RunGenerate();
+  if (command == "serve") return troupe::RunServe(signals);
   return troupe::Fail(absl::InvalidArgumentError(absl::StrCat(
       command.empty() ? std::string("no command given") : absl::StrCat("unknown command \"", command, "\""),
-      "; use one of: demo, node, check, roles, ping, generate (see --help)")));
+      "; use one of: demo, node, check, roles, ping, generate, serve (see --help)")));
 }
