@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "actors/errors.h"
+#include "actors/runtime.h"
 #include "caf/all.hpp"
 #include "nlohmann/json.hpp"
 #include "serving/instance/messages.h"
@@ -21,12 +22,27 @@ using instance::GenerateRequest;
 using nlohmann::json;
 
 struct OpenAiServer::Impl {
+  Impl(caf::actor_system& system, caf::actor engine, const tokenizer::Tokenizer* tokenizer,
+       OpenAiServerOptions options)
+      : system(system),
+        engine(std::move(engine)),
+        tokenizer(tokenizer),
+        options(std::move(options)) {}
+
   caf::actor_system& system;
   caf::actor engine;
   const tokenizer::Tokenizer* tokenizer;
   OpenAiServerOptions options;
   std::atomic<int64_t> next_id{1};
   std::atomic<int> in_flight{0};
+  // Request metrics (null without a registry). Latency buckets in seconds, as vLLM's.
+  actors::Histogram* ttft = nullptr;
+  actors::Histogram* tpot = nullptr;
+  actors::Histogram* e2e = nullptr;
+  actors::Counter* tokens = nullptr;
+  actors::Counter* succeeded = nullptr;
+  actors::Counter* failed = nullptr;
+  actors::CallbackGauge in_flight_metric;
 };
 
 namespace {
@@ -199,6 +215,7 @@ class Generation {
 
   // Submit hands the request to the engine; an error is the engine's refusal as HTTP.
   std::optional<HttpError> Submit() {
+    submitted_at_ = std::chrono::steady_clock::now();
     std::optional<HttpError> error;
     bool answered = false;
     self_->request(impl_.engine, caf::infinite, parsed_.request)
@@ -219,6 +236,30 @@ class Generation {
 
   // Next waits for the next token; nullopt at the end. An error is set on timeout or cancel.
   std::optional<int32_t> Next() {
+    std::optional<int32_t> token = Receive();
+    const auto now = std::chrono::steady_clock::now();
+    if (token) {
+      if (ids_.size() == 1) first_token_at_ = now;
+      if (impl_.tokens != nullptr) impl_.tokens->Increment();
+    }
+    if (finished_ && !recorded_) {
+      recorded_ = true;
+      const auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };
+      if (error_) {
+        if (impl_.failed != nullptr) impl_.failed->Increment();
+      } else if (impl_.ttft != nullptr) {
+        impl_.succeeded->Increment();
+        impl_.ttft->Observe(seconds(first_token_at_ - submitted_at_));
+        impl_.e2e->Observe(seconds(now - submitted_at_));
+        if (ids_.size() > 1)
+          impl_.tpot->Observe(seconds(now - first_token_at_) / (ids_.size() - 1));
+      }
+    }
+    return token;
+  }
+
+ private:
+  std::optional<int32_t> Receive() {
     if (finished_) return std::nullopt;
     std::optional<int32_t> token;
     bool got = false;
@@ -247,6 +288,7 @@ class Generation {
     return token;
   }
 
+ public:
   // Delta is the text of the tokens since the last call, up to the last whole character (all
   // of it once the request is finished). The stop token itself is not text.
   std::string Delta() {
@@ -276,6 +318,8 @@ class Generation {
   std::string finish_reason_;
   std::optional<HttpError> error_;
   size_t sent_ = 0;
+  std::chrono::steady_clock::time_point submitted_at_, first_token_at_;
+  bool recorded_ = false;
 };
 
 int64_t Now() {
@@ -303,7 +347,46 @@ json Envelope(const Generation& g, const std::string& model, bool stream) {
 
 OpenAiServer::OpenAiServer(caf::actor_system& system, caf::actor engine,
                            const tokenizer::Tokenizer* tokenizer, OpenAiServerOptions options)
-    : impl_(new Impl{system, std::move(engine), tokenizer, std::move(options)}) {}
+    : impl_(std::make_unique<Impl>(system, std::move(engine), tokenizer, std::move(options))) {
+  Impl& impl = *impl_;
+  if (impl.options.metrics == nullptr) impl.options.metrics = actors::MetricsOf(system);
+  actors::MetricsRegistry* metrics = impl.options.metrics;
+  if (metrics == nullptr) return;
+  const std::vector<double> latency = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5,
+                                       0.75,  1.0,   2.5,  5.0,  7.5,  10,   20,   40,  80};
+  const actors::Labels model = {{"model", impl.options.model_name}};
+  impl.ttft =
+      metrics
+          ->AddHistogram("troupe_request_ttft_seconds", "Time to the first token.", latency, model)
+          .value_or(nullptr);
+  impl.tpot = metrics
+                  ->AddHistogram("troupe_request_tpot_seconds",
+                                 "Time per output token after the first.", latency, model)
+                  .value_or(nullptr);
+  impl.e2e = metrics
+                 ->AddHistogram("troupe_request_e2e_seconds", "Request latency, end to end.",
+                                latency, model)
+                 .value_or(nullptr);
+  impl.tokens = metrics->AddCounter("troupe_generated_tokens_total", "Tokens generated.", model)
+                    .value_or(nullptr);
+  impl.succeeded = metrics
+                       ->AddCounter("troupe_requests_total", "Requests by outcome.",
+                                    {{"model", impl.options.model_name}, {"outcome", "ok"}})
+                       .value_or(nullptr);
+  impl.failed = metrics
+                    ->AddCounter("troupe_requests_total", "Requests by outcome.",
+                                 {{"model", impl.options.model_name}, {"outcome", "error"}})
+                    .value_or(nullptr);
+  Impl* raw = impl_.get();
+  absl::StatusOr<actors::CallbackGauge> in_flight =
+      metrics->AddGaugeCallback("troupe_requests_in_flight", "Requests being answered.", model,
+                                [raw] { return static_cast<double>(raw->in_flight.load()); });
+  if (in_flight.ok()) impl.in_flight_metric = *std::move(in_flight);
+  if (impl.ttft == nullptr || impl.tpot == nullptr || impl.e2e == nullptr ||
+      impl.tokens == nullptr || impl.succeeded == nullptr || impl.failed == nullptr) {
+    impl.ttft = nullptr;  // all or nothing: Next records only with every metric present
+  }
+}
 
 OpenAiServer::~OpenAiServer() { Stop(); }
 
@@ -322,6 +405,12 @@ absl::StatusOr<int> OpenAiServer::Start(const std::string& host, int port) {
   };
   server->Get("/health", [](const httplib::Request&, httplib::Response& response) {
     response.set_content(R"({"status":"ok"})", "application/json");
+  });
+  server->Get("/metrics", [impl](const httplib::Request&, httplib::Response& response) {
+    if (impl->options.metrics == nullptr) {
+      return SendError(response, {404, "invalid_request_error", "no metrics registry", ""});
+    }
+    response.set_content(impl->options.metrics->PrometheusText(), "text/plain; version=0.0.4");
   });
   server->Get("/v1/models", [impl, authorized](const httplib::Request& request,
                                                httplib::Response& response) {

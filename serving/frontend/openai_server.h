@@ -4,6 +4,10 @@
 // server-sent events with "stream": true. The engine never sees HTTP.
 //
 //   GET  /health                 {"status": "ok"}
+//   GET  /metrics                Prometheus text: the process's registry, with per-request
+//                                TTFT, TPOT and end-to-end histograms, requests by outcome,
+//                                generated tokens, requests in flight, and the instances'
+//                                queue depths and KV blocks in use
 //   GET  /v1/models              the served model
 //   POST /v1/completions         prompt -> text
 //   POST /v1/chat/completions    messages -> an assistant message (a simple "role: content"
@@ -28,6 +32,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "actors/metrics.h"
 #include "caf/actor.hpp"
 #include "caf/actor_system.hpp"
 #include "serving/tokenizer/tokenizer.h"
@@ -47,6 +52,8 @@ struct OpenAiServerOptions {
   size_t max_body_bytes = 1 << 20;  // larger bodies get 413
   // A request that gets no token for this long fails with 503 (or an error event).
   absl::Duration token_timeout = absl::Seconds(60);
+  // Where GET /metrics reads and the request metrics go: the actor system's registry when null.
+  actors::MetricsRegistry* metrics = nullptr;
 };
 
 class OpenAiServer {

@@ -191,6 +191,25 @@ TEST_F(OpenAiServerTest, BadRequestsGetOpenAiErrors) {
   expect("/v1/completions", std::string(5000, ' '), 413, "too large");
 }
 
+TEST_F(OpenAiServerTest, MetricsCoverRequestsAndInstances) {
+  auto client = Serve(Colocated());
+  auto result =
+      client->Post("/v1/completions", R"({"prompt": "Hi", "max_tokens": 4})", "application/json");
+  ASSERT_EQ(result->status, 200) << result->body;
+  EXPECT_EQ(client->Post("/v1/completions", "{bad", "application/json")->status, 400);
+  result = client->Get("/metrics");
+  ASSERT_EQ(result->status, 200);
+  const std::string text = result->body;
+  EXPECT_THAT(text, HasSubstr("troupe_request_ttft_seconds_count{model=\"tiny\"} 1"));
+  EXPECT_THAT(text, HasSubstr("troupe_request_tpot_seconds_count{model=\"tiny\"} 1"));
+  EXPECT_THAT(text, HasSubstr("troupe_request_e2e_seconds_bucket"));
+  EXPECT_THAT(text, HasSubstr("troupe_generated_tokens_total{model=\"tiny\"} 4"));
+  EXPECT_THAT(text, HasSubstr("troupe_requests_total{model=\"tiny\",outcome=\"ok\"} 1"));
+  EXPECT_THAT(text, HasSubstr("troupe_requests_in_flight{model=\"tiny\"} 0"));
+  EXPECT_THAT(text, HasSubstr("troupe_instance_kv_blocks_used{instance=\"colocated\"} 0"));
+  EXPECT_THAT(text, HasSubstr("troupe_instance_waiting_requests{instance=\"colocated\"}"));
+}
+
 TEST_F(OpenAiServerTest, ApiKeyAndOverload) {
   OpenAiServerOptions keyed;
   keyed.api_key = "sekrit";

@@ -10,6 +10,7 @@
 #include "caf/actor_cast.hpp"
 #include "caf/event_based_actor.hpp"
 #include "caf/stateful_actor.hpp"
+#include "serving/instance/instance_metrics.h"
 #include "serving/kv/block_manager.h"
 
 namespace troupe::serving::instance {
@@ -46,13 +47,18 @@ struct InstanceState {
   bool step_pending = false;
   int64_t tokens_generated = 0;
   std::deque<DecodeRequest> to_admit;  // prefilled requests waiting for blocks (decode role)
+  InstanceMetrics metrics;
 };
 
 using InstanceActor = caf::stateful_actor<InstanceState>;
 
-// StepIfIdle queues the next batch unless one is queued or there is nothing to do.
+// StepIfIdle queues the next batch unless one is queued or there is nothing to do; it also
+// refreshes the instance's gauges, as every handler that changes the queues ends with it.
 void StepIfIdle(InstanceActor* self) {
   InstanceState& s = self->state;
+  s.metrics.Update(s.batcher->num_waiting() + static_cast<int64_t>(s.to_admit.size()),
+                   s.batcher->num_running(),
+                   s.blocks->NumGpuBlocks() - s.blocks->NumFreeGpuBlocks());
   if (s.step_pending || !s.batcher->HasWork()) return;
   s.step_pending = true;
   self->send(self, step_atom::value);
@@ -117,6 +123,7 @@ caf::behavior ColocatedInstance(InstanceActor* self,
   InstanceState& state = self->state;
   state.blocks.emplace(*kv::BlockManager::Create(BlockOptions(*options)));  // checked by Spawn
   state.backend = std::move(options->backend);
+  state.metrics = InstanceMetrics::Register(self->system(), options->name);
   state.batcher.emplace(
       *engine::ContinuousBatcher::Create(state.backend.get(), &*state.blocks, options->batcher));
   // A client that goes away cancels its requests, so their blocks come back.

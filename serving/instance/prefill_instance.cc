@@ -12,6 +12,7 @@
 #include "caf/stateful_actor.hpp"
 #include "gpu/sampling/host_sampling.h"
 #include "serving/engine/continuous_batcher.h"
+#include "serving/instance/instance_metrics.h"
 #include "serving/kv/block_manager.h"
 
 namespace troupe::serving::instance {
@@ -43,12 +44,15 @@ struct PrefillState {
   absl::flat_hash_set<int64_t> unpulled;  // requests whose KV waits for the decode instance
   bool step_pending = false;
   int64_t tokens_generated = 0;
+  InstanceMetrics metrics;
 };
 
 using PrefillActor = caf::stateful_actor<PrefillState>;
 
 void StepIfIdle(PrefillActor* self) {
   PrefillState& s = self->state;
+  s.metrics.Update(static_cast<int64_t>(s.waiting.size()), static_cast<int64_t>(s.unpulled.size()),
+                   s.blocks->NumGpuBlocks() - s.blocks->NumFreeGpuBlocks());
   if (s.step_pending || s.waiting.empty()) return;
   s.step_pending = true;
   self->send(self, step_atom::value);
@@ -124,6 +128,7 @@ caf::behavior PrefillInstance(PrefillActor* self, std::shared_ptr<PrefillInstanc
   state.checker.emplace(
       *engine::ContinuousBatcher::Create(state.backend.get(), &*state.blocks, {}));
   state.decode = options->decode;
+  state.metrics = InstanceMetrics::Register(self->system(), options->name);
   state.max_batch_tokens = options->max_batch_tokens;
   state.max_batch_requests = options->max_batch_requests;
   return {
