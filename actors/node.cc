@@ -86,6 +86,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   runtime_options.compute_threads =
       options.compute_threads > 0 ? options.compute_threads : spec->torch_threads;
   runtime_options.set_compute_threads = options.set_compute_threads;
+  runtime_options.register_types = options.register_types;
   if (!options.scheduler_policy.empty()) {
     runtime_options.scheduler_policy = options.scheduler_policy;
   } else if (!spec->scheduler_policy.empty()) {

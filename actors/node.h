@@ -10,9 +10,11 @@
 //   (*node)->Stop();
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -41,6 +43,8 @@ struct NodeOptions {
   std::function<absl::Status(int)> set_compute_threads;
   DeviceBinder bind_device;
   RoleCatalog roles = BuiltinRoles();
+  // The message types of the roles' layers (e.g. serving's), registered beside the runtime's.
+  std::vector<std::function<void(caf::actor_system_config&)>> register_types;
 };
 
 class Node {

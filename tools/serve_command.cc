@@ -58,6 +58,11 @@ int RunServe(actors::ShutdownSignals& signals) {
   decode_options.name = absl::GetFlag(FLAGS_colocated) ? "colocated" : "decode";
   decode_options.backend = *std::move(decode_backend);
   decode_options.batcher.chunked_prefill = ChunkedPrefillFlag();
+  absl::StatusOr<serving::engine::Preemption> preemption =
+      PreemptionFromFlags(/*decode_role=*/!absl::GetFlag(FLAGS_colocated));
+  if (!preemption.ok()) return Fail(preemption.status());
+  decode_options.batcher.preemption = *preemption;
+  decode_options.num_cpu_blocks = SwapBlocksFlag();
   absl::StatusOr<caf::actor> decode =
       serving::instance::SpawnColocatedInstance((*runtime)->system(), std::move(decode_options));
   if (!decode.ok()) return Fail(decode.status());

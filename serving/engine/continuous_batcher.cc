@@ -29,7 +29,14 @@ absl::StatusOr<ContinuousBatcher> ContinuousBatcher::Create(ForwardBackend* back
         "BatcherOptions: max_batch_tokens (", options.max_batch_tokens,
         ") and max_batch_requests (", options.max_batch_requests, ") must be positive"));
   }
-  return ContinuousBatcher(backend, blocks, options);
+  std::optional<HostKvPool> host_kv;
+  if (options.preemption == Preemption::kSwap && blocks->NumCpuBlocks() > 0) {
+    absl::StatusOr<HostKvPool> pool =
+        HostKvPool::Create(backend->config(), backend->kv_dtype(), blocks->NumCpuBlocks());
+    if (!pool.ok()) return pool.status();
+    host_kv = *std::move(pool);
+  }
+  return ContinuousBatcher(backend, blocks, options, std::move(host_kv));
 }
 
 absl::Status ContinuousBatcher::Add(GenerationRequest request) {
@@ -69,7 +76,8 @@ absl::Status ContinuousBatcher::Validate(const GenerationRequest& request) const
   };
   const auto same_id = [&](const Active& a) { return a.request.id == request.id; };
   if (std::any_of(waiting_.begin(), waiting_.end(), same_id) ||
-      std::any_of(running_.begin(), running_.end(), same_id)) {
+      std::any_of(running_.begin(), running_.end(), same_id) ||
+      std::any_of(swapped_.begin(), swapped_.end(), same_id)) {
     return absl::AlreadyExistsError(absl::StrCat("request ", request.id, " is already queued"));
   }
   const model::ModelConfig& config = backend_->config();
@@ -117,16 +125,86 @@ absl::Status ContinuousBatcher::Cancel(int64_t id) {
     running_.erase(it);
     return absl::OkStatus();
   }
-  return absl::NotFoundError(absl::StrCat("request ", id, " is not queued or running"));
+  if (auto it = std::find_if(swapped_.begin(), swapped_.end(), same_id); it != swapped_.end()) {
+    // Its blocks are in the CPU pool; its bytes in host_kv_ are simply overwritten later.
+    if (absl::Status freed = blocks_->Free(id); !freed.ok()) return freed;
+    swapped_.erase(it);
+    return absl::OkStatus();
+  }
+  return absl::NotFoundError(absl::StrCat("request ", id, " is not queued, running or swapped"));
+}
+
+absl::Status ContinuousBatcher::SwapOut(const Active& victim) {
+  absl::StatusOr<std::vector<kv::BlockCopy>> copies = blocks_->SwapOut(victim.request.id);
+  if (!copies.ok()) return copies.status();
+  std::vector<int32_t> gpu_blocks, cpu_blocks;
+  for (const kv::BlockCopy& copy : *copies) {
+    gpu_blocks.push_back(copy.src);
+    cpu_blocks.push_back(copy.dst);
+  }
+  // The GPU blocks are free in the manager now, but nothing writes them before the next
+  // forward pass, so their KV is still there to copy.
+  absl::StatusOr<std::vector<uint8_t>> bytes = backend_->ExportKv(gpu_blocks, {});
+  if (!bytes.ok()) return bytes.status();
+  return host_kv_->Store(cpu_blocks, *bytes);
 }
 
 absl::Status ContinuousBatcher::PreemptNewest() {
   Active victim = std::move(running_.back());
   running_.pop_back();
+  ++preemptions_;
+  if (host_kv_.has_value()) {
+    absl::StatusOr<bool> fits = blocks_->CanSwapOut(victim.request.id);
+    if (!fits.ok()) return fits.status();
+    if (*fits) {
+      if (absl::Status s = SwapOut(victim); !s.ok()) return s;
+      ++swaps_;
+      // First back in: like a recomputed request, which goes to the front of the queue.
+      swapped_.push_front(std::move(victim));
+      return absl::OkStatus();
+    }
+    // The CPU pool is full: recompute this one instead.
+  }
   if (absl::Status freed = blocks_->Free(victim.request.id); !freed.ok()) return freed;
   victim.processed = 0;  // Recomputed from its tokens so far when it is admitted again.
   waiting_.push_front(std::move(victim));
-  ++preemptions_;
+  return absl::OkStatus();
+}
+
+absl::Status ContinuousBatcher::SwapInQueued(int64_t& budget) {
+  const int64_t block_size = blocks_->options().block_size;
+  while (!swapped_.empty() && budget > 0 &&
+         static_cast<int64_t>(running_.size()) < options_.max_batch_requests) {
+    Active& next = swapped_.front();
+    const int64_t id = next.request.id;
+    const int64_t pending = static_cast<int64_t>(next.tokens.size()) - next.processed;
+    if (!options_.chunked_prefill && pending > budget) break;
+    // vLLM's rule: its blocks plus one for the next append, above the watermark. With nothing
+    // running, the request only needs room for its next token: otherwise a request that fills
+    // the cache minus the watermark could never come back.
+    absl::StatusOr<bool> can_swap_in = blocks_->CanSwapIn(id);
+    if (!can_swap_in.ok()) return can_swap_in.status();
+    // Once back, its blocks and the free ones hold this many tokens.
+    const int64_t room = blocks_->NumFreeGpuBlocks() * block_size - next.processed;
+    if (!*can_swap_in && !(running_.empty() && room >= 1)) break;
+    const int64_t chunk = std::min({pending, budget, room});
+    if (chunk < pending && !options_.chunked_prefill) break;
+    absl::StatusOr<std::vector<kv::BlockCopy>> copies = blocks_->SwapIn(id);
+    if (!copies.ok()) return copies.status();
+    std::vector<int32_t> cpu_blocks, gpu_blocks;
+    for (const kv::BlockCopy& copy : *copies) {
+      cpu_blocks.push_back(copy.src);
+      gpu_blocks.push_back(copy.dst);
+    }
+    absl::StatusOr<std::vector<uint8_t>> bytes = host_kv_->Load(cpu_blocks);
+    if (!bytes.ok()) return bytes.status();
+    if (absl::Status s = backend_->ImportKv(gpu_blocks, {}, *bytes); !s.ok()) return s;
+    absl::StatusOr<kv::AppendResult> appended = blocks_->AppendSlots(id, chunk);
+    if (!appended.ok()) return appended.status();
+    budget -= chunk;
+    running_.push_back(std::move(next));
+    swapped_.pop_front();
+  }
   return absl::OkStatus();
 }
 
@@ -135,6 +213,7 @@ absl::StatusOr<std::vector<TokenEvent>> ContinuousBatcher::Step() {
   std::vector<Active*> members;  // batch[i] runs members[i]
   std::vector<int64_t> chunks;
   int64_t budget = options_.max_batch_tokens;
+  const int64_t preemptions_before = preemptions_;
 
   // 1. Running requests, oldest first: their next token or prompt chunk.
   for (size_t i = 0; i < running_.size() && budget > 0;) {
@@ -144,7 +223,7 @@ absl::StatusOr<std::vector<TokenEvent>> ContinuousBatcher::Step() {
     absl::StatusOr<bool> fits = blocks_->CanAppendSlots(active.request.id, chunk);
     if (!fits.ok()) return fits.status();
     if (!*fits) {
-      // Make room by recomputation, newest first; if this is the newest, it goes itself.
+      // Make room by preemption, newest first; if this is the newest, it goes itself.
       const bool self = i + 1 == running_.size();
       if (absl::Status s = PreemptNewest(); !s.ok()) return s;
       if (self) break;
@@ -155,11 +234,16 @@ absl::StatusOr<std::vector<TokenEvent>> ContinuousBatcher::Step() {
     budget -= chunk;
     ++i;
   }
-  // 2. Waiting requests, in arrival order, while the budget, the request limit and the cache
-  // allow. Without chunked prefill a prompt is admitted only whole (head-of-line: a prompt
-  // that does not fit waits, and so do the ones behind it).
+  // 2. Swapped requests come back before any waiting one is admitted, as in vLLM's scheduler;
+  // not in a step that had to preempt, when the cache has no room to spare.
+  if (preemptions_ == preemptions_before) {
+    if (absl::Status s = SwapInQueued(budget); !s.ok()) return s;
+  }
+  // 3. Waiting requests, in arrival order, while none is swapped out and the budget, the
+  // request limit and the cache allow. Without chunked prefill a prompt is admitted only whole
+  // (head-of-line: a prompt that does not fit waits, and so do the ones behind it).
   std::vector<Active> admitted;
-  while (!waiting_.empty() && budget > 0 &&
+  while (swapped_.empty() && !waiting_.empty() && budget > 0 &&
          static_cast<int64_t>(running_.size() + admitted.size()) < options_.max_batch_requests) {
     Active& next = waiting_.front();
     const int64_t pending = static_cast<int64_t>(next.tokens.size());
@@ -202,7 +286,7 @@ absl::StatusOr<std::vector<TokenEvent>> ContinuousBatcher::Step() {
   absl::StatusOr<std::vector<std::vector<float>>> logits = backend_->Forward(batch);
   if (!logits.ok()) return logits.status();
 
-  // 3. A request whose every known token is now cached gets its next token: one sampler call
+  // 4. A request whose every known token is now cached gets its next token: one sampler call
   // for all of them, the k-th new token of a request drawn at offset k of its seed.
   std::vector<Active*> sampled;
   std::vector<float> rows;
@@ -245,6 +329,29 @@ absl::StatusOr<std::vector<TokenEvent>> ContinuousBatcher::Step() {
                                 [&](const Active& a) { return a.request.id == id; }));
   }
   return events;
+}
+
+absl::StatusOr<Preemption> ResolvePreemption(const std::string& name, int64_t swap_blocks,
+                                             bool decode_role) {
+  if (swap_blocks < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("swap blocks is ", swap_blocks, "; it must be >= 0 (0: no swapping)"));
+  }
+  if (name.empty()) {
+    return decode_role && swap_blocks > 0 ? Preemption::kSwap : Preemption::kRecompute;
+  }
+  if (name == "recompute") return Preemption::kRecompute;
+  if (name != "swap") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("preemption is '", name,
+                     "'; use swap or recompute (or leave it empty: swap on a decode instance "
+                     "with swap blocks)"));
+  }
+  if (swap_blocks == 0) {
+    return absl::InvalidArgumentError(
+        "preemption swap needs host memory to swap into; give it swap blocks (> 0)");
+  }
+  return Preemption::kSwap;
 }
 
 }  // namespace troupe::serving::engine

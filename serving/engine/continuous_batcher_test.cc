@@ -34,11 +34,33 @@ class ContinuousBatcherTest : public ::testing::Test {
     reference_backend_ = *CreateCpuBackend(config_, *weights_, CpuBackendOptions{kCacheBlocks});
   }
 
-  kv::BlockManager Blocks(int64_t num_blocks, double watermark = 0.01) {
+  kv::BlockManager Blocks(int64_t num_blocks, double watermark = 0.01, int64_t cpu_blocks = 0) {
     kv::BlockManagerOptions options;
     options.num_gpu_blocks = num_blocks;
+    options.num_cpu_blocks = cpu_blocks;
     options.watermark = watermark;
     return *kv::BlockManager::Create(options);
+  }
+
+  static BatcherOptions Swapping() {
+    BatcherOptions options;
+    options.preemption = Preemption::kSwap;
+    return options;
+  }
+
+  // Five requests whose KV (3 blocks each at the end) overflows a 10-block cache.
+  static std::vector<GenerationRequest> Crowd() {
+    std::vector<GenerationRequest> requests;
+    for (int i = 0; i < 5; ++i) requests.push_back({100 + i, Prompt(14 + i, 20 + i), 20, {}});
+    return requests;
+  }
+
+  // Every block is back in its pool and the manager's counts agree.
+  static void ExpectAllFree(const kv::BlockManager& blocks) {
+    EXPECT_EQ(blocks.NumFreeGpuBlocks(), blocks.NumGpuBlocks());
+    EXPECT_EQ(blocks.NumFreeCpuBlocks(), blocks.NumCpuBlocks());
+    EXPECT_EQ(blocks.NumSequences(), 0);
+    EXPECT_TRUE(blocks.CheckConsistency().ok()) << blocks.CheckConsistency();
   }
 
   // Greedy generation by recomputing the whole sequence every step: no cache reuse, no batching.
@@ -121,6 +143,106 @@ TEST_F(ContinuousBatcherTest, PreemptionByRecomputationKeepsTheOutputs) {
   EXPECT_GT(batcher.num_preemptions(), 0);
   for (const GenerationRequest& r : requests) EXPECT_EQ(out.at(r.id), Reference(r)) << r.id;
   EXPECT_EQ(blocks.NumFreeGpuBlocks(), 10);
+}
+
+// A cache too small for every request at once, with swapping: the newest request's KV goes to
+// host memory and comes back byte for byte into other GPU blocks (ones that other requests
+// wrote in between, so a swap that lost the KV would change the tokens), the outputs do not
+// change, and no preemption recomputes.
+TEST_F(ContinuousBatcherTest, PreemptionBySwappingKeepsTheOutputs) {
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 5; ++i) {
+    requests.push_back({100 + i, Prompt(12 + 9 * i, 20 + i), 14 + (i % 3) * 4, {}});
+  }
+  kv::BlockManager blocks = Blocks(/*num_blocks=*/9, /*watermark=*/0.0, /*cpu_blocks=*/32);
+  ContinuousBatcher batcher = *ContinuousBatcher::Create(backend_.get(), &blocks, Swapping());
+  for (const GenerationRequest& r : requests) ASSERT_TRUE(batcher.Add(r).ok());
+  const std::map<int64_t, std::vector<int32_t>> out = RunToEnd(batcher);
+  EXPECT_GT(batcher.num_swaps(), 0);
+  EXPECT_EQ(batcher.num_preemptions(), batcher.num_swaps());
+  EXPECT_EQ(batcher.num_swapped(), 0);
+  for (const GenerationRequest& r : requests) EXPECT_EQ(out.at(r.id), Reference(r)) << r.id;
+  ExpectAllFree(blocks);
+}
+
+// Seeded sampling and chunked prefill (a request swapped out halfway through its prompt) give
+// the tokens of a cache big enough for everything.
+TEST_F(ContinuousBatcherTest, SwappingKeepsSeededSamplingWithAndWithoutChunkedPrefill) {
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 5; ++i) {
+    GenerationRequest r{300 + i, Prompt(12 + 9 * i, 60 + i), 14, {}};
+    r.sampling.temperature = 0.8f;
+    r.sampling.top_k = 50;
+    r.sampling.seed = 77 + i;
+    requests.push_back(r);
+  }
+  std::map<int64_t, std::vector<int32_t>> expected;
+  {
+    kv::BlockManager blocks = Blocks(kCacheBlocks);
+    ContinuousBatcher batcher = *ContinuousBatcher::Create(backend_.get(), &blocks, {});
+    for (const GenerationRequest& r : requests) ASSERT_TRUE(batcher.Add(r).ok());
+    expected = RunToEnd(batcher);
+    ASSERT_EQ(batcher.num_preemptions(), 0);
+  }
+  for (bool chunked : {false, true}) {
+    finished_.clear();
+    kv::BlockManager blocks = Blocks(/*num_blocks=*/9, /*watermark=*/0.0, /*cpu_blocks=*/32);
+    BatcherOptions options = Swapping();
+    options.chunked_prefill = chunked;
+    options.max_batch_tokens = chunked ? 12 : 2048;  // 12: one request is swapped mid-prompt
+    ContinuousBatcher batcher = *ContinuousBatcher::Create(backend_.get(), &blocks, options);
+    for (const GenerationRequest& r : requests) ASSERT_TRUE(batcher.Add(r).ok());
+    EXPECT_EQ(RunToEnd(batcher), expected) << "chunked " << chunked;
+    EXPECT_GT(batcher.num_swaps(), 0) << "chunked " << chunked;
+    ExpectAllFree(blocks);
+  }
+}
+
+// A CPU pool too small for some victims: those are recomputed instead, the rest swapped, and
+// the outputs do not change. Without CPU blocks swapping is recomputation.
+TEST_F(ContinuousBatcherTest, SwappingFallsBackToRecomputationWhenTheCpuPoolIsFull) {
+  for (int64_t cpu_blocks : {0, 3}) {
+    finished_.clear();
+    kv::BlockManager blocks = Blocks(/*num_blocks=*/10, /*watermark=*/0.0, cpu_blocks);
+    ContinuousBatcher batcher = *ContinuousBatcher::Create(backend_.get(), &blocks, Swapping());
+    for (const GenerationRequest& r : Crowd()) ASSERT_TRUE(batcher.Add(r).ok());
+    const std::map<int64_t, std::vector<int32_t>> out = RunToEnd(batcher);
+    if (cpu_blocks == 0) {
+      EXPECT_EQ(batcher.num_swaps(), 0);
+    } else {
+      EXPECT_GT(batcher.num_swaps(), 0);
+    }
+    EXPECT_GT(batcher.num_preemptions(), batcher.num_swaps()) << "cpu blocks " << cpu_blocks;
+    for (const GenerationRequest& r : Crowd()) {
+      EXPECT_EQ(out.at(r.id), Reference(r)) << r.id << " cpu blocks " << cpu_blocks;
+    }
+    ExpectAllFree(blocks);
+  }
+}
+
+// Cancelling a swapped request frees its CPU blocks; cancelling the rest frees everything.
+TEST_F(ContinuousBatcherTest, CancelFreesSwappedBlocks) {
+  kv::BlockManager blocks = Blocks(/*num_blocks=*/10, /*watermark=*/0.0, /*cpu_blocks=*/16);
+  ContinuousBatcher batcher = *ContinuousBatcher::Create(backend_.get(), &blocks, Swapping());
+  for (const GenerationRequest& r : Crowd()) ASSERT_TRUE(batcher.Add(r).ok());
+  for (int steps = 0; batcher.num_swapped() == 0; ++steps) {
+    ASSERT_LT(steps, 100) << "nothing was swapped out";
+    ASSERT_TRUE(batcher.Step().ok());
+  }
+  EXPECT_LT(blocks.NumFreeCpuBlocks(), 16);
+  std::vector<int64_t> ids;
+  for (const GenerationRequest& r : Crowd()) ids.push_back(r.id);
+  // The swapped requests are those whose blocks are in the CPU pool.
+  for (int64_t id : ids) {
+    if (blocks.Contains(id) && *blocks.Where(id) == kv::Location::kCpu) {
+      EXPECT_TRUE(batcher.Cancel(id).ok()) << id;
+    }
+  }
+  EXPECT_EQ(batcher.num_swapped(), 0);
+  EXPECT_EQ(blocks.NumFreeCpuBlocks(), 16);
+  for (int64_t id : ids) (void)batcher.Cancel(id);  // the others, wherever they are
+  EXPECT_FALSE(batcher.HasWork());
+  ExpectAllFree(blocks);
 }
 
 // Seeded sampling draws the k-th token at offset k of the request's seed: the same tokens
@@ -236,6 +358,28 @@ TEST_F(ContinuousBatcherTest, CreateChecksTheCacheAndOptions) {
   bad.max_batch_tokens = 0;
   EXPECT_THAT(ContinuousBatcher::Create(backend_.get(), &blocks, bad).status().message(),
               HasSubstr("must be positive"));
+  // Swapping needs no CPU blocks to be accepted: it then always recomputes.
+  EXPECT_TRUE(ContinuousBatcher::Create(backend_.get(), &blocks, Swapping()).ok());
+}
+
+}  // namespace
+}  // namespace troupe::serving::engine
+
+namespace troupe::serving::engine {
+namespace {
+
+TEST(ResolvePreemptionTest, DefaultsAndErrors) {
+  EXPECT_EQ(*ResolvePreemption("", 0, true), Preemption::kRecompute);
+  EXPECT_EQ(*ResolvePreemption("", 8, true), Preemption::kSwap);
+  EXPECT_EQ(*ResolvePreemption("", 8, false), Preemption::kRecompute);
+  EXPECT_EQ(*ResolvePreemption("swap", 8, false), Preemption::kSwap);
+  EXPECT_EQ(*ResolvePreemption("recompute", 8, true), Preemption::kRecompute);
+  EXPECT_THAT(ResolvePreemption("swap", 0, true).status().message(),
+              ::testing::HasSubstr("give it swap blocks"));
+  EXPECT_THAT(ResolvePreemption("evict", 4, true).status().message(),
+              ::testing::HasSubstr("use swap or recompute"));
+  EXPECT_THAT(ResolvePreemption("", -1, true).status().message(),
+              ::testing::HasSubstr("must be >= 0"));
 }
 
 }  // namespace

@@ -266,8 +266,12 @@ class Generation {
     self_->receive(
         [&](const GeneratedToken& t) {
           got = true;
-          if (t.reason == instance::kFinishedByCancel) {
-            error_ = HttpError{503, "server_error", "the engine cancelled the request", ""};
+          if (t.reason == instance::kFinishedByCancel || t.reason == instance::kFinishedByFailure) {
+            error_ = HttpError{503, "server_error",
+                               t.reason == instance::kFinishedByCancel
+                                   ? "the engine cancelled the request"
+                                   : "the instance serving the request went down; retry it",
+                               ""};
             finished_ = true;
             return;
           }
@@ -393,6 +397,9 @@ OpenAiServer::~OpenAiServer() { Stop(); }
 absl::StatusOr<int> OpenAiServer::Start(const std::string& host, int port) {
   if (server_ != nullptr) return absl::FailedPreconditionError("the server is already running");
   auto server = std::make_unique<httplib::Server>();
+  // An idle keep-alive connection holds a worker thread, and Stop() waits for it: keep the wait
+  // short, so stopping a node with clients still connected stays within its grace period.
+  server->set_keep_alive_timeout(2);
   server->set_socket_options([](socket_t socket) {
     int yes = 1;
     setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));

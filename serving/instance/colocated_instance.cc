@@ -35,6 +35,7 @@ kv::BlockManagerOptions BlockOptions(const ColocatedInstanceOptions& options) {
   kv::BlockManagerOptions blocks;
   blocks.num_gpu_blocks =
       options.num_kv_blocks > 0 ? options.num_kv_blocks : options.backend->num_kv_blocks();
+  blocks.num_cpu_blocks = options.num_cpu_blocks;
   blocks.watermark = options.watermark;
   return blocks;
 }
@@ -47,30 +48,54 @@ struct InstanceState {
   bool step_pending = false;
   int64_t tokens_generated = 0;
   std::deque<DecodeRequest> to_admit;  // prefilled requests waiting for blocks (decode role)
+  absl::flat_hash_map<int64_t, caf::actor> pulling;  // admitted, KV on its way (decode role)
   InstanceMetrics metrics;
 };
 
 using InstanceActor = caf::stateful_actor<InstanceState>;
 
-// StepIfIdle queues the next batch unless one is queued or there is nothing to do; it also
-// refreshes the instance's gauges, as every handler that changes the queues ends with it.
-void StepIfIdle(InstanceActor* self) {
+void UpdateGauges(InstanceActor* self) {
   InstanceState& s = self->state;
   s.metrics.Update(s.batcher->num_waiting() + static_cast<int64_t>(s.to_admit.size()),
                    s.batcher->num_running(),
                    s.blocks->NumGpuBlocks() - s.blocks->NumFreeGpuBlocks());
+}
+
+// StepIfIdle queues the next batch unless one is queued or there is nothing to do; it also
+// refreshes the instance's gauges, as every handler that changes the queues ends with it.
+void StepIfIdle(InstanceActor* self) {
+  InstanceState& s = self->state;
+  UpdateGauges(self);
   if (s.step_pending || !s.batcher->HasWork()) return;
   s.step_pending = true;
   self->send(self, step_atom::value);
 }
 
-void CancelRequest(InstanceActor* self, int64_t id) {
+void TryAdmit(InstanceActor* self);
+
+// CancelRequest drops request `id` wherever it is (queued for admission, pulling its KV, in the
+// batcher), frees its blocks and tells its client; false if the request is not here.
+bool CancelRequest(InstanceActor* self, int64_t id) {
   InstanceState& s = self->state;
-  if (!s.batcher->Cancel(id).ok()) return;
+  for (auto it = s.to_admit.begin(); it != s.to_admit.end(); ++it) {
+    if (it->request.id != id) continue;
+    self->send(it->client, GeneratedToken{id, -1, true, kFinishedByCancel});
+    s.to_admit.erase(it);
+    return true;
+  }
+  if (auto it = s.pulling.find(id); it != s.pulling.end()) {  // the pull's answer is dropped
+    (void)s.blocks->Free(id);
+    self->send(it->second, GeneratedToken{id, -1, true, kFinishedByCancel});
+    s.pulling.erase(it);
+    TryAdmit(self);
+    return true;
+  }
+  if (!s.batcher->Cancel(id).ok()) return false;
   if (auto it = s.clients.find(id); it != s.clients.end()) {
     self->send(it->second, GeneratedToken{id, -1, true, kFinishedByCancel});
     s.clients.erase(it);
   }
+  return true;
 }
 
 // TryAdmit gives queued prefilled requests blocks, in arrival order while the cache allows
@@ -78,6 +103,7 @@ void CancelRequest(InstanceActor* self, int64_t id) {
 // instance; the request decodes once the KV has arrived.
 void TryAdmit(InstanceActor* self) {
   InstanceState& s = self->state;
+  if (s.batcher->num_swapped() > 0) return;  // swapped requests get the blocks back first
   while (!s.to_admit.empty()) {
     const DecodeRequest& next = s.to_admit.front();
     const int64_t prompt = static_cast<int64_t>(next.request.prompt.size());
@@ -87,11 +113,13 @@ void TryAdmit(InstanceActor* self) {
     s.to_admit.pop_front();
     const int64_t id = request.request.id;
     if (!s.blocks->Allocate(id, prompt).ok()) return;
+    s.pulling[id] = request.client;
     self->request(request.prefill, caf::infinite, pull_atom::value, id)
         .then(
             [self, request](KvPayload& payload) {
               InstanceState& st = self->state;
               const int64_t id = request.request.id;
+              if (st.pulling.erase(id) == 0) return;  // cancelled while pulling
               absl::Status done = [&]() -> absl::Status {
                 absl::StatusOr<std::vector<int32_t>> table = st.blocks->BlockTable(id);
                 if (!table.ok()) return table.status();
@@ -112,6 +140,7 @@ void TryAdmit(InstanceActor* self) {
             },
             [self, request](caf::error&) {  // the prefill instance is gone: give up the request
               const int64_t id = request.request.id;
+              if (self->state.pulling.erase(id) == 0) return;  // cancelled while pulling
               (void)self->state.blocks->Free(id);
               self->send(request.client, GeneratedToken{id, -1, true, kFinishedByCancel});
             });
@@ -164,6 +193,7 @@ caf::behavior ColocatedInstance(InstanceActor* self,
           self->quit(actors::ToCafError(events.status()));  // clients see the instance go down
           return;
         }
+        UpdateGauges(self);  // before the tokens: a client with its last one sees its blocks freed
         for (const engine::TokenEvent& e : *events) {
           ++s.tokens_generated;
           const uint8_t reason = e.reason == engine::FinishReason::kLength ? kFinishedByLength
@@ -179,11 +209,7 @@ caf::behavior ColocatedInstance(InstanceActor* self,
         TryAdmit(self);  // finished requests freed blocks
         StepIfIdle(self);
       },
-      [self](cancel_atom, int64_t id) -> bool {
-        const bool known = self->state.clients.contains(id);
-        CancelRequest(self, id);
-        return known;
-      },
+      [self](cancel_atom, int64_t id) -> bool { return CancelRequest(self, id); },
       [self](stats_atom) {
         const InstanceState& s = self->state;
         return InstanceStats{s.batcher->num_waiting() + static_cast<int64_t>(s.to_admit.size()),

@@ -42,6 +42,9 @@ struct ColocatedInstanceOptions {
   // KV blocks the instance may use (at most the backend's), and the admission watermark.
   int64_t num_kv_blocks = 0;  // 0: all of the backend's
   double watermark = 0.01;    // vLLM's default
+  // Host-memory KV blocks for requests swapped out under memory pressure (with
+  // batcher.preemption = kSwap; DistServe's decode instance swaps). 0: no swapping.
+  int64_t num_cpu_blocks = 0;
   engine::BatcherOptions batcher;
 };
 

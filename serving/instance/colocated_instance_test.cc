@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "serving/engine/cpu_backend.h"
+#include "serving/instance/internal/test_util.h"
 #include "serving/instance/prefill_instance.h"
 #include "serving/kv/block_manager.h"
 #include "serving/model/config.h"
@@ -18,14 +19,10 @@ namespace troupe::serving::instance {
 namespace {
 
 using ::testing::HasSubstr;
+using test_util::Prompt;
+using test_util::Stats;
 
 constexpr int kBlocks = 64;
-
-std::vector<int32_t> Prompt(int n, int seed) {
-  std::vector<int32_t> tokens(n);
-  for (int i = 0; i < n; ++i) tokens[i] = (seed * 7919 + i * 104729) % 50257;
-  return tokens;
-}
 
 class ColocatedInstanceTest : public ::testing::Test {
  protected:
@@ -56,36 +53,7 @@ class ColocatedInstanceTest : public ::testing::Test {
 
   // What the batcher alone generates for `requests`.
   std::map<int64_t, std::vector<int32_t>> Direct(const std::vector<GenerateRequest>& requests) {
-    std::unique_ptr<engine::ForwardBackend> backend = Backend();
-    kv::BlockManagerOptions block_options;
-    block_options.num_gpu_blocks = kBlocks;
-    kv::BlockManager blocks = *kv::BlockManager::Create(block_options);
-    engine::ContinuousBatcher batcher =
-        *engine::ContinuousBatcher::Create(backend.get(), &blocks, {});
-    for (const GenerateRequest& r : requests) {
-      engine::GenerationRequest g{r.id, r.prompt, r.max_new_tokens, std::nullopt};
-      g.sampling.temperature = r.temperature;
-      g.sampling.top_k = r.top_k;
-      g.sampling.top_p = r.top_p;
-      g.sampling.seed = r.seed;
-      EXPECT_TRUE(batcher.Add(g).ok());
-    }
-    std::map<int64_t, std::vector<int32_t>> out;
-    while (batcher.HasWork()) {
-      absl::StatusOr<std::vector<engine::TokenEvent>> events = batcher.Step();
-      EXPECT_TRUE(events.ok()) << events.status();
-      if (!events.ok()) break;
-      for (const engine::TokenEvent& e : *events) out[e.request_id].push_back(e.token);
-    }
-    return out;
-  }
-
-  InstanceStats Stats(caf::scoped_actor& self, const caf::actor& instance) {
-    InstanceStats stats;
-    self->request(instance, caf::infinite, actors::stats_atom::value)
-        .receive([&](const InstanceStats& s) { stats = s; },
-                 [&](const caf::error& e) { ADD_FAILURE() << actors::RenderError(e); });
-    return stats;
+    return test_util::Direct(*Backend(), requests);
   }
 
   std::unique_ptr<actors::Runtime> runtime_;

@@ -88,6 +88,8 @@ typename Inspector::result_type inspect(Inspector& f, InstanceStats& x) {
 inline constexpr uint8_t kFinishedByLength = 1;
 inline constexpr uint8_t kFinishedByStopToken = 2;
 inline constexpr uint8_t kFinishedByCancel = 3;
+// An instance serving the request went down (the router's verdict): the request is lost.
+inline constexpr uint8_t kFinishedByFailure = 4;
 
 // DecodeRequest hands a prefilled request to a decode instance (DistServe's bridge): the
 // prompt's KV waits in `prefill`'s cache until the decode instance pulls it
@@ -124,6 +126,37 @@ typename Inspector::result_type inspect(Inspector& f, KvPayload& x) {
   return f(caf::meta::type_name("KvPayload"), x.request_id, x.bytes);
 }
 
+// RouterStats is the router's view of the cluster: instances up, requests in flight and
+// finished by outcome, and the mean time of each phase of the finished ones, in seconds: from
+// arrival to the first token (queueing + prefill), from the first token to the second (the
+// hand-off: decode queueing + KV transfer + one step), and from the second token to the last.
+struct RouterStats {
+  int64_t prefill_instances = 0;
+  int64_t decode_instances = 0;
+  int64_t in_flight = 0;
+  int64_t finished = 0;
+  int64_t cancelled = 0;
+  int64_t failed = 0;
+  double mean_prefill_s = 0;
+  double mean_handoff_s = 0;
+  double mean_decode_s = 0;
+
+  friend bool operator==(const RouterStats& a, const RouterStats& b) {
+    return a.prefill_instances == b.prefill_instances &&
+           a.decode_instances == b.decode_instances && a.in_flight == b.in_flight &&
+           a.finished == b.finished && a.cancelled == b.cancelled && a.failed == b.failed &&
+           a.mean_prefill_s == b.mean_prefill_s && a.mean_handoff_s == b.mean_handoff_s &&
+           a.mean_decode_s == b.mean_decode_s;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, RouterStats& x) {
+  return f(caf::meta::type_name("RouterStats"), x.prefill_instances, x.decode_instances,
+           x.in_flight, x.finished, x.cancelled, x.failed, x.mean_prefill_s, x.mean_handoff_s,
+           x.mean_decode_s);
+}
+
 // RegisterServingMessageTypes adds this block to `cfg` (RuntimeOptions::register_types).
 void RegisterServingMessageTypes(caf::actor_system_config& cfg);
 
@@ -132,9 +165,14 @@ void RegisterServingMessageTypes(caf::actor_system_config& cfg);
 CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, cancel_atom, "cancel")
 CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, step_atom, "step")
 CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, pull_atom, "pull")
+CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, poll_atom, "poll")
+CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, router_stats_atom, "routerstat")
 
 CAF_BEGIN_TYPE_ID_BLOCK(troupe_serving, caf::id_block::troupe::end)
 CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::GenerateRequest))
 CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::GeneratedToken))
 CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::InstanceStats))
+CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::DecodeRequest))
+CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::KvPayload))
+CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::RouterStats))
 CAF_END_TYPE_ID_BLOCK(troupe_serving)

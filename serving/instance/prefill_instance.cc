@@ -115,7 +115,9 @@ absl::Status Step(PrefillActor* self) {
       continue;
     }
     s.unpulled.insert(r.id);
-    self->send(s.decode,
+    // The hand-off goes to the decode instance if one is set, else back to the requester (the
+    // router, which places it).
+    self->send(s.decode != nullptr ? s.decode : batch[i].client,
                DecodeRequest{r, token, caf::actor_cast<caf::actor>(self), batch[i].client});
   }
   return absl::OkStatus();
@@ -176,6 +178,21 @@ caf::behavior PrefillInstance(PrefillActor* self, std::shared_ptr<PrefillInstanc
         StepIfIdle(self);  // freed blocks may admit waiting prompts
         return KvPayload{id, *std::move(bytes)};
       },
+      [self](cancel_atom, int64_t id) -> bool {
+        PrefillState& s = self->state;
+        for (auto it = s.waiting.begin(); it != s.waiting.end(); ++it) {
+          if (it->request.id != id) continue;
+          self->send(it->client, GeneratedToken{id, -1, true, kFinishedByCancel});
+          s.waiting.erase(it);
+          StepIfIdle(self);
+          return true;
+        }
+        if (!s.unpulled.contains(id)) return false;  // unknown, or pulled already
+        (void)s.blocks->Free(id);
+        s.unpulled.erase(id);
+        StepIfIdle(self);
+        return true;
+      },
       [self](stats_atom) {
         const PrefillState& s = self->state;
         return InstanceStats{static_cast<int64_t>(s.waiting.size()),
@@ -196,7 +213,6 @@ absl::StatusOr<caf::actor> SpawnPrefillInstance(caf::actor_system& system,
     return absl::InvalidArgumentError(absl::StrCat("instance ", options.name, ": ", what));
   };
   if (options.backend == nullptr) return fail("no forward backend");
-  if (options.decode == nullptr) return fail("no decode instance to hand requests to");
   if (options.max_batch_tokens < 1 || options.max_batch_requests < 1) {
     return fail("max_batch_tokens and max_batch_requests must be positive");
   }

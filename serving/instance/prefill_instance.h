@@ -9,6 +9,9 @@
 //   (GenerateRequest)          -> the first GeneratedToken to the sender (finished if that was
 //                                 the last), the rest from the decode instance; or an error
 //   (pull_atom, int64_t id)    -> KvPayload: the request's KV, whose blocks are then freed
+//   (cancel_atom, int64_t id)  -> bool: whether it was queued or its KV unpulled; a queued
+//                                 request's client gets GeneratedToken{id, -1, true, cancel},
+//                                 an unpulled KV is freed
 //   (stats_atom)               -> InstanceStats (running = requests whose KV awaits a pull)
 //
 //   caf::actor prefill = *SpawnPrefillInstance(system, {.backend = ..., .decode = decode});
@@ -33,7 +36,9 @@ struct PrefillInstanceOptions {
   // DistServe's released defaults for a prefill batch: 8192 tokens, 128 requests.
   int max_batch_tokens = 8192;
   int max_batch_requests = 128;
-  caf::actor decode;  // where prefilled requests go
+  // Where prefilled requests go (DecodeRequest): a decode instance, or, if null, back to each
+  // request's sender (the router, which places it on a decode instance).
+  caf::actor decode;
 };
 
 absl::StatusOr<caf::actor> SpawnPrefillInstance(caf::actor_system& system,

