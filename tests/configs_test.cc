@@ -8,6 +8,7 @@
 #include "actors/cluster_config.h"
 #include "actors/roles.h"
 #include "gtest/gtest.h"
+#include "serving/cluster/serving_roles.h"
 
 namespace troupe::tests {
 namespace {
@@ -32,7 +33,10 @@ TEST(ConfigsTest, EveryShippedConfigIsValid) {
   for (const std::string& file : files) {
     absl::StatusOr<actors::ClusterConfig> config = actors::LoadClusterConfig(file);
     ASSERT_TRUE(config.ok()) << config.status();
-    EXPECT_TRUE(actors::BuiltinRoles().Check(*config).ok()) << file;
+    actors::RoleCatalog roles = actors::BuiltinRoles();
+    serving::cluster::AddServingRoles(roles, {});
+    const absl::Status checked = roles.Check(*config);
+    EXPECT_TRUE(checked.ok()) << file << ": " << checked;
   }
 }
 

@@ -73,6 +73,11 @@ absl::StatusOr<LoadedModel> LoadModelFromFlags() {
   return loaded;
 }
 
+std::string TokenizerFlagOrDefault() {
+  const std::string flag = absl::GetFlag(FLAGS_tokenizer);
+  return flag.empty() ? DefaultTokenizerPath() : flag;
+}
+
 int KvBlocksFlag() { return absl::GetFlag(FLAGS_kv_blocks); }
 
 bool ChunkedPrefillFlag() { return absl::GetFlag(FLAGS_chunked_prefill); }

@@ -26,6 +26,9 @@ absl::StatusOr<LoadedModel> LoadModelFromFlags();
 // when run by `bazel run`, else relative to the working directory).
 std::string DefaultTokenizerPath();
 
+// TokenizerFlagOrDefault is --tokenizer, or DefaultTokenizerPath() when it is empty.
+std::string TokenizerFlagOrDefault();
+
 // KvBlocksFlag is --kv_blocks; ChunkedPrefillFlag is --chunked_prefill.
 int KvBlocksFlag();
 bool ChunkedPrefillFlag();

@@ -39,7 +39,7 @@
 #include "tools/generate_command.h"
 #include "tools/serve_command.h"
 
-ABSL_FLAG(std::string, config, "", "Cluster config (TOML) for `node` and `check`.");
+ABSL_FLAG(std::string, config, "", "Cluster config (TOML) for `node`, `serve` and `check`.");
 ABSL_FLAG(std::string, node, "", "Which [[node]] of the config this process runs.");
 ABSL_FLAG(std::string, join, "",
           "host:port of any cluster member to join through (default: the config's first node).");
@@ -189,6 +189,55 @@ void PrintStarted(Node& node, const ClusterConfig& config) {
   std::fflush(stdout);
 }
 
+// AllRoles is every role this binary can start: the runtime's and serving's.
+actors::RoleCatalog AllRoles() {
+  NodeOptions options;
+  AddServing(options);
+  return options.roles;
+}
+
+// RunServe starts a serving node: the embedded default cluster, or a node of --config.
+int RunServe(actors::ShutdownSignals& signals) {
+  const std::string path = absl::GetFlag(FLAGS_config);
+  std::string name = absl::GetFlag(FLAGS_node);
+  absl::StatusOr<ClusterConfig> config;
+  if (path.empty()) {
+    absl::StatusOr<std::string> embedded = EmbeddedServeConfig();
+    if (!embedded.ok()) return Fail(embedded.status());
+    config = actors::ParseClusterConfig(*embedded, "<the embedded serve config>");
+    name = "local";
+  } else {
+    config = actors::LoadClusterConfig(path);
+  }
+  if (!config.ok()) return Fail(config.status());
+  if (name.empty()) {
+    if (config->nodes.size() != 1) {
+      std::vector<std::string> names;
+      for (const actors::NodeSpec& node : config->nodes) names.push_back(node.info.name);
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat(path, " has ", config->nodes.size(), " nodes; say which one this process ",
+                       "runs with --node (one of ", absl::StrJoin(names, ", "), ")")));
+    }
+    name = config->nodes[0].info.name;
+  }
+  NodeOptions options = OptionsFromFlags(*config, name);
+  AddServing(options);
+  absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(std::move(options));
+  if (!node.ok()) return Fail(node.status());
+  if (path.empty()) {
+    const bool colocated = std::any_of(config->actors.begin(), config->actors.end(),
+                                       [](const auto& a) { return a.role == "colocated"; });
+    std::printf("  engine: %s, on the CPU\n",
+                colocated ? "one colocated instance (continuous batching)"
+                          : "one prefill and one decode instance (KV moves as bytes between them)");
+  } else {
+    PrintStarted(**node, *config);
+  }
+  std::printf("  Ctrl-C stops it.\n");
+  std::fflush(stdout);
+  return RunUntilStopped(signals, **node, /*report=*/false);
+}
+
 int RunNode(actors::ShutdownSignals& signals) {
   const std::string path = absl::GetFlag(FLAGS_config);
   const std::string name = absl::GetFlag(FLAGS_node);
@@ -199,7 +248,9 @@ int RunNode(actors::ShutdownSignals& signals) {
   absl::StatusOr<ClusterConfig> config = actors::LoadClusterConfig(path);
   if (!config.ok()) return Fail(config.status());
   ClusterConfig copy = *config;
-  absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(OptionsFromFlags(copy, name));
+  NodeOptions options = OptionsFromFlags(copy, name);
+  AddServing(options);
+  absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(std::move(options));
   if (!node.ok()) return Fail(node.status());
   PrintStarted(**node, *config);
   return RunUntilStopped(signals, **node, /*report=*/false);
@@ -222,7 +273,7 @@ int RunDemo(actors::ShutdownSignals& signals) {
 int RunCheck() {
   absl::StatusOr<ClusterConfig> config = actors::LoadClusterConfig(absl::GetFlag(FLAGS_config));
   if (!config.ok()) return Fail(config.status());
-  if (absl::Status roles = actors::BuiltinRoles().Check(*config); !roles.ok()) return Fail(roles);
+  if (absl::Status roles = AllRoles().Check(*config); !roles.ok()) return Fail(roles);
   std::printf("%s: cluster \"%s\", %zu node(s), %zu actor(s)\n", config->source.c_str(),
               config->name.c_str(), config->nodes.size(), config->actors.size());
   for (const actors::NodeSpec& node : config->nodes) {
@@ -294,7 +345,7 @@ int RunPing() {
 }
 
 int RunRoles() {
-  const actors::RoleCatalog catalog = actors::BuiltinRoles();
+  const actors::RoleCatalog catalog = AllRoles();
   for (const auto& [name, role] : catalog.roles()) {
     std::printf("%-12s %s\n", name.c_str(), role.summary.c_str());
     for (const auto& [param, help] : role.params) {
@@ -318,7 +369,8 @@ int main(int argc, char** argv) {
       "  troupe roles                                 list the roles configs can use\n"
       "  troupe ping --join HOST:PORT --target N/A    ping an actor of a running cluster\n"
       "  troupe generate --prompt=TEXT                generate text on the CPU (tiny model)\n"
-      "  troupe serve                                 OpenAI-compatible server (tiny model, CPU)");
+      "  troupe serve                                 OpenAI-compatible server (tiny model, CPU)\n"
+      "  troupe serve --config X.toml [--node NAME]   one node of a serving cluster");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("troupe"));
   const std::string command = args.size() > 1 ? args[1] : "";

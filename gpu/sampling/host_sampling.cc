@@ -92,6 +92,7 @@ class Row {
   Row(const float* values, int64_t vocab) : values_(values), vocab_(vocab) {}
 
   int64_t size() const { return vocab_; }
+  const float* data() const { return values_; }
   float operator[](int64_t index) const {
     const float value = values_[index];
     return std::isnan(value) ? -kInfinity : value;
@@ -102,17 +103,31 @@ class Row {
   int64_t vocab_;
 };
 
-// Argmax: the lowest index among the largest logits (0 if every logit is -inf or NaN).
+// Argmax: the lowest index among the largest logits (0 if every logit is -inf or NaN). Two
+// passes over the raw values: the maximum, in independent lanes the compiler can vectorize (a
+// NaN never compares greater, so it reads as -inf), then the first index holding it. It is the
+// host's hot loop in greedy decoding (a vocabulary per request per step).
 int32_t Argmax(const Row& row) {
-  float best = -kInfinity;
-  int32_t best_token = 0;
-  for (int64_t i = 0; i < row.size(); ++i) {
-    if (row[i] > best) {
-      best = row[i];
-      best_token = static_cast<int32_t>(i);
+  constexpr int kLanes = 16;
+  const float* values = row.data();
+  const int64_t n = row.size();
+  float lanes[kLanes];
+  for (float& lane : lanes) lane = -kInfinity;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      const float v = values[i + j];
+      lanes[j] = v > lanes[j] ? v : lanes[j];
     }
   }
-  return best_token;
+  float best = -kInfinity;
+  for (; i < n; ++i) best = values[i] > best ? values[i] : best;
+  for (float lane : lanes) best = lane > best ? lane : best;
+  if (best == -kInfinity) return 0;
+  for (int64_t k = 0; k < n; ++k) {
+    if (values[k] == best) return static_cast<int32_t>(k);
+  }
+  return 0;  // not reached: `best` is one of the values
 }
 
 // RadixSelect returns the largest key K such that the tokens with key >= K (among those with

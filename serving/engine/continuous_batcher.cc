@@ -288,23 +288,25 @@ absl::StatusOr<std::vector<TokenEvent>> ContinuousBatcher::Step() {
 
   // 4. A request whose every known token is now cached gets its next token: one sampler call
   // for all of them, the k-th new token of a request drawn at offset k of its seed.
+  // Each row is sampled where the backend left it: copying a batch of vocabulary-sized rows
+  // into one buffer cost more host time than the sampling itself.
   std::vector<Active*> sampled;
-  std::vector<float> rows;
-  std::vector<gpu::sampling::SamplingParams> params;
+  std::vector<int32_t> sampled_tokens;
   const int64_t vocab = backend_->config().vocab_size;
   for (size_t i = 0; i < members.size(); ++i) {
     Active& active = *members[i];
     active.processed += chunks[i];
     if (active.processed < static_cast<int64_t>(active.tokens.size())) continue;
+    gpu::sampling::SamplingParams params = active.request.sampling;
+    params.offset = static_cast<uint64_t>(active.generated);
+    absl::StatusOr<std::vector<int32_t>> token =
+        gpu::sampling::SampleOnHost((*logits)[i], 1, vocab, {params});
+    if (!token.ok()) return token.status();
     sampled.push_back(&active);
-    rows.insert(rows.end(), (*logits)[i].begin(), (*logits)[i].end());
-    params.push_back(active.request.sampling);
-    params.back().offset = static_cast<uint64_t>(active.generated);
+    sampled_tokens.push_back(token->front());
   }
   if (sampled.empty()) return std::vector<TokenEvent>{};
-  absl::StatusOr<std::vector<int32_t>> tokens =
-      gpu::sampling::SampleOnHost(rows, static_cast<int64_t>(sampled.size()), vocab, params);
-  if (!tokens.ok()) return tokens.status();
+  const std::vector<int32_t>* tokens = &sampled_tokens;
   std::vector<TokenEvent> events;
   std::vector<int64_t> finished;
   for (size_t i = 0; i < sampled.size(); ++i) {

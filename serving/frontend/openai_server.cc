@@ -47,6 +47,14 @@ struct OpenAiServer::Impl {
 
 namespace {
 
+// Dump serializes a response. Generated text can end in a byte sequence that is not UTF-8 (a
+// model may stop inside a character, or emit byte tokens that form none): such bytes become
+// U+FFFD, as OpenAI's API and vLLM's server do, instead of failing the response.
+std::string Dump(const json& body) {
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+
 struct HttpError {
   int status;
   std::string type;
@@ -63,7 +71,7 @@ void SendError(httplib::Response& response, const HttpError& error) {
                                     ? json("context_length_exceeded")
                                     : json(nullptr)}}}};
   response.status = error.status;
-  response.set_content(body.dump(), "application/json");
+  response.set_content(Dump(body), "application/json");
 }
 
 HttpError BadRequest(std::string message, std::string param = "") {
@@ -432,7 +440,7 @@ absl::StatusOr<int> OpenAiServer::Start(const std::string& host, int port) {
                           {"object", "model"},
                           {"created", 0},
                           {"owned_by", "troupe"}}}}};
-    response.set_content(body.dump(), "application/json");
+    response.set_content(Dump(body), "application/json");
   });
   const auto generate = [impl, authorized](bool chat) {
     return [impl, authorized, chat](const httplib::Request& request, httplib::Response& response) {
@@ -469,13 +477,13 @@ absl::StatusOr<int> OpenAiServer::Start(const std::string& host, int port) {
         body["usage"] = {{"prompt_tokens", prompt_tokens},
                          {"completion_tokens", generation->completion_tokens()},
                          {"total_tokens", prompt_tokens + generation->completion_tokens()}};
-        response.set_content(body.dump(), "application/json");
+        response.set_content(Dump(body), "application/json");
         return;
       }
       response.set_chunked_content_provider(
           "text/event-stream", [generation, model, slot](size_t, httplib::DataSink& sink) {
             const auto event = [&](const json& data) {
-              const std::string text = absl::StrCat("data: ", data.dump(), "\n\n");
+              const std::string text = absl::StrCat("data: ", Dump(data), "\n\n");
               return sink.write(text.data(), text.size());
             };
             while (generation->Next()) {

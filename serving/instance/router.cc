@@ -1,6 +1,7 @@
 #include "serving/instance/router.h"
 
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -43,6 +44,13 @@ struct Track {
   Clock::time_point arrived, first_token, second_token;
 };
 
+// Parked is a request that arrived while the instances were still being looked up.
+struct Parked {
+  GenerateRequest request;
+  caf::actor client;
+  caf::response_promise promise;
+};
+
 struct RouterState {
   std::vector<Member> prefill;
   std::vector<Member> decode;
@@ -54,6 +62,8 @@ struct RouterState {
   caf::timespan lookup_timeout{};
   absl::flat_hash_set<caf::actor_addr> dead;  // instances that went down
   bool expects_decode = false;  // decode instances were given (else prefill ones are colocated)
+  int pending_lookups = 0;      // directory lookups under way
+  std::deque<Parked> parked;    // requests that came before their instances were found
   std::chrono::milliseconds poll_interval{100};
 };
 
@@ -120,7 +130,13 @@ void CancelOn(RouterActor* self, const caf::actor& instance, int64_t id) {
 
 // Resolve looks `name` ("node/name") up through the directory and adds it to `pool` when found;
 // it gives up (with a log line) after the lookup timeout.
-void Resolve(RouterActor* self, std::string name, bool prefill) {
+void Unpark(RouterActor* self);
+
+// Resolve looks `name` ("node/name") up through the directory and adds it to its pool when
+// found; it gives up (with a log line) after the lookup timeout. A retry continues a lookup
+// already counted in pending_lookups.
+void Resolve(RouterActor* self, std::string name, bool prefill, bool retry = false) {
+  if (!retry) ++self->state.pending_lookups;
   std::vector<std::string> parts = absl::StrSplit(name, absl::MaxSplits('/', 1));
   self->request(self->state.directory, caf::infinite, actors::lookup_atom::value, parts[0],
                 parts[1], self->state.lookup_timeout)
@@ -133,14 +149,19 @@ void Resolve(RouterActor* self, std::string name, bool prefill) {
                                  name, prefill);
               return;
             }
+            --self->state.pending_lookups;
             std::vector<Member>& pool = prefill ? self->state.prefill : self->state.decode;
-            if (Find(pool, instance) != nullptr) return;
-            pool.emplace_back(instance, name);
-            self->monitor(instance);
+            if (Find(pool, instance) == nullptr) {
+              pool.emplace_back(instance, name);
+              self->monitor(instance);
+            }
+            Unpark(self);
           },
           [self, name](const caf::error& e) {
+            --self->state.pending_lookups;
             aout(self) << "router: instance " << name << " is not reachable: "
                        << actors::ToStatus(e).message() << "\n";
+            Unpark(self);
           });
 }
 
@@ -155,10 +176,14 @@ void Drop(RouterActor* self, const caf::down_msg& down) {
         ++it;
         continue;
       }
-      aout(self) << "router: " << (pool == &s.prefill ? "prefill" : "decode") << " instance "
-                 << (it->name.empty() ? caf::to_string(source) : it->name)
-                 << " went down: " << caf::to_string(down.reason) << "\n";
-      if (!it->name.empty()) Resolve(self, it->name, pool == &s.prefill);  // it may come back
+      // An instance stopped on purpose (its node is shutting down) is neither news nor coming
+      // back; one that failed is reported and looked up again, as its supervisor may restart it.
+      if (down.reason != caf::exit_reason::user_shutdown) {
+        aout(self) << "router: " << (pool == &s.prefill ? "prefill" : "decode") << " instance "
+                   << (it->name.empty() ? caf::to_string(source) : it->name)
+                   << " went down: " << caf::to_string(down.reason) << "\n";
+        if (!it->name.empty()) Resolve(self, it->name, pool == &s.prefill);
+      }
       it = pool->erase(it);
     }
   }
@@ -174,6 +199,54 @@ void Drop(RouterActor* self, const caf::down_msg& down) {
     CancelOn(self, track.prefill.address() == source ? track.decode : track.prefill, id);
     End(self, id, GeneratedToken{id, -1, true, kFinishedByFailure});
   }
+}
+
+bool CanPlace(RouterActor* self) {
+  const RouterState& s = self->state;
+  return !s.prefill.empty() && !(s.expects_decode && s.decode.empty());
+}
+
+// Place sends `request` to the prefill instance with the fewest requests in flight, or answers
+// `promise` with Unavailable if there is none (or no decode instance to hand it to).
+void Place(RouterActor* self, GenerateRequest request, caf::actor client,
+           caf::response_promise promise) {
+  RouterState& s = self->state;
+  const int64_t id = request.id;
+  if (!CanPlace(self)) {
+    promise.deliver(actors::MakeCafError(
+        absl::StatusCode::kUnavailable,
+        absl::StrCat("request ", id, ": no ", s.prefill.empty() ? "prefill" : "decode",
+                     " instance is up; start one or wait for it to rejoin")));
+    return;
+  }
+  Member* prefill = Least(s.prefill);
+  Track track;
+  track.client = std::move(client);
+  track.prefill = prefill->actor;
+  track.arrived = Clock::now();
+  if (track.client != nullptr) self->monitor(track.client);
+  ++prefill->in_flight;
+  s.tracks.emplace(id, std::move(track));
+  self->request(prefill->actor, caf::infinite, std::move(request))
+      .then([promise]() mutable { promise.deliver(caf::unit); },
+            [self, promise, id](caf::error& e) mutable {
+              auto it = self->state.tracks.find(id);
+              if (it != self->state.tracks.end()) {  // refused: nothing to count
+                Release(self, it->second);
+                self->state.tracks.erase(it);
+              }
+              promise.deliver(std::move(e));
+            });
+}
+
+// Unpark places the requests that waited for instances, once there are instances for them or
+// no lookup is left that could bring them (then they are refused).
+void Unpark(RouterActor* self) {
+  RouterState& s = self->state;
+  if (!CanPlace(self) && s.pending_lookups > 0) return;
+  std::deque<Parked> parked = std::move(s.parked);
+  s.parked.clear();
+  for (Parked& p : parked) Place(self, std::move(p.request), std::move(p.client), p.promise);
 }
 
 void Poll(RouterActor* self) {
@@ -232,31 +305,14 @@ caf::behavior Router(RouterActor* self, RouterOptions options) {
           return actors::MakeCafError(absl::StatusCode::kAlreadyExists,
                                       absl::StrCat("request ", id, " is already in flight"));
         }
-        Member* prefill = Least(s.prefill);
-        if (prefill == nullptr || (s.expects_decode && s.decode.empty())) {
-          return actors::MakeCafError(
-              absl::StatusCode::kUnavailable,
-              absl::StrCat("request ", id, ": no ", prefill == nullptr ? "prefill" : "decode",
-                           " instance is up; start one or wait for it to rejoin"));
-        }
-        Track track;
-        track.client = caf::actor_cast<caf::actor>(self->current_sender());
-        track.prefill = prefill->actor;
-        track.arrived = Clock::now();
-        if (track.client != nullptr) self->monitor(track.client);
-        ++prefill->in_flight;
-        s.tracks.emplace(id, std::move(track));
+        // The sender first: making the promise takes the request's sender over.
+        auto client = caf::actor_cast<caf::actor>(self->current_sender());
         caf::response_promise promise = self->make_response_promise();
-        self->request(prefill->actor, caf::infinite, std::move(request))
-            .then([promise]() mutable { promise.deliver(caf::unit); },
-                  [self, promise, id](caf::error& e) mutable {
-                    auto it = self->state.tracks.find(id);
-                    if (it != self->state.tracks.end()) {  // refused: nothing to count
-                      Release(self, it->second);
-                      self->state.tracks.erase(it);
-                    }
-                    promise.deliver(std::move(e));
-                  });
+        if (CanPlace(self) || s.pending_lookups == 0) {
+          Place(self, std::move(request), std::move(client), promise);
+        } else {  // instances are still being looked up: wait for them
+          s.parked.push_back({std::move(request), std::move(client), promise});
+        }
         return promise;
       },
       [self](GeneratedToken& token) {
@@ -340,7 +396,7 @@ caf::behavior Router(RouterActor* self, RouterOptions options) {
       },
       [self](poll_atom) { Poll(self); },
       [self](actors::retry_atom, std::string& name, bool prefill) {
-        Resolve(self, std::move(name), prefill);
+        Resolve(self, std::move(name), prefill, /*retry=*/true);
       },
   };
 }

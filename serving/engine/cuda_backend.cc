@@ -1,0 +1,979 @@
+// The forward pass of cuda_backend.h, step by step against CpuBackend (cpu_backend.cc):
+//
+//   x      = embed[ids] (+ positions[pos + 2] for OPT)                     [T, hidden]
+//   per layer:
+//     h    = Norm1(x)              (fused with the previous layer's residual add)
+//     q,k,v= h·Wqᵀ+bq, h·Wkᵀ+bk, h·Wvᵀ+bv  (one batched GEMM; rotary on q, k for LLaMA)
+//     cache[slot(t)] = k, v        (WriteKv, every new token, before attention)
+//     a    = attention(q, cache)   (prefill kernel for fresh prompts, paged decode otherwise)
+//     x    = x + a·Woᵀ + bo ; h = Norm2(x)            (ResidualLayerNorm / ResidualRmsNorm)
+//     x    = x + MLP(h)            (OPT: relu(h·W1ᵀ+b1)·W2ᵀ+b2; LLaMA: (silu(h·Gᵀ)*(h·Uᵀ))·Dᵀ)
+//   logits = FinalNorm(x)[last rows] · headᵀ   (fp32 output; OPT's head is the token embedding)
+//
+// Row-major everywhere; a Linear weight is [out, in], so every projection is a GEMM with
+// transpose_b (gpu/gemm_args.h).
+#include "serving/engine/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gpu/attention/decode_attention.h"
+#include "gpu/attention/paged_kv.h"
+#include "gpu/attention/prefill_attention.h"
+#include "gpu/buffer.h"
+#include "gpu/cublas.h"
+#include "gpu/cuda_allocator.h"
+#include "gpu/device.h"
+#include "gpu/kernels/activation.h"
+#include "gpu/kernels/embedding.h"
+#include "gpu/kernels/normalization.h"
+#include "gpu/kernels/rotary.h"
+#include "gpu/memory_pool.h"
+#include "gpu/stream.h"
+
+namespace troupe::serving::engine {
+namespace {
+
+using gpu::DType;
+using model::ModelConfig;
+using model::ModelFamily;
+
+// Every region of the scratch and weight arenas starts on a 256-byte boundary (cudaMalloc's
+// alignment, which the vectorized kernels, TMA and cuBLAS's fast paths want).
+constexpr size_t kAlignment = 256;
+size_t AlignUp(size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
+
+// The decode-attention kernel's grid holds at most this many sequences (rows) per launch.
+constexpr int64_t kMaxDecodeRowsPerLaunch = 65535;
+// Upper bound of load_threads = 0 (one per core).
+constexpr int kMaxLoadThreads = 16;
+
+absl::Status CudaCall(cudaError_t code, const char* call, int device) {
+  if (code == cudaSuccess) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("CudaBackend: ", call, " failed on cuda:", device, ": ",
+                                          cudaGetErrorName(code), " (", cudaGetErrorString(code),
+                                          ")"));
+}
+
+// In prefixes a failure with where it happened; OK passes through.
+absl::Status In(absl::Status status, const std::string& where) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat("CudaBackend: ", where, ": ", status.message()));
+}
+
+#define TROUPE_RETURN_IF_ERROR(expr)                      \
+  do {                                                    \
+    if (absl::Status troupe_s = (expr); !troupe_s.ok()) { \
+      return troupe_s;                                    \
+    }                                                     \
+  } while (0)
+
+int64_t NumElements(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+// Device pointers of one layer's weights. Fused tensors are adjacent in memory: q, k, v weights
+// (and biases) as [q; k; v], LLaMA's gate and up as [gate; up].
+struct LayerWeights {
+  const void* norm1_w = nullptr;
+  const void* norm1_b = nullptr;  // OPT
+  const void* qkv_w = nullptr;
+  const void* qkv_b = nullptr;  // OPT
+  const void* o_w = nullptr;
+  const void* o_b = nullptr;  // OPT
+  const void* norm2_w = nullptr;
+  const void* norm2_b = nullptr;  // OPT
+  const void* up_w = nullptr;     // OPT fc1 [ffn, h]; LLaMA [gate; up] [2 ffn, h]
+  const void* up_b = nullptr;     // OPT fc1 bias
+  const void* down_w = nullptr;   // OPT fc2; LLaMA down
+  const void* down_b = nullptr;   // OPT fc2 bias
+};
+
+// The packed rows of one step and what the kernels need to know about them (host side).
+struct StepPlan {
+  int64_t tokens = 0;        // T: all new tokens
+  int64_t sequences = 0;     // B
+  int64_t prefill_seqs = 0;  // P: sequences with cached_tokens == 0 (rows [0, prefill_rows))
+  int64_t prefill_rows = 0;
+  int max_prefill_len = 0;
+  int64_t paged_rows = 0;  // rows [prefill_rows, T): one decode-attention row each
+  int max_blocks = 0;      // row length of the paged rows' block tables
+  int max_context = 0;
+  bool last_rows_identity = false;  // last_rows[b] == b and T == B: no gather needed
+  size_t decode_workspace = 0;
+  std::vector<int32_t> ids, positions, slots, cu_seqlens, context_lens, block_tables, last_rows;
+};
+
+// Byte offsets of one step's regions in the scratch arena.
+struct StepLayout {
+  size_t ids, positions, slots, cu_seqlens, context_lens, block_tables, last_rows;
+  size_t ints_end;  // [0, ints_end) is uploaded from the host in one copy
+  size_t x, normed, qkv, attn, proj, mlp, act, gathered, logits, prefill_ws, decode_ws;
+  size_t total;
+};
+
+class CudaBackend : public ForwardBackend {
+ public:
+  CudaBackend(ModelConfig config, CudaBackendOptions options, gpu::Stream stream, gpu::Blas blas,
+              std::shared_ptr<gpu::MemoryPool> pool)
+      : config_(std::move(config)),
+        options_(options),
+        dtype_(options.dtype),
+        element_(gpu::SizeOf(options.dtype)),
+        stream_(std::move(stream)),
+        blas_(std::move(blas)),
+        pool_(std::move(pool)) {}
+
+  absl::Status Init(const model::WeightSource& weights) {
+    TROUPE_RETURN_IF_ERROR(LoadWeights(weights));
+    // Scratch for the largest step the options promise without allocation: up to
+    // max_step_tokens tokens and max_step_sequences sequences, decoding at the full context.
+    // (Long chunks of prompts after a cached prefix, which run as many decode-attention rows,
+    // may grow the decode workspace beyond this once.)
+    {
+      StepPlan worst;
+      worst.tokens = options_.max_step_tokens;
+      worst.sequences = options_.max_step_sequences;
+      worst.prefill_seqs = options_.max_step_sequences;
+      worst.paged_rows = options_.max_step_tokens;
+      worst.max_blocks = (config_.max_position_embeddings + kKvBlockTokens - 1) / kKvBlockTokens;
+      worst.max_context = config_.max_position_embeddings;
+      worst.decode_workspace =
+          DecodeWorkspace(options_.max_step_sequences, worst.max_blocks, worst.max_context);
+      TROUPE_RETURN_IF_ERROR(EnsureScratch(Layout(worst), worst));
+    }
+    const size_t block_bytes = KvBlockBytes();
+    int64_t blocks = options_.num_kv_blocks;
+    if (blocks == 0) {
+      absl::StatusOr<gpu::Device> device = gpu::Device::Get(options_.device);
+      if (!device.ok()) return device.status();
+      absl::StatusOr<size_t> free_bytes = device->FreeMemoryBytes();
+      if (!free_bytes.ok()) return free_bytes.status();
+      blocks = static_cast<int64_t>(static_cast<double>(*free_bytes) *
+                                    options_.gpu_memory_utilization / block_bytes);
+      if (blocks < 1) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "CudaBackend: ", *free_bytes, " bytes free on cuda:", options_.device,
+            " after the weights (", weight_bytes_, " bytes) hold no KV block of ", block_bytes,
+            " bytes; use a smaller model, fp16/bf16 weights or a GPU with more memory"));
+      }
+    }
+    // Slots are int32 (block * 16 + offset) in the kernels.
+    blocks = std::min<int64_t>(blocks, (int64_t{1} << 31) / kKvBlockTokens - 1);
+    num_kv_blocks_ = static_cast<int>(blocks);
+    absl::StatusOr<gpu::DeviceBuffer> cache =
+        gpu::DeviceBuffer::Allocate(static_cast<size_t>(blocks) * block_bytes, options_.device);
+    if (!cache.ok()) return In(cache.status(), absl::StrCat("the KV cache of ", blocks, " blocks"));
+    kv_cache_ = *std::move(cache);
+    // Zeros, as CpuBackend's cache starts: exported blocks that were never written agree.
+    TROUPE_RETURN_IF_ERROR(
+        CudaCall(cudaMemsetAsync(kv_cache_.data(), 0, kv_cache_.bytes(), RawStream()),
+                 "cudaMemsetAsync", options_.device));
+    return In(stream_.Synchronize(), "clearing the KV cache");
+  }
+
+  const ModelConfig& config() const override { return config_; }
+  int num_kv_blocks() const override { return num_kv_blocks_; }
+  DType kv_dtype() const override { return dtype_; }
+
+  absl::StatusOr<std::vector<std::vector<float>>> Forward(
+      const std::vector<SequenceStep>& batch) override {
+    for (const SequenceStep& step : batch) {
+      if (absl::Status valid = ValidateStep(step, config_, num_kv_blocks_); !valid.ok()) {
+        return valid;
+      }
+    }
+    if (batch.empty()) return std::vector<std::vector<float>>{};
+    absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
+    if (!scoped.ok()) return scoped.status();
+
+    const StepPlan plan = Plan(batch);
+    const StepLayout layout = Layout(plan);
+    TROUPE_RETURN_IF_ERROR(EnsureScratch(layout, plan));
+    auto* base = static_cast<uint8_t*>(scratch_.data());
+    auto* host = static_cast<uint8_t*>(host_staging_.data());
+    const auto copy_ints = [&](size_t offset, const std::vector<int32_t>& values) {
+      if (!values.empty()) std::memcpy(host + offset, values.data(), values.size() * 4);
+    };
+    copy_ints(layout.ids, plan.ids);
+    copy_ints(layout.positions, plan.positions);
+    copy_ints(layout.slots, plan.slots);
+    copy_ints(layout.cu_seqlens, plan.cu_seqlens);
+    copy_ints(layout.context_lens, plan.context_lens);
+    copy_ints(layout.block_tables, plan.block_tables);
+    copy_ints(layout.last_rows, plan.last_rows);
+    TROUPE_RETURN_IF_ERROR(
+        In(gpu::CopyToDeviceAsync(base, host, layout.ints_end, stream_), "step metadata upload"));
+
+    const auto ints = [&](size_t offset) {
+      return reinterpret_cast<const int32_t*>(base + offset);
+    };
+    const int64_t T = plan.tokens;
+    const int64_t B = plan.sequences;
+    const int64_t h = config_.hidden_size;
+    const bool opt = config_.family == ModelFamily::kOpt;
+    void* x = base + layout.x;
+    void* normed = base + layout.normed;
+
+    // Embeddings.
+    if (opt) {
+      TROUPE_RETURN_IF_ERROR(
+          In(gpu::kernels::EmbeddingWithPositions(
+                 dtype_, ints(layout.ids), embed_, ints(layout.positions), positions_table_, x, T,
+                 config_.vocab_size, h, config_.max_position_embeddings + 2,
+                 gpu::kernels::kOptPositionOffset, stream_),
+             "embedding"));
+    } else {
+      TROUPE_RETURN_IF_ERROR(In(gpu::kernels::Embedding(dtype_, ints(layout.ids), embed_, x, T,
+                                                        config_.vocab_size, h, stream_),
+                                "embedding"));
+    }
+    TROUPE_RETURN_IF_ERROR(
+        In(Norm(x, layers_[0].norm1_w, layers_[0].norm1_b, normed, T), "layer 0 input norm"));
+
+    for (int l = 0; l < config_.num_layers; ++l) {
+      TROUPE_RETURN_IF_ERROR(In(Layer(l, plan, layout), absl::StrCat("layer ", l)));
+    }
+
+    // `normed` holds the final norm of every row; the logits need each sequence's last row.
+    const void* last = normed;
+    if (!plan.last_rows_identity) {
+      TROUPE_RETURN_IF_ERROR(In(gpu::kernels::Embedding(dtype_, ints(layout.last_rows), normed,
+                                                        base + layout.gathered, B, T, h, stream_),
+                                "gathering the last rows"));
+      last = base + layout.gathered;
+    }
+    gpu::GemmArgs head;
+    head.m = B;
+    head.n = config_.vocab_size;
+    head.k = h;
+    head.dtype = dtype_;
+    head.output_dtype = DType::kFloat32;
+    head.a = last;
+    head.b = head_;
+    head.transpose_b = true;
+    head.c = base + layout.logits;
+    TROUPE_RETURN_IF_ERROR(In(blas_.Gemm(head), "output head"));
+    const size_t logits_bytes = static_cast<size_t>(B) * config_.vocab_size * sizeof(float);
+    TROUPE_RETURN_IF_ERROR(
+        In(gpu::CopyToHostAsync(host_logits_.data(), base + layout.logits, logits_bytes, stream_),
+           "logits download"));
+    TROUPE_RETURN_IF_ERROR(In(stream_.Synchronize(), "the step"));
+    std::vector<std::vector<float>> result(B);
+    const auto* logits = static_cast<const float*>(host_logits_.data());
+    for (int64_t s = 0; s < B; ++s) {
+      result[s].assign(logits + s * config_.vocab_size, logits + (s + 1) * config_.vocab_size);
+    }
+    return result;
+  }
+
+  absl::StatusOr<std::vector<uint8_t>> ExportKv(const std::vector<int32_t>& blocks,
+                                                const KvRange& range) const override {
+    if (absl::Status valid = CheckBlocks(blocks); !valid.ok()) return valid;
+    absl::StatusOr<KvRange> r = KvRangeOf(range, config_);
+    if (!r.ok()) return r.status();
+    const int64_t total = KvBytes(config_, dtype_, blocks.size(), *r);
+    std::vector<uint8_t> bytes(total);
+    if (blocks.empty()) return bytes;
+    absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
+    if (!scoped.ok()) return scoped.status();
+    absl::StatusOr<gpu::PooledBuffer> staging = pool_->Allocate(total, options_.device);
+    if (!staging.ok()) return In(staging.status(), "ExportKv staging");
+    absl::StatusOr<gpu::PooledBuffer> ids = UploadBlockIds(blocks);
+    if (!ids.ok()) return ids.status();
+    const int64_t part = total / (2 * (r->layer_end - r->layer_begin));
+    auto* packed = static_cast<uint8_t*>(staging->data());
+    for (int l = r->layer_begin; l < r->layer_end; ++l) {
+      for (int kv = 0; kv < 2; ++kv) {
+        TROUPE_RETURN_IF_ERROR(In(
+            gpu::attention::GatherKvBlocks(
+                dtype_, Cache(l, kv), CacheShape(), static_cast<const int32_t*>(ids->data()),
+                static_cast<int64_t>(blocks.size()), r->head_begin, r->head_end, packed, stream_),
+            absl::StrCat("ExportKv layer ", l)));
+        packed += part;
+      }
+    }
+    TROUPE_RETURN_IF_ERROR(
+        In(gpu::CopyToHostAsync(bytes.data(), staging->data(), total, stream_), "ExportKv copy"));
+    TROUPE_RETURN_IF_ERROR(In(stream_.Synchronize(), "ExportKv"));
+    return bytes;
+  }
+
+  absl::Status ImportKv(const std::vector<int32_t>& blocks, const KvRange& range,
+                        const std::vector<uint8_t>& bytes) override {
+    if (absl::Status valid = CheckBlocks(blocks); !valid.ok()) return valid;
+    absl::StatusOr<KvRange> r = KvRangeOf(range, config_);
+    if (!r.ok()) return r.status();
+    const int64_t expected = KvBytes(config_, dtype_, blocks.size(), *r);
+    if (static_cast<int64_t>(bytes.size()) != expected) {
+      return absl::InvalidArgumentError(absl::StrCat("ImportKv: ", bytes.size(), " bytes for ",
+                                                     blocks.size(), " blocks of this range; ",
+                                                     expected, " expected"));
+    }
+    if (blocks.empty()) return absl::OkStatus();
+    absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
+    if (!scoped.ok()) return scoped.status();
+    absl::StatusOr<gpu::PooledBuffer> staging = pool_->Allocate(expected, options_.device);
+    if (!staging.ok()) return In(staging.status(), "ImportKv staging");
+    absl::StatusOr<gpu::PooledBuffer> ids = UploadBlockIds(blocks);
+    if (!ids.ok()) return ids.status();
+    TROUPE_RETURN_IF_ERROR(In(
+        gpu::CopyToDeviceAsync(staging->data(), bytes.data(), expected, stream_), "ImportKv copy"));
+    const int64_t part = expected / (2 * (r->layer_end - r->layer_begin));
+    const auto* packed = static_cast<const uint8_t*>(staging->data());
+    for (int l = r->layer_begin; l < r->layer_end; ++l) {
+      for (int kv = 0; kv < 2; ++kv) {
+        TROUPE_RETURN_IF_ERROR(In(gpu::attention::ScatterKvBlocks(
+                                      dtype_, packed, static_cast<const int32_t*>(ids->data()),
+                                      static_cast<int64_t>(blocks.size()), r->head_begin,
+                                      r->head_end, CacheShape(), Cache(l, kv), stream_),
+                                  absl::StrCat("ImportKv layer ", l)));
+        packed += part;
+      }
+    }
+    // The staging buffers go back to the pool when this returns: the stream must be done.
+    return In(stream_.Synchronize(), "ImportKv");
+  }
+
+ private:
+  // --- Weights ------------------------------------------------------------------------------
+
+  // Groups lists the tensors in upload order; each group's tensors are adjacent on the device.
+  std::vector<std::vector<std::string>> Groups() const {
+    const bool opt = config_.family == ModelFamily::kOpt;
+    const std::string root = opt ? "model.decoder." : "model.";
+    std::vector<std::vector<std::string>> groups = {{root + "embed_tokens.weight"}};
+    if (opt) {
+      groups.push_back({"model.decoder.embed_positions.weight"});
+      groups.push_back({"model.decoder.final_layer_norm.weight"});
+      groups.push_back({"model.decoder.final_layer_norm.bias"});
+    } else {
+      groups.push_back({"model.norm.weight"});
+      groups.push_back({"lm_head.weight"});
+    }
+    for (int l = 0; l < config_.num_layers; ++l) {
+      const std::string p = absl::StrCat(root, "layers.", l, ".");
+      groups.push_back({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
+                        p + "self_attn.v_proj.weight"});
+      if (opt) {
+        groups.push_back({p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias",
+                          p + "self_attn.v_proj.bias"});
+        for (const char* name :
+             {"self_attn.out_proj.weight", "self_attn.out_proj.bias", "self_attn_layer_norm.weight",
+              "self_attn_layer_norm.bias", "final_layer_norm.weight", "final_layer_norm.bias",
+              "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}) {
+          groups.push_back({p + name});
+        }
+      } else {
+        for (const char* name : {"self_attn.o_proj.weight", "input_layernorm.weight",
+                                 "post_attention_layernorm.weight", "mlp.down_proj.weight"}) {
+          groups.push_back({p + name});
+        }
+        groups.push_back({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"});
+      }
+    }
+    return groups;
+  }
+
+  absl::Status LoadWeights(const model::WeightSource& weights) {
+    std::map<std::string, model::TensorSpec> specs;
+    for (model::TensorSpec& spec : model::ExpectedTensors(config_)) {
+      specs[spec.name] = std::move(spec);
+    }
+    // Place every tensor: groups start aligned, a group's tensors follow each other.
+    struct Placed {
+      model::TensorSpec spec;
+      size_t offset;
+      size_t bytes;
+    };
+    std::vector<Placed> placed;
+    size_t offset = 0;
+    for (const std::vector<std::string>& group : Groups()) {
+      offset = AlignUp(offset);
+      for (const std::string& name : group) {
+        auto it = specs.find(name);
+        if (it == specs.end()) {
+          return absl::InternalError(absl::StrCat("CudaBackend: tensor ", name,
+                                                  " is not among the model's expected tensors"));
+        }
+        const size_t bytes = NumElements(it->second.shape) * element_;
+        placed.push_back({it->second, offset, bytes});
+        offset += bytes;
+        specs.erase(it);
+      }
+    }
+    if (!specs.empty()) {
+      return absl::InternalError(absl::StrCat("CudaBackend: tensor ", specs.begin()->first,
+                                              " of the model has no place on the device"));
+    }
+    weight_bytes_ = offset;
+    absl::StatusOr<gpu::DeviceBuffer> buffer =
+        gpu::DeviceBuffer::Allocate(weight_bytes_, options_.device);
+    if (!buffer.ok()) return In(buffer.status(), absl::StrCat("the weights of ", config_.name));
+    weights_ = *std::move(buffer);
+    auto* base = static_cast<uint8_t*>(weights_.data());
+
+    // Loading converts (and for random weights generates) on the host: spread it over threads.
+    int threads = options_.load_threads;
+    if (threads <= 0) {
+      threads =
+          std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxLoadThreads);
+    }
+    threads = std::min<int>(threads, placed.size());
+    std::atomic<size_t> next{0};
+    absl::Mutex mutex;
+    absl::Status first_error;
+    const auto work = [&] {
+      for (size_t i = next++; i < placed.size(); i = next++) {
+        {
+          absl::MutexLock lock(&mutex);
+          if (!first_error.ok()) return;
+        }
+        const Placed& p = placed[i];
+        absl::Status status;
+        absl::StatusOr<std::vector<uint8_t>> bytes =
+            weights.Load(p.spec, dtype_, /*rank=*/0, /*world=*/1);
+        if (!bytes.ok()) {
+          status = bytes.status();
+        } else if (bytes->size() != p.bytes) {
+          status = absl::InternalError(absl::StrCat("weight source ", weights.Describe(), " gave ",
+                                                    bytes->size(), " bytes for ", p.spec.name, "; ",
+                                                    p.bytes, " expected"));
+        } else {
+          status = In(gpu::CopyToDevice(base + p.offset, bytes->data(), p.bytes, options_.device),
+                      absl::StrCat("uploading ", p.spec.name));
+        }
+        if (!status.ok()) {
+          absl::MutexLock lock(&mutex);
+          if (first_error.ok()) first_error = status;
+          return;
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) pool.emplace_back(work);
+    for (std::thread& thread : pool) thread.join();
+    if (!first_error.ok()) return first_error;
+
+    std::map<std::string, const void*> at;
+    for (const Placed& p : placed) at[p.spec.name] = base + p.offset;
+    const bool opt = config_.family == ModelFamily::kOpt;
+    const std::string root = opt ? "model.decoder." : "model.";
+    embed_ = at.at(root + "embed_tokens.weight");
+    if (opt) {
+      positions_table_ = at.at("model.decoder.embed_positions.weight");
+      final_w_ = at.at("model.decoder.final_layer_norm.weight");
+      final_b_ = at.at("model.decoder.final_layer_norm.bias");
+      head_ = embed_;  // OPT ties the output head to the token embedding.
+    } else {
+      final_w_ = at.at("model.norm.weight");
+      head_ = at.at("lm_head.weight");
+    }
+    for (int l = 0; l < config_.num_layers; ++l) {
+      const std::string p = absl::StrCat(root, "layers.", l, ".");
+      LayerWeights w;
+      w.qkv_w = at.at(p + "self_attn.q_proj.weight");  // [q; k; v] follow each other
+      if (opt) {
+        w.qkv_b = at.at(p + "self_attn.q_proj.bias");
+        w.o_w = at.at(p + "self_attn.out_proj.weight");
+        w.o_b = at.at(p + "self_attn.out_proj.bias");
+        w.norm1_w = at.at(p + "self_attn_layer_norm.weight");
+        w.norm1_b = at.at(p + "self_attn_layer_norm.bias");
+        w.norm2_w = at.at(p + "final_layer_norm.weight");
+        w.norm2_b = at.at(p + "final_layer_norm.bias");
+        w.up_w = at.at(p + "fc1.weight");
+        w.up_b = at.at(p + "fc1.bias");
+        w.down_w = at.at(p + "fc2.weight");
+        w.down_b = at.at(p + "fc2.bias");
+      } else {
+        w.o_w = at.at(p + "self_attn.o_proj.weight");
+        w.norm1_w = at.at(p + "input_layernorm.weight");
+        w.norm2_w = at.at(p + "post_attention_layernorm.weight");
+        w.up_w = at.at(p + "mlp.gate_proj.weight");  // [gate; up]
+        w.down_w = at.at(p + "mlp.down_proj.weight");
+      }
+      layers_.push_back(w);
+    }
+    return absl::OkStatus();
+  }
+
+  // --- One step -----------------------------------------------------------------------------
+
+  // Plan packs the batch: fresh prompts' tokens first (the prefill kernel's packed batch), then
+  // every other sequence's new tokens (rows of the paged decode kernel).
+  StepPlan Plan(const std::vector<SequenceStep>& batch) const {
+    StepPlan plan;
+    plan.sequences = static_cast<int64_t>(batch.size());
+    plan.last_rows.assign(batch.size(), 0);
+    plan.cu_seqlens.push_back(0);
+    for (int pass = 0; pass < 2; ++pass) {
+      const bool prefill_pass = pass == 0;
+      for (size_t s = 0; s < batch.size(); ++s) {
+        const SequenceStep& step = batch[s];
+        if ((step.cached_tokens == 0) != prefill_pass) continue;
+        const int n = static_cast<int>(step.tokens.size());
+        for (int i = 0; i < n; ++i) {
+          const int position = step.cached_tokens + i;
+          plan.ids.push_back(step.tokens[i]);
+          plan.positions.push_back(position);
+          plan.slots.push_back(step.block_table[position / kKvBlockTokens] * kKvBlockTokens +
+                               position % kKvBlockTokens);
+        }
+        plan.last_rows[s] = static_cast<int32_t>(plan.ids.size()) - 1;
+        if (prefill_pass) {
+          ++plan.prefill_seqs;
+          plan.cu_seqlens.push_back(static_cast<int32_t>(plan.ids.size()));
+          plan.max_prefill_len = std::max(plan.max_prefill_len, n);
+        } else {
+          const int length = step.cached_tokens + n;
+          plan.max_blocks =
+              std::max(plan.max_blocks, (length + kKvBlockTokens - 1) / kKvBlockTokens);
+          plan.max_context = std::max(plan.max_context, length);
+        }
+      }
+      if (prefill_pass) plan.prefill_rows = static_cast<int64_t>(plan.ids.size());
+    }
+    plan.tokens = static_cast<int64_t>(plan.ids.size());
+    plan.paged_rows = plan.tokens - plan.prefill_rows;
+    // Row r of the paged part attends to the first cached + i + 1 tokens of its sequence.
+    for (const SequenceStep& step : batch) {
+      if (step.cached_tokens == 0) continue;
+      for (size_t i = 0; i < step.tokens.size(); ++i) {
+        plan.context_lens.push_back(step.cached_tokens + static_cast<int>(i) + 1);
+        for (int b = 0; b < plan.max_blocks; ++b) {
+          plan.block_tables.push_back(
+              b < static_cast<int>(step.block_table.size()) ? step.block_table[b] : 0);
+        }
+      }
+    }
+    plan.last_rows_identity = plan.tokens == plan.sequences;
+    for (int64_t s = 0; s < plan.sequences && plan.last_rows_identity; ++s) {
+      plan.last_rows_identity = plan.last_rows[s] == s;
+    }
+    plan.decode_workspace = DecodeWorkspace(plan.paged_rows, plan.max_blocks, plan.max_context);
+    return plan;
+  }
+
+  gpu::attention::DecodeAttentionParams DecodeParams(int64_t rows, int max_blocks,
+                                                     int max_context) const {
+    gpu::attention::DecodeAttentionParams p;
+    p.batch = rows;
+    p.num_heads = config_.num_heads;
+    p.cache = CacheShape();
+    p.max_blocks_per_seq = max_blocks;
+    p.max_context_len = max_context;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim()));
+    return p;
+  }
+
+  // DecodeWorkspace is the largest workspace of the launches that cover `rows` paged rows.
+  size_t DecodeWorkspace(int64_t rows, int max_blocks, int max_context) const {
+    size_t bytes = 0;
+    for (int64_t first = 0; first < rows; first += kMaxDecodeRowsPerLaunch) {
+      const int64_t n = std::min(kMaxDecodeRowsPerLaunch, rows - first);
+      bytes = std::max(bytes, gpu::attention::DecodeAttentionWorkspaceBytes(
+                                  DecodeParams(n, max_blocks, max_context)));
+    }
+    return bytes;
+  }
+
+  StepLayout Layout(const StepPlan& plan) const {
+    const int64_t T = plan.tokens;
+    const int64_t B = plan.sequences;
+    const int64_t h = config_.hidden_size;
+    const int64_t qkv =
+        static_cast<int64_t>(config_.num_heads + 2 * config_.num_kv_heads) * config_.head_dim();
+    const int64_t attn = static_cast<int64_t>(config_.num_heads) * config_.head_dim();
+    const bool opt = config_.family == ModelFamily::kOpt;
+    StepLayout l;
+    size_t at = 0;
+    const auto take = [&](size_t bytes) {
+      const size_t start = at;
+      at = AlignUp(at + bytes);
+      return start;
+    };
+    l.ids = take(T * 4);
+    l.positions = take(T * 4);
+    l.slots = take(T * 4);
+    l.cu_seqlens = take((plan.prefill_seqs + 1) * 4);
+    l.context_lens = take(plan.paged_rows * 4);
+    l.block_tables = take(plan.paged_rows * plan.max_blocks * 4);
+    l.last_rows = take(B * 4);
+    l.ints_end = at;
+    l.x = take(T * h * element_);
+    l.normed = take(T * h * element_);
+    l.qkv = take(T * qkv * element_);
+    l.attn = take(T * attn * element_);
+    l.proj = take(T * h * element_);
+    l.mlp = take(T * config_.ffn_size * (opt ? 1 : 2) * element_);
+    l.act = take(opt ? 0 : T * config_.ffn_size * element_);
+    l.gathered = take(B * h * element_);
+    l.logits = take(B * config_.vocab_size * sizeof(float));
+    l.prefill_ws = take(gpu::attention::PrefillAttentionWorkspaceBytes({}));
+    l.decode_ws = take(plan.decode_workspace);
+    l.total = at;
+    return l;
+  }
+
+  // EnsureScratch grows the device scratch, the pinned staging buffers and the column of ones
+  // (the bias GEMMs' left operand) when a step needs more than they hold.
+  absl::Status EnsureScratch(const StepLayout& layout, const StepPlan& plan) {
+    if (scratch_.capacity() < layout.total) {
+      scratch_.Reset();
+      // Hand the old block back to CUDA rather than caching it: steps only grow it.
+      TROUPE_RETURN_IF_ERROR(pool_->Release(options_.device));
+      absl::StatusOr<gpu::PooledBuffer> scratch = pool_->Allocate(layout.total, options_.device);
+      if (!scratch.ok()) return In(scratch.status(), "scratch memory for a step");
+      scratch_ = *std::move(scratch);
+    }
+    const size_t logits_bytes = plan.sequences * config_.vocab_size * sizeof(float);
+    if (host_staging_.bytes() < layout.ints_end) {
+      absl::StatusOr<gpu::PinnedHostBuffer> staging =
+          gpu::PinnedHostBuffer::Allocate(layout.ints_end);
+      if (!staging.ok()) return In(staging.status(), "pinned staging memory");
+      host_staging_ = *std::move(staging);
+    }
+    if (host_logits_.bytes() < logits_bytes) {
+      absl::StatusOr<gpu::PinnedHostBuffer> logits = gpu::PinnedHostBuffer::Allocate(logits_bytes);
+      if (!logits.ok()) return In(logits.status(), "pinned memory for the logits");
+      host_logits_ = *std::move(logits);
+    }
+    const size_t ones_bytes = plan.tokens * element_;
+    if (ones_.bytes() < ones_bytes) {
+      std::vector<uint8_t> ones(ones_bytes);
+      for (int64_t i = 0; i < plan.tokens; ++i) gpu::FromFloat(dtype_, 1.0f, &ones[i * element_]);
+      absl::StatusOr<gpu::DeviceBuffer> buffer =
+          gpu::DeviceBuffer::Allocate(ones_bytes, options_.device);
+      if (!buffer.ok()) return In(buffer.status(), "a column of ones");
+      // The old column may still be read by queued work of this stream; the copy below is not
+      // ordered with it, so finish that work before freeing it.
+      TROUPE_RETURN_IF_ERROR(In(stream_.Synchronize(), "growing the column of ones"));
+      TROUPE_RETURN_IF_ERROR(In(buffer->CopyFromHost(ones.data(), ones_bytes), "a column of ones"));
+      ones_ = *std::move(buffer);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Norm(const void* input, const void* gamma, const void* beta, void* output,
+                    int64_t rows) {
+    if (config_.family == ModelFamily::kOpt) {
+      return gpu::kernels::LayerNorm(dtype_, input, gamma, beta, output, rows, config_.hidden_size,
+                                     config_.norm_epsilon, stream_);
+    }
+    return gpu::kernels::RmsNorm(dtype_, input, gamma, output, rows, config_.hidden_size,
+                                 config_.norm_epsilon, stream_);
+  }
+
+  // ResidualNorm: x += input + bias (bias may be null), then output = Norm(x).
+  absl::Status ResidualNorm(const void* input, const void* bias, void* x, const void* gamma,
+                            const void* beta, void* output, int64_t rows) {
+    if (config_.family == ModelFamily::kOpt) {
+      return gpu::kernels::ResidualLayerNorm(dtype_, input, bias, x, gamma, beta, x, output, rows,
+                                             config_.hidden_size, config_.norm_epsilon, stream_);
+    }
+    return gpu::kernels::ResidualRmsNorm(dtype_, input, bias, x, gamma, x, output, rows,
+                                         config_.hidden_size, config_.norm_epsilon, stream_);
+  }
+
+  // Linear: y[m, n] = x[m, k] · w[n, k]ᵀ (+ what y holds when beta is 1).
+  absl::Status Linear(const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k,
+                      float beta = 0.0f) {
+    gpu::GemmArgs g;
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.dtype = dtype_;
+    g.output_dtype = dtype_;
+    g.a = x;
+    g.b = w;
+    g.transpose_b = true;
+    g.c = y;
+    g.beta = beta;
+    return blas_.Gemm(g);
+  }
+
+  // Projections: `count` weights [n, k] that follow each other at w (and biases [n] at bias, or
+  // null) applied to x[m, k], into `count` outputs [m, n] that follow each other at y. The bias
+  // is broadcast first as ones[m, 1] · bias[1, n], and the product accumulates onto it (beta 1).
+  absl::Status Projections(const void* x, const void* w, const void* bias, void* y, int64_t m,
+                           int64_t n, int64_t k, int64_t count) {
+    if (bias != nullptr) {
+      gpu::BatchedGemmArgs broadcast;
+      broadcast.gemm.m = m;
+      broadcast.gemm.n = n;
+      broadcast.gemm.k = 1;
+      broadcast.gemm.dtype = dtype_;
+      broadcast.gemm.output_dtype = dtype_;
+      broadcast.gemm.a = ones_.data();
+      broadcast.gemm.b = bias;
+      broadcast.gemm.c = y;
+      broadcast.batch_count = count;
+      broadcast.stride_a = 0;
+      broadcast.stride_b = n;
+      broadcast.stride_c = m * n;
+      TROUPE_RETURN_IF_ERROR(blas_.GemmStridedBatched(broadcast));
+    }
+    gpu::BatchedGemmArgs product;
+    product.gemm.m = m;
+    product.gemm.n = n;
+    product.gemm.k = k;
+    product.gemm.dtype = dtype_;
+    product.gemm.output_dtype = dtype_;
+    product.gemm.a = x;
+    product.gemm.b = w;
+    product.gemm.transpose_b = true;
+    product.gemm.c = y;
+    product.gemm.beta = bias != nullptr ? 1.0f : 0.0f;
+    product.batch_count = count;
+    product.stride_a = 0;
+    product.stride_b = n * k;
+    product.stride_c = m * n;
+    return blas_.GemmStridedBatched(product);
+  }
+
+  absl::Status Layer(int l, const StepPlan& plan, const StepLayout& layout) {
+    const LayerWeights& w = layers_[l];
+    auto* base = static_cast<uint8_t*>(scratch_.data());
+    const auto ints = [&](size_t offset) {
+      return reinterpret_cast<const int32_t*>(base + offset);
+    };
+    const int64_t T = plan.tokens;
+    const int64_t h = config_.hidden_size;
+    const int d = config_.head_dim();
+    const int64_t nq = static_cast<int64_t>(config_.num_heads) * d;
+    const int64_t nkv = static_cast<int64_t>(config_.num_kv_heads) * d;
+    const bool opt = config_.family == ModelFamily::kOpt;
+    void* x = base + layout.x;
+    void* normed = base + layout.normed;
+    // q [T, nq], then k [T, nkv], then v [T, nkv]: each contiguous, as the kernels want.
+    uint8_t* q = base + layout.qkv;
+    uint8_t* k = q + T * nq * element_;
+    uint8_t* v = k + T * nkv * element_;
+    uint8_t* attn = base + layout.attn;
+    void* proj = base + layout.proj;
+
+    // Q, K, V projections. The weights are [q; k; v] rows, the biases [bq; bk; bv].
+    if (nq == nkv) {
+      TROUPE_RETURN_IF_ERROR(In(Projections(normed, w.qkv_w, w.qkv_b, q, T, nq, h, 3), "qkv"));
+    } else {
+      const auto* kv_w = static_cast<const uint8_t*>(w.qkv_w) + nq * h * element_;
+      const auto* kv_b =
+          w.qkv_b == nullptr ? nullptr : static_cast<const uint8_t*>(w.qkv_b) + nq * element_;
+      TROUPE_RETURN_IF_ERROR(In(Projections(normed, w.qkv_w, w.qkv_b, q, T, nq, h, 1), "q"));
+      TROUPE_RETURN_IF_ERROR(In(Projections(normed, kv_w, kv_b, k, T, nkv, h, 2), "kv"));
+    }
+    if (!opt) {
+      gpu::kernels::RotaryOptions rotary;
+      rotary.theta = config_.rope_theta;
+      rotary.style = gpu::kernels::RotaryStyle::kNeox;  // Hugging Face LLaMA's rotate_half
+      TROUPE_RETURN_IF_ERROR(In(
+          gpu::kernels::RotaryEmbedding(dtype_, ints(layout.positions), q, k, T, config_.num_heads,
+                                        config_.num_kv_heads, d, d, rotary, stream_),
+          "rotary"));
+    }
+
+    // Every new token's K and V into its slot, then attention.
+    TROUPE_RETURN_IF_ERROR(
+        In(gpu::attention::WriteKv(dtype_, k, v, ints(layout.slots), T, CacheShape(), Cache(l, 0),
+                                   Cache(l, 1), stream_),
+           "WriteKv"));
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+    if (plan.prefill_seqs > 0) {
+      gpu::attention::PrefillAttentionParams p;
+      p.batch = plan.prefill_seqs;
+      p.num_heads = config_.num_heads;
+      p.num_kv_heads = config_.num_kv_heads;
+      p.head_dim = d;
+      p.max_seqlen = plan.max_prefill_len;
+      p.total_tokens = plan.prefill_rows;
+      p.scale = scale;
+      TROUPE_RETURN_IF_ERROR(
+          In(gpu::attention::PrefillAttention(
+                 dtype_, p, q, k, v, ints(layout.cu_seqlens), base + layout.prefill_ws,
+                 gpu::attention::PrefillAttentionWorkspaceBytes(p), attn, stream_),
+             "prefill attention"));
+    }
+    for (int64_t first = 0; first < plan.paged_rows; first += kMaxDecodeRowsPerLaunch) {
+      const int64_t rows = std::min(kMaxDecodeRowsPerLaunch, plan.paged_rows - first);
+      const gpu::attention::DecodeAttentionParams p =
+          DecodeParams(rows, plan.max_blocks, plan.max_context);
+      const int64_t row = plan.prefill_rows + first;
+      TROUPE_RETURN_IF_ERROR(In(gpu::attention::PagedDecodeAttention(
+                                    dtype_, p, q + row * nq * element_, Cache(l, 0), Cache(l, 1),
+                                    ints(layout.block_tables) + first * plan.max_blocks,
+                                    ints(layout.context_lens) + first, base + layout.decode_ws,
+                                    plan.decode_workspace, attn + row * nq * element_, stream_),
+                                "paged decode attention"));
+    }
+
+    // x += attn · Woᵀ + bo; normed = Norm2(x).
+    TROUPE_RETURN_IF_ERROR(In(Linear(attn, w.o_w, proj, T, h, nq), "output projection"));
+    TROUPE_RETURN_IF_ERROR(In(ResidualNorm(proj, w.o_b, x, w.norm2_w, w.norm2_b, normed, T),
+                              "attention residual and norm"));
+
+    // The MLP, then x += its output and normed = the next layer's Norm1 (or the final norm).
+    void* mlp = base + layout.mlp;
+    const int64_t f = config_.ffn_size;
+    const void* mlp_out_input = mlp;
+    if (opt) {
+      TROUPE_RETURN_IF_ERROR(In(Linear(normed, w.up_w, mlp, T, f, h), "fc1"));
+      TROUPE_RETURN_IF_ERROR(
+          In(gpu::kernels::BiasActivation(dtype_, gpu::kernels::ActivationKind::kRelu, mlp, w.up_b,
+                                          mlp, T, f, stream_),
+             "fc1 bias and relu"));
+    } else {
+      void* act = base + layout.act;
+      TROUPE_RETURN_IF_ERROR(In(Linear(normed, w.up_w, mlp, T, 2 * f, h), "gate and up"));
+      TROUPE_RETURN_IF_ERROR(
+          In(gpu::kernels::SiluAndMul(dtype_, mlp, act, T, f, stream_), "silu and mul"));
+      mlp_out_input = act;
+    }
+    TROUPE_RETURN_IF_ERROR(In(Linear(mlp_out_input, w.down_w, proj, T, h, f), "down projection"));
+    const bool last = l + 1 == config_.num_layers;
+    const void* gamma = last ? final_w_ : layers_[l + 1].norm1_w;
+    const void* beta = last ? final_b_ : layers_[l + 1].norm1_b;
+    return In(ResidualNorm(proj, w.down_b, x, gamma, beta, normed, T), "MLP residual and norm");
+  }
+
+  // --- The cache ----------------------------------------------------------------------------
+
+  gpu::attention::KvCacheShape CacheShape() const {
+    return {num_kv_blocks_ > 0 ? num_kv_blocks_ : 1, config_.num_kv_heads, config_.head_dim()};
+  }
+
+  // KvBlockBytes is one block's K and V over all layers.
+  size_t KvBlockBytes() const {
+    return 2ull * config_.num_layers * config_.num_kv_heads * kKvBlockTokens * config_.head_dim() *
+           element_;
+  }
+
+  // Cache is layer l's K (kv = 0) or V (kv = 1) array: the cache is [layer][K, V][block][...].
+  void* Cache(int l, int kv) const {
+    const size_t array_bytes = KvBlockBytes() / (2 * config_.num_layers) * num_kv_blocks_;
+    return static_cast<uint8_t*>(kv_cache_.data()) +
+           (2 * static_cast<size_t>(l) + kv) * array_bytes;
+  }
+
+  absl::Status CheckBlocks(const std::vector<int32_t>& blocks) const {
+    for (int32_t block : blocks) {
+      if (block < 0 || block >= num_kv_blocks_) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "KV block ", block, " is outside the cache's ", num_kv_blocks_, " blocks"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<gpu::PooledBuffer> UploadBlockIds(const std::vector<int32_t>& blocks) const {
+    const size_t bytes = blocks.size() * sizeof(int32_t);
+    absl::StatusOr<gpu::PooledBuffer> ids = pool_->Allocate(bytes, options_.device);
+    if (!ids.ok()) return In(ids.status(), "block ids");
+    if (absl::Status copied = gpu::CopyToDeviceAsync(ids->data(), blocks.data(), bytes, stream_);
+        !copied.ok()) {
+      return In(copied, "block ids upload");
+    }
+    return ids;
+  }
+
+  cudaStream_t RawStream() const { return static_cast<cudaStream_t>(stream_.raw()); }
+
+  const ModelConfig config_;
+  const CudaBackendOptions options_;
+  const DType dtype_;
+  const size_t element_;
+  // The kernels take a Stream&; ExportKv is const but enqueues work, hence mutable.
+  mutable gpu::Stream stream_;
+  gpu::Blas blas_;  // Bound to stream_ (declared after it, destroyed before it).
+  std::shared_ptr<gpu::MemoryPool> pool_;
+
+  gpu::DeviceBuffer weights_;
+  size_t weight_bytes_ = 0;
+  const void* embed_ = nullptr;
+  const void* positions_table_ = nullptr;  // OPT
+  const void* final_w_ = nullptr;
+  const void* final_b_ = nullptr;  // OPT
+  const void* head_ = nullptr;
+  std::vector<LayerWeights> layers_;
+
+  gpu::DeviceBuffer kv_cache_;
+  int num_kv_blocks_ = 0;
+
+  gpu::PooledBuffer scratch_;
+  gpu::DeviceBuffer ones_;
+  gpu::PinnedHostBuffer host_staging_;
+  gpu::PinnedHostBuffer host_logits_;
+};
+
+absl::Status CheckSupported(const ModelConfig& config, const CudaBackendOptions& options) {
+  TROUPE_RETURN_IF_ERROR(model::Validate(config));
+  const auto invalid = [](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat("CudaBackend: ", what));
+  };
+  if (options.dtype != DType::kFloat16 && options.dtype != DType::kBFloat16) {
+    return invalid(absl::StrCat("dtype ", gpu::DTypeName(options.dtype),
+                                " is not supported; use fp16 or bf16"));
+  }
+  const int d = config.head_dim();
+  if (d != 64 && d != 128) {
+    return invalid(absl::StrCat("model ", config.name, " has head_dim ", d,
+                                "; the attention kernels support 64 and 128"));
+  }
+  const int group = config.num_heads / config.num_kv_heads;
+  if (group != 1 && group != 2 && group != 4 && group != 8) {
+    return invalid(absl::StrCat("model ", config.name, " shares a kv head among ", group,
+                                " query heads; decode attention supports 1, 2, 4 or 8"));
+  }
+  if (config.family == ModelFamily::kLlama && !(config.rope_theta > 1.0f)) {
+    return invalid(
+        absl::StrCat("model ", config.name, ": rope_theta ", config.rope_theta, " must be > 1"));
+  }
+  if (options.num_kv_blocks < 0) {
+    return invalid(absl::StrCat("num_kv_blocks is ", options.num_kv_blocks,
+                                "; give a positive count, or 0 to size from free memory"));
+  }
+  if (!(options.gpu_memory_utilization > 0.0 && options.gpu_memory_utilization <= 1.0)) {
+    return invalid(absl::StrCat("gpu_memory_utilization is ", options.gpu_memory_utilization,
+                                "; it must be in (0, 1]"));
+  }
+  if (options.max_step_tokens < 1 || options.max_step_sequences < 1) {
+    return invalid(absl::StrCat("max_step_tokens (", options.max_step_tokens,
+                                ") and max_step_sequences (", options.max_step_sequences,
+                                ") must be positive"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCudaBackend(
+    const ModelConfig& config, const model::WeightSource& weights,
+    const CudaBackendOptions& options) {
+  TROUPE_RETURN_IF_ERROR(CheckSupported(config, options));
+  absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options.device);
+  if (!scoped.ok()) return scoped.status();
+  absl::StatusOr<gpu::Stream> stream = gpu::Stream::Create(options.device);
+  if (!stream.ok()) return stream.status();
+  absl::StatusOr<gpu::Blas> blas = gpu::Blas::Create(*stream);
+  if (!blas.ok()) return blas.status();
+  absl::StatusOr<std::shared_ptr<gpu::MemoryPool>> pool = gpu::CreateCudaMemoryPool();
+  if (!pool.ok()) return pool.status();
+  auto backend = std::make_unique<CudaBackend>(config, options, *std::move(stream),
+                                               *std::move(blas), *std::move(pool));
+  TROUPE_RETURN_IF_ERROR(backend->Init(weights));
+  return std::unique_ptr<ForwardBackend>(std::move(backend));
+}
+
+}  // namespace troupe::serving::engine

@@ -1,0 +1,434 @@
+// CudaBackend against the plain C++ reference of CpuBackend (cuda_backend_reference.h; LibTorch
+// cannot go to the GPU hosts, and cuda_backend_reference_test checks the reference against
+// CpuBackend on the CPU). The reference gets the same fp16/bf16-rounded weights as the GPU, so
+// the differences are the GPU's fp16/bf16 activations and its summation orders.
+//
+// Needs a GPU; skipped without one. Every comparison prints its numbers.
+#include "serving/engine/cuda_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gpu/device.h"
+#include "gpu/dtype.h"
+#include "gtest/gtest.h"
+#include "serving/engine/continuous_batcher.h"
+#include "serving/engine/cuda_backend_reference.h"
+#include "serving/kv/block_manager.h"
+#include "serving/model/config.h"
+#include "serving/model/weights.h"
+
+namespace troupe::serving::engine {
+namespace {
+
+using gpu::DType;
+
+// ||cuda - reference|| / ||reference|| of logits and KV. fp16 keeps 11 significant bits, bf16 8;
+// a few roundings per layer in 2 layers stay well inside this.
+constexpr double kTolerance = 2e-2;
+constexpr uint64_t kWeightSeed = 7;
+
+struct Case {
+  model::ModelConfig config;
+  DType dtype;
+};
+
+std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
+  std::string name = absl::StrCat(info.param.config.name, "_", gpu::DTypeName(info.param.dtype));
+  for (char& c : name) {
+    if (c == '-') c = '_';
+  }
+  return name;
+}
+
+std::vector<Case> AllCases() {
+  std::vector<Case> cases;
+  for (const model::ModelConfig& config : CudaTestModels()) {
+    for (DType dtype : {DType::kFloat16, DType::kBFloat16}) cases.push_back({config, dtype});
+  }
+  return cases;
+}
+
+// AsFloats reads KV bytes of `dtype` as floats; FromFloats writes them.
+std::vector<float> AsFloats(const std::vector<uint8_t>& bytes, DType dtype) {
+  const size_t size = gpu::SizeOf(dtype);
+  std::vector<float> values(bytes.size() / size);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = gpu::ToFloat(dtype, &bytes[i * size]);
+  return values;
+}
+
+std::vector<uint8_t> FromFloats(const std::vector<float>& values, DType dtype) {
+  const size_t size = gpu::SizeOf(dtype);
+  std::vector<uint8_t> bytes(values.size() * size);
+  for (size_t i = 0; i < values.size(); ++i) gpu::FromFloat(dtype, values[i], &bytes[i * size]);
+  return bytes;
+}
+
+std::vector<uint8_t> Convert(const std::vector<uint8_t>& bytes, DType from, DType to) {
+  return FromFloats(AsFloats(bytes, from), to);
+}
+
+int32_t Argmax(const std::vector<float>& logits) {
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+// Margin is (top-1 - top-2) / rms(logits): how far greedy decoding is from a tie, in units
+// that relative errors of the logits translate into.
+double Margin(const std::vector<float>& logits) {
+  float first = -INFINITY, second = -INFINITY;
+  double square = 0;
+  for (float value : logits) {
+    square += static_cast<double>(value) * value;
+    if (value > first) {
+      second = first;
+      first = value;
+    } else if (value > second) {
+      second = value;
+    }
+  }
+  return (first - second) / std::sqrt(square / logits.size());
+}
+
+std::vector<int32_t> AllBlocks() {
+  std::vector<int32_t> blocks;
+  for (int b = 0; b < kTestScriptBlocks; ++b) blocks.push_back(b);
+  return blocks;
+}
+
+class CudaBackendTest : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    if (gpu::Device::Count() == 0) GTEST_SKIP() << "no CUDA device";
+    const Case& c = GetParam();
+    weights_ = model::RandomWeights(kWeightSeed);
+    rounded_ = RoundedWeights(*weights_, c.dtype);
+    reference_ = Reference();
+    cuda_ = Cuda();
+  }
+
+  std::unique_ptr<ForwardBackend> Reference() {
+    absl::StatusOr<std::unique_ptr<ForwardBackend>> backend =
+        CreateReferenceBackend(GetParam().config, *rounded_, kTestScriptBlocks);
+    EXPECT_TRUE(backend.ok()) << backend.status();
+    return backend.ok() ? *std::move(backend) : nullptr;
+  }
+
+  // Small step limits, so the script's larger steps (344 tokens, 6 sequences) grow the scratch.
+  std::unique_ptr<ForwardBackend> Cuda() {
+    CudaBackendOptions options;
+    options.dtype = GetParam().dtype;
+    options.num_kv_blocks = kTestScriptBlocks;
+    options.max_step_tokens = 64;
+    options.max_step_sequences = 4;
+    absl::StatusOr<std::unique_ptr<ForwardBackend>> backend =
+        CreateCudaBackend(GetParam().config, *weights_, options);
+    EXPECT_TRUE(backend.ok()) << backend.status();
+    return backend.ok() ? *std::move(backend) : nullptr;
+  }
+
+  // RunScript runs TestScript on both backends and checks every sequence's logits.
+  void RunScript() {
+    const Case& c = GetParam();
+    std::printf("%s %s: step | seq | new | cached | rel err | max |diff| | argmax ref/cuda\n",
+                c.config.name.c_str(), gpu::DTypeName(c.dtype));
+    for (const ScriptStep& step : TestScript(c.config.vocab_size)) {
+      absl::StatusOr<std::vector<std::vector<float>>> expected = reference_->Forward(step.batch);
+      absl::StatusOr<std::vector<std::vector<float>>> actual = cuda_->Forward(step.batch);
+      ASSERT_TRUE(expected.ok()) << expected.status();
+      ASSERT_TRUE(actual.ok()) << step.what << ": " << actual.status();
+      ASSERT_EQ(actual->size(), step.batch.size());
+      for (size_t s = 0; s < step.batch.size(); ++s) {
+        const std::vector<float>& a = (*actual)[s];
+        const std::vector<float>& b = (*expected)[s];
+        ASSERT_EQ(a.size(), b.size());
+        double max_diff = 0;
+        for (size_t i = 0; i < a.size(); ++i) {
+          max_diff = std::max(max_diff, std::abs(static_cast<double>(a[i]) - b[i]));
+        }
+        const double error = RelativeError(a, b);
+        std::printf("  %-62s | %d | %3zu | %3d | %.2e | %.2e | %d/%d\n", step.what.c_str(),
+                    static_cast<int>(step.batch[s].seq_id), step.batch[s].tokens.size(),
+                    step.batch[s].cached_tokens, error, max_diff, Argmax(b), Argmax(a));
+        EXPECT_LT(error, kTolerance)
+            << c.config.name << " " << gpu::DTypeName(c.dtype) << ", step \"" << step.what
+            << "\", sequence " << step.batch[s].seq_id << ": relative error " << error
+            << ", max |diff| " << max_diff;
+      }
+    }
+  }
+
+  std::unique_ptr<model::WeightSource> weights_;
+  std::unique_ptr<model::WeightSource> rounded_;
+  std::unique_ptr<ForwardBackend> reference_;
+  std::unique_ptr<ForwardBackend> cuda_;
+};
+
+TEST_P(CudaBackendTest, LogitsAndCacheMatchTheReference) {
+  ASSERT_NE(cuda_, nullptr);
+  EXPECT_EQ(cuda_->kv_dtype(), GetParam().dtype);
+  EXPECT_EQ(cuda_->num_kv_blocks(), kTestScriptBlocks);
+  RunScript();
+  // Every block, as written by the steps: the CUDA cache in its dtype, the reference's in fp32.
+  absl::StatusOr<std::vector<uint8_t>> cuda_kv = cuda_->ExportKv(AllBlocks(), {});
+  absl::StatusOr<std::vector<uint8_t>> reference_kv = reference_->ExportKv(AllBlocks(), {});
+  ASSERT_TRUE(cuda_kv.ok()) << cuda_kv.status();
+  ASSERT_TRUE(reference_kv.ok()) << reference_kv.status();
+  ASSERT_EQ(cuda_kv->size(), KvBytes(GetParam().config, GetParam().dtype, kTestScriptBlocks,
+                                     *KvRangeOf({}, GetParam().config)));
+  const double error =
+      RelativeError(AsFloats(*cuda_kv, GetParam().dtype), AsFloats(*reference_kv, DType::kFloat32));
+  std::printf("KV cache, all blocks: relative error %.2e\n", error);
+  EXPECT_LT(error, kTolerance) << "the KV caches differ";
+}
+
+TEST_P(CudaBackendTest, KvMovesBetweenCudaAndReference) {
+  ASSERT_NE(cuda_, nullptr);
+  RunScript();
+  const model::ModelConfig& config = GetParam().config;
+  const DType dtype = GetParam().dtype;
+  // Sequence 4's blocks (306 tokens written by the script), and a step that decodes on them.
+  std::vector<int32_t> blocks;
+  for (int b = 59; b >= 40; --b) blocks.push_back(b);
+  const std::vector<SequenceStep> decode = {{4, {123}, 306, blocks}};
+
+  // CUDA -> reference: export, convert to fp32, import into a fresh reference, decode on both.
+  absl::StatusOr<std::vector<uint8_t>> exported = cuda_->ExportKv(blocks, {});
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  std::unique_ptr<ForwardBackend> receiver = Reference();
+  ASSERT_TRUE(receiver->ImportKv(blocks, {}, Convert(*exported, dtype, DType::kFloat32)).ok());
+  absl::StatusOr<std::vector<std::vector<float>>> on_cuda = cuda_->Forward(decode);
+  absl::StatusOr<std::vector<std::vector<float>>> on_receiver = receiver->Forward(decode);
+  ASSERT_TRUE(on_cuda.ok() && on_receiver.ok());
+  double error = RelativeError((*on_cuda)[0], (*on_receiver)[0]);
+  std::printf("decode after CUDA -> reference KV transfer: relative error %.2e\n", error);
+  EXPECT_LT(error, kTolerance);
+
+  // Reference -> CUDA: the reference's fp32 KV, converted, into a fresh CUDA backend.
+  absl::StatusOr<std::vector<uint8_t>> reference_kv = reference_->ExportKv(blocks, {});
+  ASSERT_TRUE(reference_kv.ok());
+  std::unique_ptr<ForwardBackend> cuda_receiver = Cuda();
+  ASSERT_NE(cuda_receiver, nullptr);
+  absl::Status imported =
+      cuda_receiver->ImportKv(blocks, {}, Convert(*reference_kv, DType::kFloat32, dtype));
+  ASSERT_TRUE(imported.ok()) << imported;
+  absl::StatusOr<std::vector<std::vector<float>>> on_reference = reference_->Forward(decode);
+  absl::StatusOr<std::vector<std::vector<float>>> on_cuda_receiver = cuda_receiver->Forward(decode);
+  ASSERT_TRUE(on_reference.ok() && on_cuda_receiver.ok());
+  error = RelativeError((*on_cuda_receiver)[0], (*on_reference)[0]);
+  std::printf("decode after reference -> CUDA KV transfer: relative error %.2e\n", error);
+  EXPECT_LT(error, kTolerance);
+
+  // A range (last layer, last kv head) moves the same values as the reference's, in its layout.
+  const KvRange range{config.num_layers - 1, -1, config.num_kv_heads - 1, -1};
+  const std::vector<int32_t> some = {30, 2, 45};
+  absl::StatusOr<std::vector<uint8_t>> cuda_part = cuda_->ExportKv(some, range);
+  absl::StatusOr<std::vector<uint8_t>> reference_part = reference_->ExportKv(some, range);
+  ASSERT_TRUE(cuda_part.ok() && reference_part.ok());
+  ASSERT_EQ(cuda_part->size() / gpu::SizeOf(dtype), reference_part->size() / sizeof(float));
+  error = RelativeError(AsFloats(*cuda_part, dtype), AsFloats(*reference_part, DType::kFloat32));
+  std::printf("KV range export: relative error %.2e\n", error);
+  EXPECT_LT(error, kTolerance);
+  // ImportKv of a range writes exactly those bytes back.
+  ASSERT_TRUE(cuda_receiver->ImportKv(some, range, *cuda_part).ok());
+  absl::StatusOr<std::vector<uint8_t>> back = cuda_receiver->ExportKv(some, range);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, *cuda_part);
+}
+
+TEST_P(CudaBackendTest, BadInputsAreErrorsAndWriteNothing) {
+  ASSERT_NE(cuda_, nullptr);
+  const model::ModelConfig& config = GetParam().config;
+  const std::vector<int32_t> prompt = {5, 6, 7, 8, 9};
+  ASSERT_TRUE(cuda_->Forward({{1, prompt, 0, {3}}}).ok());
+  absl::StatusOr<std::vector<uint8_t>> before = cuda_->ExportKv(AllBlocks(), {});
+  ASSERT_TRUE(before.ok());
+
+  const SequenceStep good{1, {10}, 5, {3}};
+  const std::vector<std::pair<std::string, SequenceStep>> bad = {
+      {"a block outside the cache", {2, {1, 2}, 0, {kTestScriptBlocks}}},
+      {"a token outside the vocabulary", {2, {1, config.vocab_size}, 0, {4}}},
+      {"a negative token", {2, {-1}, 0, {4}}},
+      {"no tokens", {2, {}, 0, {4}}},
+      {"a block table too short", {2, std::vector<int32_t>(17, 1), 0, {4}}},
+      {"a position past the context", {2, {1}, config.max_position_embeddings, {4}}},
+  };
+  for (const auto& [what, step] : bad) {
+    absl::StatusOr<std::vector<std::vector<float>>> result = cuda_->Forward({good, step});
+    EXPECT_FALSE(result.ok()) << what;
+    EXPECT_TRUE(absl::StrContains(result.status().message(), "sequence 2"))
+        << what << ": " << result.status();
+  }
+  EXPECT_FALSE(cuda_->ExportKv({kTestScriptBlocks}, {}).ok());
+  EXPECT_FALSE(cuda_->ExportKv({0}, KvRange{0, config.num_layers + 1, 0, -1}).ok());
+  std::vector<uint8_t> garbage(before->size() / kTestScriptBlocks, 0xff);
+  EXPECT_FALSE(cuda_->ImportKv({-1}, {}, garbage).ok());
+  EXPECT_FALSE(cuda_->ImportKv({0}, {}, std::vector<uint8_t>(garbage.size() - 2, 0xff)).ok());
+  EXPECT_FALSE(cuda_->ImportKv({0, 1}, {}, garbage).ok());
+
+  absl::StatusOr<std::vector<uint8_t>> after = cuda_->ExportKv(AllBlocks(), {});
+  ASSERT_TRUE(after.ok());
+  EXPECT_TRUE(*after == *before) << "a refused call changed the KV cache";
+  // And the backend still works: the good step alone.
+  absl::StatusOr<std::vector<std::vector<float>>> good_result = cuda_->Forward({good});
+  EXPECT_TRUE(good_result.ok()) << good_result.status();
+}
+
+// Greedy decoding of `prompt` alone on `backend` (blocks 0, 1, ...): the tokens and the smallest
+// margin (see Margin) of any step. Stops early once a step's margin is below `stop_below`.
+struct GreedyRun {
+  std::vector<int32_t> tokens;
+  double min_margin = INFINITY;
+};
+
+GreedyRun GreedyAlone(ForwardBackend& backend, const std::vector<int32_t>& prompt, int new_tokens,
+                      double stop_below) {
+  GreedyRun run;
+  std::vector<int32_t> table;
+  const int total = static_cast<int>(prompt.size()) + new_tokens;
+  for (int b = 0; b * kKvBlockTokens < total; ++b) table.push_back(b);
+  SequenceStep step{1, prompt, 0, table};
+  for (int i = 0; i < new_tokens; ++i) {
+    absl::StatusOr<std::vector<std::vector<float>>> logits = backend.Forward({step});
+    if (!logits.ok()) return {};
+    run.min_margin = std::min(run.min_margin, Margin((*logits)[0]));
+    if (run.min_margin < stop_below) return run;
+    run.tokens.push_back(Argmax((*logits)[0]));
+    step.cached_tokens += static_cast<int>(step.tokens.size());
+    step.tokens = {run.tokens.back()};
+  }
+  return run;
+}
+
+// Runs `requests` to completion through a ContinuousBatcher and returns each one's tokens.
+std::map<int64_t, std::vector<int32_t>> Generate(ForwardBackend& backend,
+                                                 const std::vector<GenerationRequest>& requests,
+                                                 const BatcherOptions& options) {
+  std::map<int64_t, std::vector<int32_t>> tokens;
+  kv::BlockManagerOptions block_options;
+  block_options.num_gpu_blocks = kTestScriptBlocks;
+  absl::StatusOr<kv::BlockManager> blocks = kv::BlockManager::Create(block_options);
+  EXPECT_TRUE(blocks.ok()) << blocks.status();
+  if (!blocks.ok()) return tokens;
+  absl::StatusOr<ContinuousBatcher> batcher =
+      ContinuousBatcher::Create(&backend, &*blocks, options);
+  EXPECT_TRUE(batcher.ok()) << batcher.status();
+  if (!batcher.ok()) return tokens;
+  for (const GenerationRequest& request : requests) {
+    absl::Status added = batcher->Add(request);
+    EXPECT_TRUE(added.ok()) << added;
+  }
+  while (batcher->HasWork()) {
+    absl::StatusOr<std::vector<TokenEvent>> events = batcher->Step();
+    EXPECT_TRUE(events.ok()) << events.status();
+    if (!events.ok()) break;
+    for (const TokenEvent& event : *events) tokens[event.request_id].push_back(event.token);
+  }
+  return tokens;
+}
+
+// Greedy tokens through the real ContinuousBatcher must equal the reference's, token for token.
+// fp16/bf16 arithmetic can flip an argmax where the top two logits nearly tie, which is not a
+// bug; so the prompts are chosen (deterministically, from a seeded list, on the reference alone,
+// before the GPU runs) among those whose greedy run never comes within a margin (min_margin) of a
+// tie, in units of the logits' rms. Rounding the weights to fp16 moves the logits by 5e-4 to 1e-3
+// of their norm and to bf16 by 4e-3 to 8e-3 (measured on these models with the reference), so the
+// margins, 0.02 (fp16) and 0.05 (bf16), are about 20x and 5x that. Random LLaMA-shaped models
+// rarely keep such a margin for 16 tokens (about 1 prompt in 5 for fp16, 1 in 40 for bf16), hence
+// the long candidate list. A mismatch on the chosen prompts is a real difference; the test prints
+// both token lists and the margins.
+TEST_P(CudaBackendTest, GreedyTokensThroughTheBatcherMatchTheReference) {
+  ASSERT_NE(cuda_, nullptr);
+  constexpr int kRequests = 4;
+  constexpr int kNewTokens = 16;
+  constexpr int kCandidates = 1000;
+  const double min_margin = GetParam().dtype == DType::kFloat16 ? 0.02 : 0.05;
+  const model::ModelConfig& config = GetParam().config;
+  std::vector<GenerationRequest> requests;
+  std::map<int64_t, GreedyRun> expected;
+  uint64_t state = 0xabcdef;
+  for (int candidate = 0; candidate < kCandidates && requests.size() < kRequests; ++candidate) {
+    std::vector<int32_t> prompt;
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    const int length = 3 + static_cast<int>((state >> 33) % 40);
+    for (int i = 0; i < length; ++i) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      prompt.push_back(static_cast<int32_t>((state >> 33) % config.vocab_size));
+    }
+    GreedyRun run = GreedyAlone(*reference_, prompt, kNewTokens, min_margin);
+    if (run.min_margin < min_margin) continue;
+    const int64_t id = 100 + candidate;
+    requests.push_back({id, prompt, kNewTokens, {}});
+    expected[id] = run;
+  }
+  ASSERT_EQ(requests.size(), static_cast<size_t>(kRequests))
+      << "fewer than " << kRequests << " of " << kCandidates
+      << " seeded prompts keep a greedy margin of " << min_margin << " on the reference";
+
+  BatcherOptions whole;
+  BatcherOptions chunked;
+  chunked.chunked_prefill = true;
+  chunked.max_batch_tokens = 20;  // Prompts of up to 42 tokens go in 2-3 chunks beside decodes.
+  for (const auto& [name, options] : std::vector<std::pair<std::string, BatcherOptions>>{
+           {"whole prompts", whole}, {"chunked prefill", chunked}}) {
+    std::unique_ptr<ForwardBackend> reference = Reference();
+    std::unique_ptr<ForwardBackend> cuda = Cuda();
+    ASSERT_TRUE(reference != nullptr && cuda != nullptr);
+    std::map<int64_t, std::vector<int32_t>> on_reference = Generate(*reference, requests, options);
+    std::map<int64_t, std::vector<int32_t>> on_cuda = Generate(*cuda, requests, options);
+    for (const GenerationRequest& request : requests) {
+      const std::vector<int32_t>& want = expected[request.id].tokens;
+      std::printf("%s, request %d (prompt %zu, min margin %.3f): %s\n", name.c_str(),
+                  static_cast<int>(request.id), request.prompt.size(),
+                  expected[request.id].min_margin, absl::StrJoin(want, " ").c_str());
+      // The reference batched as it decodes alone (fp32: batching does not change its argmax).
+      EXPECT_EQ(on_reference[request.id], want) << name << ", request " << request.id;
+      EXPECT_EQ(on_cuda[request.id], want)
+          << name << ", request " << request.id << " (reference min margin "
+          << expected[request.id].min_margin << ")\n  reference: " << absl::StrJoin(want, " ")
+          << "\n  cuda:      " << absl::StrJoin(on_cuda[request.id], " ");
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, CudaBackendTest, ::testing::ValuesIn(AllCases()), CaseName);
+
+TEST(CudaBackendOptionsTest, UnsupportedShapesAndOptionsAreErrors) {
+  if (gpu::Device::Count() == 0) GTEST_SKIP() << "no CUDA device";
+  std::unique_ptr<model::WeightSource> weights = model::RandomWeights(kWeightSeed);
+  // The presets' head_dim of 16 is not one of the kernels'.
+  absl::StatusOr<std::unique_ptr<ForwardBackend>> tiny =
+      CreateCudaBackend(*model::ModelPreset("tiny"), *weights, CudaBackendOptions{});
+  ASSERT_FALSE(tiny.ok());
+  EXPECT_TRUE(absl::StrContains(tiny.status().message(), "head_dim 16")) << tiny.status();
+  CudaBackendOptions fp32;
+  fp32.dtype = DType::kFloat32;
+  EXPECT_FALSE(CreateCudaBackend(CudaTestModels()[0], *weights, fp32).ok());
+  CudaBackendOptions utilization;
+  utilization.gpu_memory_utilization = 1.5;
+  EXPECT_FALSE(CreateCudaBackend(CudaTestModels()[0], *weights, utilization).ok());
+}
+
+TEST(CudaBackendOptionsTest, SizesTheCacheFromFreeMemory) {
+  if (gpu::Device::Count() == 0) GTEST_SKIP() << "no CUDA device";
+  std::unique_ptr<model::WeightSource> weights = model::RandomWeights(kWeightSeed);
+  CudaBackendOptions options;
+  options.gpu_memory_utilization = 0.05;  // Leave the card to the other tests.
+  absl::StatusOr<std::unique_ptr<ForwardBackend>> backend =
+      CreateCudaBackend(CudaTestModels()[0], *weights, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  std::printf("5%% of the free memory holds %d KV blocks of tiny-d64\n",
+              (*backend)->num_kv_blocks());
+  EXPECT_GT((*backend)->num_kv_blocks(), kTestScriptBlocks);
+}
+
+}  // namespace
+}  // namespace troupe::serving::engine
