@@ -72,16 +72,22 @@ decode = "n0/decode0, n0/decode1"
 port = 0
 )";
 
-std::unique_ptr<actors::Node> StartNode(const std::string& toml) {
+// TryStartNode starts node n0 of `toml` with the serving roles.
+absl::StatusOr<std::unique_ptr<actors::Node>> TryStartNode(const std::string& toml) {
   absl::StatusOr<actors::ClusterConfig> config = actors::ParseClusterConfig(toml, "<test>");
   EXPECT_TRUE(config.ok()) << config.status();
+  if (!config.ok()) return config.status();
   actors::NodeOptions options;
   options.config = *config;
   options.name = "n0";
   options.roles = Roles();
   options.scheduler_threads = 2;
   options.register_types.push_back(instance::RegisterServingMessageTypes);
-  absl::StatusOr<std::unique_ptr<actors::Node>> node = actors::Node::Start(std::move(options));
+  return actors::Node::Start(std::move(options));
+}
+
+std::unique_ptr<actors::Node> StartNode(const std::string& toml) {
+  absl::StatusOr<std::unique_ptr<actors::Node>> node = TryStartNode(toml);
   EXPECT_TRUE(node.ok()) << node.status();
   return node.ok() ? *std::move(node) : nullptr;
 }
@@ -143,15 +149,7 @@ TEST(ServingRolesTest, BadParametersAreErrorsNamingTheEntry) {
     const std::string toml = absl::StrCat(
         "[[node]]\nname = \"n0\"\nhost = \"127.0.0.1\"\ngpus = [0]\n\n[[actor]]\nname = \"a\"\nrole = \"",
         role, "\"\nnode = \"n0\"\ndevice = \"", device, "\"\n[actor.params]\n", params);
-    absl::StatusOr<actors::ClusterConfig> config = actors::ParseClusterConfig(toml, "<test>");
-    EXPECT_TRUE(config.ok()) << config.status();
-    actors::NodeOptions options;
-    options.config = *config;
-    options.name = "n0";
-    options.roles = Roles();
-    options.scheduler_threads = 1;
-    options.register_types.push_back(instance::RegisterServingMessageTypes);
-    absl::StatusOr<std::unique_ptr<actors::Node>> node = actors::Node::Start(std::move(options));
+    absl::StatusOr<std::unique_ptr<actors::Node>> node = TryStartNode(toml);
     EXPECT_FALSE(node.ok()) << role << " started with " << params;
     return node.ok() ? std::string() : std::string(node.status().message());
   };

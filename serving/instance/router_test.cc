@@ -32,12 +32,7 @@ constexpr int kBlocks = 64;
 class RouterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    actors::RuntimeOptions options;
-    options.node_name = "n0";
-    options.scheduler_threads = 2;
-    options.load_middleman = false;
-    options.register_types.push_back(RegisterServingMessageTypes);
-    runtime_ = *actors::Runtime::Create(options);
+    runtime_ = test_util::StartRuntime();
     config_ = *model::ModelPreset("tiny");
     weights_ = model::RandomWeights(33);
   }

@@ -12,6 +12,7 @@
 
 #include "actors/errors.h"
 #include "actors/messages.h"
+#include "actors/runtime.h"
 #include "caf/all.hpp"
 #include "gtest/gtest.h"
 #include "serving/engine/continuous_batcher.h"
@@ -20,6 +21,16 @@
 #include "serving/kv/block_manager.h"
 
 namespace troupe::serving::instance::test_util {
+
+// StartRuntime starts a two-thread runtime with the serving messages and no network.
+inline std::unique_ptr<actors::Runtime> StartRuntime() {
+  actors::RuntimeOptions options;
+  options.node_name = "n0";
+  options.scheduler_threads = 2;
+  options.load_middleman = false;
+  options.register_types.push_back(RegisterServingMessageTypes);
+  return *actors::Runtime::Create(options);
+}
 
 inline std::vector<int32_t> Prompt(int n, int seed) {
   std::vector<int32_t> tokens(n);
