@@ -6,6 +6,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "serving/cluster/cpu_backends.h"
 #include "serving/cluster/serving_roles.h"
 #include "serving/instance/messages.h"
 #include "tools/model_flags.h"
@@ -85,7 +86,8 @@ absl::StatusOr<std::string> EmbeddedServeConfig() {
 }
 
 void AddServing(actors::NodeOptions& options) {
-  serving::cluster::AddServingRoles(options.roles, {TokenizerFlagOrDefault(), nullptr});
+  serving::cluster::AddServingRoles(options.roles,
+                                    {TokenizerFlagOrDefault(), serving::cluster::CpuBackends()});
   options.register_types.push_back(serving::instance::RegisterServingMessageTypes);
 }
 

@@ -8,7 +8,8 @@
 //  (a) the decode step: Forward() over --batches sequences of one new token each, whose caches
 //      hold --context tokens (filled by prefilling random prompts first); host wall time per
 //      step, which includes the logits' copy to the host (Forward returns them), mean of --steps
-//      after --warmup;
+//      after --warmup; with --cuda_graphs replayed from CUDA graphs (captured during the warmup,
+//      CudaBackendOptions::cuda_graphs), and in the same run without them ("eager");
 //  (b) its floor: the bytes a decode step must read (the weights it multiplies by, the KV it
 //      attends to) over the device-to-device copy bandwidth measured in the same run (1 GiB
 //      cudaMemcpyAsync, bytes read plus bytes written, as gpu_kernel_bench counts it), and the
@@ -29,6 +30,8 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -55,7 +58,11 @@ ABSL_FLAG(std::string, dtype, "fp16", "fp16 or bf16.");
 ABSL_FLAG(std::string, batches, "1,2,4,8,16,32,64", "Decode batch sizes.");
 ABSL_FLAG(int, context, 512, "Tokens in each sequence's cache when decoding.");
 ABSL_FLAG(int, steps, 5, "Timed decode steps per batch size.");
-ABSL_FLAG(int, warmup, 2, "Untimed decode steps before them.");
+ABSL_FLAG(int, warmup, 2,
+          "Untimed decode steps before them (with --cuda_graphs the first captures the graph).");
+ABSL_FLAG(bool, cuda_graphs, true,
+          "Replay decode steps from CUDA graphs (the decode table's step time; its eager column is "
+          "timed with graphs off on the same backend), and in the generation measurement.");
 ABSL_FLAG(int, gen_requests, 32, "Requests of the generation measurement.");
 ABSL_FLAG(int, gen_prompt, 128, "Prompt tokens of each generation request.");
 ABSL_FLAG(int, gen_tokens, 128, "New tokens of each generation request.");
@@ -142,7 +149,8 @@ std::vector<int32_t> RandomTokens(std::mt19937_64& random, int n, int vocab) {
 
 struct DecodeResult {
   int batch;
-  double step_ms, floor_ms, weight_bytes, kv_bytes;
+  double step_ms, eager_ms, floor_ms, weight_bytes, kv_bytes;
+  int64_t graph_replays;  // Timed steps (of --steps) that replayed a graph.
 };
 
 struct PrefillResult {
@@ -196,8 +204,10 @@ int Main() {
 
   std::unique_ptr<serving::model::WeightSource> weights =
       serving::model::RandomWeights(absl::GetFlag(FLAGS_seed));
+  const bool cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
   serving::engine::CudaBackendOptions options;
   options.dtype = dtype;
+  options.cuda_graphs = cuda_graphs;
   options.num_kv_blocks = absl::GetFlag(FLAGS_num_kv_blocks);
   Clock::time_point start = Clock::now();
   std::unique_ptr<ForwardBackend> backend =
@@ -236,28 +246,58 @@ int Main() {
     Check(backend->Forward(batch).status(), "prefilling the decode contexts");
   }
   std::printf("prefilled %d x %d tokens in %.2f s\n\n", max_batch, context, Seconds(start));
-  std::printf("%6s %10s %10s %8s %12s\n", "batch", "step ms", "floor ms", "ratio", "tokens/s");
+  const auto graph_stats = [&] {
+    return Check(serving::engine::GetCudaGraphStats(*backend), "CUDA graph stats");
+  };
+  std::printf("%6s %10s %10s %10s %8s %8s %12s %8s\n", "batch", "step ms", "eager ms", "floor ms",
+              "ratio", "eager", "tokens/s", "graphs");
   std::vector<DecodeResult> decode_results;
   for (int batch_size : batches) {
-    double total_ms = 0, kv_bytes = 0;
-    for (int i = 0; i < warmup + steps; ++i) {
-      std::vector<SequenceStep> batch;
-      for (int s = 0; s < batch_size; ++s) {
-        batch.push_back({s, RandomTokens(random, 1, config.vocab_size), context + i, tables[s]});
+    // Times warmup + steps decode steps from position `context`; the mean step ms and how many
+    // of the timed steps replayed a graph.
+    const auto time_steps = [&](bool graphs, double* kv_bytes) {
+      Check(serving::engine::SetCudaGraphsEnabled(*backend, graphs), "turning CUDA graphs on/off");
+      double total_ms = 0;
+      int64_t replays = 0;
+      *kv_bytes = 0;
+      for (int i = 0; i < warmup + steps; ++i) {
+        std::vector<SequenceStep> batch;
+        for (int s = 0; s < batch_size; ++s) {
+          batch.push_back({s, RandomTokens(random, 1, config.vocab_size), context + i, tables[s]});
+        }
+        const int64_t replays_before = graph_stats().graph_steps;
+        const Clock::time_point step_start = Clock::now();
+        Check(backend->Forward(batch).status(), "decode step");
+        if (i >= warmup) {
+          total_ms += Seconds(step_start) * 1e3;
+          *kv_bytes += static_cast<double>(batch_size) * (context + i + 1) * kv_bytes_per_token;
+          replays += graph_stats().graph_steps - replays_before;
+        }
       }
-      const Clock::time_point step_start = Clock::now();
-      Check(backend->Forward(batch).status(), "decode step");
-      if (i >= warmup) {
-        total_ms += Seconds(step_start) * 1e3;
-        kv_bytes += static_cast<double>(batch_size) * (context + i + 1) * kv_bytes_per_token;
-      }
-    }
-    DecodeResult r{batch_size, total_ms / steps, 0, weight_bytes, kv_bytes / steps};
+      return std::make_pair(total_ms / steps, replays);
+    };
+    double kv_bytes = 0;
+    const double eager_ms = time_steps(false, &kv_bytes).first;
+    DecodeResult r{batch_size, eager_ms, eager_ms, 0, weight_bytes, kv_bytes / steps, 0};
+    if (cuda_graphs) std::tie(r.step_ms, r.graph_replays) = time_steps(true, &kv_bytes);
     r.floor_ms = (r.weight_bytes + r.kv_bytes) / (copy_gbps * 1e9) * 1e3;
-    std::printf("%6d %10.3f %10.3f %8.2f %12.0f\n", r.batch, r.step_ms, r.floor_ms,
-                r.step_ms / r.floor_ms, r.batch / (r.step_ms * 1e-3));
+    std::printf("%6d %10.3f %10.3f %10.3f %8.2f %8.2f %12.0f %5lld/%d\n", r.batch, r.step_ms,
+                r.eager_ms, r.floor_ms, r.step_ms / r.floor_ms, r.eager_ms / r.floor_ms,
+                r.batch / (r.step_ms * 1e-3), static_cast<long long>(r.graph_replays), steps);
     decode_results.push_back(r);
   }
+  Check(serving::engine::SetCudaGraphsEnabled(*backend, cuda_graphs), "turning CUDA graphs on/off");
+  const auto print_graph_stats = [&](const char* when) {
+    const serving::engine::CudaGraphStats g = graph_stats();
+    std::printf(
+        "CUDA graphs %s: %s; %lld steps replayed, %lld eager, %lld graphs captured, "
+        "%lld keys failed%s%s\n",
+        when, g.enabled ? "on" : "off", static_cast<long long>(g.graph_steps),
+        static_cast<long long>(g.eager_steps), static_cast<long long>(g.captures),
+        static_cast<long long>(g.failed_keys), g.last_failure.empty() ? "" : ": ",
+        g.last_failure.c_str());
+  };
+  print_graph_stats("after the decode table");
 
   // (c) Generation through the ContinuousBatcher.
   GenerationResult generation{absl::GetFlag(FLAGS_gen_requests),
@@ -297,6 +337,7 @@ int Main() {
         generation.requests, generation.prompt, generation.new_tokens,
         static_cast<long long>(generated), generation.steps, generation.seconds,
         generation.tokens_per_s);
+    print_graph_stats("after generation");
   }
 
   // (d) Prefill of one prompt alone.
@@ -322,19 +363,31 @@ int Main() {
 
   const std::string path = absl::GetFlag(FLAGS_json_out);
   if (!path.empty()) {
+    const serving::engine::CudaGraphStats g = graph_stats();
+    std::string failure;  // JSON-escaped: the message may quote.
+    for (char c : g.last_failure) {
+      if (c == '"' || c == '\\') failure += '\\';
+      failure += (c == '\n' ? ' ' : c);
+    }
     std::string json = absl::StrFormat(
         "{\n  \"device\": \"%s\",\n  \"model\": \"%s\",\n  \"dtype\": \"%s\",\n"
         "  \"copy_gbps\": %.1f,\n  \"weight_bytes_per_step\": %.0f,\n  \"num_kv_blocks\": %d,\n"
-        "  \"load_seconds\": %.2f,\n  \"context\": %d,\n  \"decode\": [\n",
+        "  \"load_seconds\": %.2f,\n  \"context\": %d,\n  \"cuda_graphs\": %s,\n"
+        "  \"cuda_graph_stats\": {\"graph_steps\": %d, \"eager_steps\": %d, \"captures\": %d, "
+        "\"failed_keys\": %d, \"evictions\": %d, \"invalidations\": %d, \"last_failure\": "
+        "\"%s\"},\n  \"decode\": [\n",
         device.name(), config.name, dtype_flag, copy_gbps, weight_bytes, backend->num_kv_blocks(),
-        load_seconds, context);
+        load_seconds, context, cuda_graphs ? "true" : "false", g.graph_steps, g.eager_steps,
+        g.captures, g.failed_keys, g.evictions, g.invalidations, failure);
     for (size_t i = 0; i < decode_results.size(); ++i) {
       const DecodeResult& r = decode_results[i];
       absl::StrAppend(
           &json,
-          absl::StrFormat("    {\"batch\": %d, \"step_ms\": %.4f, \"floor_ms\": %.4f, "
-                          "\"ratio\": %.3f, \"kv_bytes\": %.0f, \"tokens_per_s\": %.1f}%s\n",
-                          r.batch, r.step_ms, r.floor_ms, r.step_ms / r.floor_ms, r.kv_bytes,
+          absl::StrFormat("    {\"batch\": %d, \"step_ms\": %.4f, \"eager_step_ms\": %.4f, "
+                          "\"graph_replays\": %d, \"floor_ms\": %.4f, \"ratio\": %.3f, "
+                          "\"eager_ratio\": %.3f, \"kv_bytes\": %.0f, \"tokens_per_s\": %.1f}%s\n",
+                          r.batch, r.step_ms, r.eager_ms, r.graph_replays, r.floor_ms,
+                          r.step_ms / r.floor_ms, r.eager_ms / r.floor_ms, r.kv_bytes,
                           r.batch / (r.step_ms * 1e-3), i + 1 < decode_results.size() ? "," : ""));
     }
     absl::StrAppend(

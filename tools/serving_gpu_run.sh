@@ -38,7 +38,7 @@ step() {
 
 # The whole run fits about 5 minutes; BENCH_MODELS / HF_MODELS pick the sizes (each model's
 # bench loads its random weights first: opt-13b takes the longest).
-step cuda_backend_test 90 "$bundle/bin/cuda_backend_test" \
+step cuda_backend_test "${TEST_SECONDS:-150}" "$bundle/bin/cuda_backend_test" \
   --gtest_output="xml:$results/cuda_backend_test.xml"
 for model in ${BENCH_MODELS:-opt-1.3b opt-13b}; do
   step "bench_$model" "${BENCH_SECONDS:-75}" "$bundle/bin/serving_gpu_bench" --model="$model" \

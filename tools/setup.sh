@@ -16,6 +16,8 @@ packages=(
   g++ python3              # toolchain; python3 summarizes test results
   libcaf-dev               # C++ Actor Framework 0.17.6
   libtorch-dev             # LibTorch 1.13.1, CPU
+  libopenblas0-openmp      # OpenBLAS as libblas.so.3 for LibTorch (the reference BLAS Debian
+                           # installs otherwise made a prefill 9x slower); OpenMP, as LibTorch
   libabsl-dev              # Abseil 20220623
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev libssl-dev

@@ -11,7 +11,6 @@
 #include "actors/messages.h"
 #include "caf/all.hpp"
 #include "serving/engine/continuous_batcher.h"
-#include "serving/engine/cpu_backend.h"
 #include "serving/frontend/openai_server.h"
 #include "serving/instance/colocated_instance.h"
 #include "serving/instance/messages.h"
@@ -246,19 +245,6 @@ absl::StatusOr<caf::actor> StartServer(const ServingRoleOptions& options,
   return context.system.spawn<caf::detached>(Server, std::move(front), *router, *bound);
 }
 
-BackendFactory CpuBackends() {
-  return [](const model::ModelConfig& config, const model::WeightSource& weights,
-            int num_kv_blocks,
-            const std::string& device) -> absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> {
-    if (device != "cpu") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("device \"", device,
-                       "\": this binary serves on the CPU only; set device = \"cpu\""));
-    }
-    return engine::CreateCpuBackend(config, weights, {num_kv_blocks});
-  };
-}
-
 const std::map<std::string, std::string>& ModelParamHelp() {
   static const auto* help = new std::map<std::string, std::string>{
       {"model", "model preset (default tiny)"},
@@ -277,7 +263,13 @@ std::map<std::string, std::string> With(std::map<std::string, std::string> param
 }  // namespace
 
 void AddServingRoles(actors::RoleCatalog& catalog, ServingRoleOptions options) {
-  if (!options.make_backend) options.make_backend = CpuBackends();
+  if (!options.make_backend) {
+    options.make_backend = [](const model::ModelConfig&, const model::WeightSource&, int,
+                              const std::string&)
+        -> absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> {
+      return absl::FailedPreconditionError("this binary was built without a forward backend");
+    };
+  }
   const std::map<std::string, std::string> engine_params = {
       {"max_batch_tokens", "tokens per step (default 2048)"},
       {"max_batch_requests", "requests per step (default 256)"},

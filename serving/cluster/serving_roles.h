@@ -46,7 +46,9 @@ using BackendFactory = std::function<absl::StatusOr<std::unique_ptr<engine::Forw
 struct ServingRoleOptions {
   // The tokenizer of a server whose params name none.
   std::string default_tokenizer;
-  // Makes backends; the default builds the LibTorch CPU backend and refuses "cuda:N".
+  // Makes the instances' backends: CpuBackends() (cpu_backends.h, LibTorch) in `troupe`,
+  // CudaBackends() (cuda_backends.h, no LibTorch) in `troupe_gpu`. Unset, instances cannot
+  // start (a binary with servers only).
   BackendFactory make_backend;
 };
 

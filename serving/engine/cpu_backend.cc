@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "serving/engine/internal/layer_weights.h"
 
 namespace troupe::serving::engine {
 namespace {
@@ -62,31 +63,7 @@ class CpuBackend : public ForwardBackend {
     for (int l = 0; l < config_.num_layers; ++l) {
       const std::string p = absl::StrCat(root, "layers.", l, ".");
       Layer layer;
-      layer.wq = get(p + "self_attn.q_proj.weight");
-      layer.wk = get(p + "self_attn.k_proj.weight");
-      layer.wv = get(p + "self_attn.v_proj.weight");
-      if (opt) {
-        layer.bq = get(p + "self_attn.q_proj.bias");
-        layer.bk = get(p + "self_attn.k_proj.bias");
-        layer.bv = get(p + "self_attn.v_proj.bias");
-        layer.wo = get(p + "self_attn.out_proj.weight");
-        layer.bo = get(p + "self_attn.out_proj.bias");
-        layer.norm1_w = get(p + "self_attn_layer_norm.weight");
-        layer.norm1_b = get(p + "self_attn_layer_norm.bias");
-        layer.norm2_w = get(p + "final_layer_norm.weight");
-        layer.norm2_b = get(p + "final_layer_norm.bias");
-        layer.w1 = get(p + "fc1.weight");
-        layer.b1 = get(p + "fc1.bias");
-        layer.w2 = get(p + "fc2.weight");
-        layer.b2 = get(p + "fc2.bias");
-      } else {
-        layer.wo = get(p + "self_attn.o_proj.weight");
-        layer.norm1_w = get(p + "input_layernorm.weight");
-        layer.norm2_w = get(p + "post_attention_layernorm.weight");
-        layer.gate = get(p + "mlp.gate_proj.weight");
-        layer.up = get(p + "mlp.up_proj.weight");
-        layer.down = get(p + "mlp.down_proj.weight");
-      }
+      internal::GetLayerWeights(p, opt, get, layer);
       layer.k_cache = torch::zeros(cache_shape, torch::kFloat32);
       layer.v_cache = torch::zeros(cache_shape, torch::kFloat32);
       layers_.push_back(std::move(layer));

@@ -12,6 +12,24 @@
 //
 // Row-major everywhere; a Linear weight is [out, in], so every projection is a GEMM with
 // transpose_b (gpu/gemm_args.h).
+//
+// CUDA graphs (CudaBackendOptions::cuda_graphs). EnqueueStep, everything between the metadata
+// upload and the logits download, reads the step only through device memory (ids, positions,
+// slots, context lengths, block tables in the scratch arena) except for host scalars: the row
+// count T (= B for a pure decode), and the decode-attention launch's max_context_len and
+// max_blocks_per_seq. max_context_len sets the grid: the partition size P (DecodePartitionTokens:
+// 256, 512 or 1024 tokens, from the batch and the context) and the partition count N =
+// ceil(max_context / P). A graph's key is (B, P, N), and it is captured with max_context_len =
+// N * P and block tables N * P / 16 blocks wide, the top of the bucket: for every max context
+// in (P (N - 1), N P] the kernel then picks the same P and N (checked in GraphKeyFor), so the
+// replay launches exactly what the eager step would, and the kernel reads the real context
+// lengths from device memory (partitions past a sequence's end return at once, the merge walks
+// only the partitions a context uses). Bucketing wider (several N per graph) would also be
+// correct, but N = 1 writes the output directly where N > 1 merges, and P itself may change with
+// the context, so the replay would round differently from the eager step. The graph's layout in
+// the scratch arena is a function of the key, so each replay uploads the step's metadata to the
+// same offsets first; if the scratch or the column of ones moves (a larger step grew it), every
+// graph is dropped and recaptured on its next use.
 #include "serving/engine/cuda_backend.h"
 
 #include <cuda_runtime.h>
@@ -20,9 +38,13 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <list>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -125,6 +147,39 @@ struct StepLayout {
   size_t total;
 };
 
+// GraphKey identifies a pure-decode step's graph: B sequences, decode attention split into
+// `partitions` partitions of `partition_tokens` tokens (see the file comment).
+struct GraphKey {
+  int64_t batch = 0;
+  int partition_tokens = 0;
+  int partitions = 0;
+
+  // context is the largest max context of the bucket, which the graph is captured with.
+  int context() const { return partition_tokens * partitions; }
+  int blocks() const { return (context() + kKvBlockTokens - 1) / kKvBlockTokens; }
+  bool operator<(const GraphKey& other) const {
+    return std::tie(batch, partition_tokens, partitions) <
+           std::tie(other.batch, other.partition_tokens, other.partitions);
+  }
+};
+
+// GraphExec owns an instantiated CUDA graph.
+class GraphExec {
+ public:
+  explicit GraphExec(cudaGraphExec_t exec) : exec_(exec) {}
+  GraphExec(GraphExec&& other) noexcept : exec_(std::exchange(other.exec_, nullptr)) {}
+  GraphExec& operator=(GraphExec&&) = delete;
+  GraphExec(const GraphExec&) = delete;
+  GraphExec& operator=(const GraphExec&) = delete;
+  ~GraphExec() {
+    if (exec_ != nullptr) cudaGraphExecDestroy(exec_);  // A destructor cannot report its error.
+  }
+  cudaGraphExec_t get() const { return exec_; }
+
+ private:
+  cudaGraphExec_t exec_ = nullptr;
+};
+
 class CudaBackend : public ForwardBackend {
  public:
   CudaBackend(ModelConfig config, CudaBackendOptions options, gpu::Stream stream, gpu::Blas blas,
@@ -135,7 +190,17 @@ class CudaBackend : public ForwardBackend {
         element_(gpu::SizeOf(options.dtype)),
         stream_(std::move(stream)),
         blas_(std::move(blas)),
-        pool_(std::move(pool)) {}
+        pool_(std::move(pool)),
+        graphs_enabled_(options.cuda_graphs) {}
+
+  ~CudaBackend() override {
+    // cudaGraphExecDestroy wants the graphs' device current; every step has finished (Forward
+    // synchronizes), so no replay is in flight.
+    if (absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
+        scoped.ok()) {
+      graphs_.clear();
+    }
+  }
 
   absl::Status Init(const model::WeightSource& weights) {
     TROUPE_RETURN_IF_ERROR(LoadWeights(weights));
@@ -200,7 +265,8 @@ class CudaBackend : public ForwardBackend {
     absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
     if (!scoped.ok()) return scoped.status();
 
-    const StepPlan plan = Plan(batch);
+    std::optional<GraphKey> key = GraphKeyFor(batch);
+    const StepPlan plan = Plan(batch, key ? &*key : nullptr);
     const StepLayout layout = Layout(plan);
     TROUPE_RETURN_IF_ERROR(EnsureScratch(layout, plan));
     auto* base = static_cast<uint8_t*>(scratch_.data());
@@ -218,55 +284,31 @@ class CudaBackend : public ForwardBackend {
     TROUPE_RETURN_IF_ERROR(
         In(gpu::CopyToDeviceAsync(base, host, layout.ints_end, stream_), "step metadata upload"));
 
-    const auto ints = [&](size_t offset) {
-      return reinterpret_cast<const int32_t*>(base + offset);
-    };
-    const int64_t T = plan.tokens;
-    const int64_t B = plan.sequences;
-    const int64_t h = config_.hidden_size;
-    const bool opt = config_.family == ModelFamily::kOpt;
-    void* x = base + layout.x;
-    void* normed = base + layout.normed;
-
-    // Embeddings.
-    if (opt) {
-      TROUPE_RETURN_IF_ERROR(
-          In(gpu::kernels::EmbeddingWithPositions(
-                 dtype_, ints(layout.ids), embed_, ints(layout.positions), positions_table_, x, T,
-                 config_.vocab_size, h, config_.max_position_embeddings + 2,
-                 gpu::kernels::kOptPositionOffset, stream_),
-             "embedding"));
+    bool replayed = false;
+    if (key) {
+      auto cached = graphs_.find(*key);
+      if (cached != graphs_.end()) {
+        lru_.splice(lru_.begin(), lru_, cached->second.recency);
+        const cudaError_t launched = cudaGraphLaunch(cached->second.exec.get(), RawStream());
+        if (launched == cudaSuccess) {
+          replayed = true;
+        } else {
+          cudaGetLastError();  // Not sticky: the eager launches below must not see it.
+          GraphFailed(*key, absl::StrCat("cudaGraphLaunch: ", cudaGetErrorName(launched), " (",
+                                         cudaGetErrorString(launched), ")"));
+          lru_.erase(cached->second.recency);
+          graphs_.erase(cached);
+          key.reset();
+        }
+      }
+    }
+    if (replayed) {
+      ++graph_stats_.graph_steps;
     } else {
-      TROUPE_RETURN_IF_ERROR(In(gpu::kernels::Embedding(dtype_, ints(layout.ids), embed_, x, T,
-                                                        config_.vocab_size, h, stream_),
-                                "embedding"));
+      TROUPE_RETURN_IF_ERROR(EnqueueStep(plan, layout));
+      ++graph_stats_.eager_steps;
     }
-    TROUPE_RETURN_IF_ERROR(
-        In(Norm(x, layers_[0].norm1_w, layers_[0].norm1_b, normed, T), "layer 0 input norm"));
-
-    for (int l = 0; l < config_.num_layers; ++l) {
-      TROUPE_RETURN_IF_ERROR(In(Layer(l, plan, layout), absl::StrCat("layer ", l)));
-    }
-
-    // `normed` holds the final norm of every row; the logits need each sequence's last row.
-    const void* last = normed;
-    if (!plan.last_rows_identity) {
-      TROUPE_RETURN_IF_ERROR(In(gpu::kernels::Embedding(dtype_, ints(layout.last_rows), normed,
-                                                        base + layout.gathered, B, T, h, stream_),
-                                "gathering the last rows"));
-      last = base + layout.gathered;
-    }
-    gpu::GemmArgs head;
-    head.m = B;
-    head.n = config_.vocab_size;
-    head.k = h;
-    head.dtype = dtype_;
-    head.output_dtype = DType::kFloat32;
-    head.a = last;
-    head.b = head_;
-    head.transpose_b = true;
-    head.c = base + layout.logits;
-    TROUPE_RETURN_IF_ERROR(In(blas_.Gemm(head), "output head"));
+    const int64_t B = plan.sequences;
     const size_t logits_bytes = static_cast<size_t>(B) * config_.vocab_size * sizeof(float);
     TROUPE_RETURN_IF_ERROR(
         In(gpu::CopyToHostAsync(host_logits_.data(), base + layout.logits, logits_bytes, stream_),
@@ -277,6 +319,9 @@ class CudaBackend : public ForwardBackend {
     for (int64_t s = 0; s < B; ++s) {
       result[s].assign(logits + s * config_.vocab_size, logits + (s + 1) * config_.vocab_size);
     }
+    // The key's first step ran eagerly (which also loads every kernel and settles cuBLAS's
+    // choices outside the capture); capture it now for the next ones. The stream is idle.
+    if (key && !replayed) CaptureGraph(*key, plan, layout);
     return result;
   }
 
@@ -347,6 +392,15 @@ class CudaBackend : public ForwardBackend {
     // The staging buffers go back to the pool when this returns: the stream must be done.
     return In(stream_.Synchronize(), "ImportKv");
   }
+
+  CudaGraphStats GraphStats() const {
+    CudaGraphStats stats = graph_stats_;
+    stats.enabled = graphs_enabled_;
+    stats.cached_graphs = static_cast<int64_t>(graphs_.size());
+    return stats;
+  }
+
+  void EnableGraphs(bool enabled) { graphs_enabled_ = enabled; }
 
  private:
   // --- Weights ------------------------------------------------------------------------------
@@ -514,7 +568,9 @@ class CudaBackend : public ForwardBackend {
 
   // Plan packs the batch: fresh prompts' tokens first (the prefill kernel's packed batch), then
   // every other sequence's new tokens (rows of the paged decode kernel).
-  StepPlan Plan(const std::vector<SequenceStep>& batch) const {
+  // With a graph key (a pure decode), the paged rows' block tables and the decode-attention
+  // launch take the key's bucket, so that the step's launches are the graph's.
+  StepPlan Plan(const std::vector<SequenceStep>& batch, const GraphKey* key) const {
     StepPlan plan;
     plan.sequences = static_cast<int64_t>(batch.size());
     plan.last_rows.assign(batch.size(), 0);
@@ -548,6 +604,10 @@ class CudaBackend : public ForwardBackend {
     }
     plan.tokens = static_cast<int64_t>(plan.ids.size());
     plan.paged_rows = plan.tokens - plan.prefill_rows;
+    if (key != nullptr) {
+      plan.max_blocks = std::max(plan.max_blocks, key->blocks());
+      plan.max_context = std::max(plan.max_context, key->context());
+    }
     // Row r of the paged part attends to the first cached + i + 1 tokens of its sequence.
     for (const SequenceStep& step : batch) {
       if (step.cached_tokens == 0) continue;
@@ -565,6 +625,156 @@ class CudaBackend : public ForwardBackend {
     }
     plan.decode_workspace = DecodeWorkspace(plan.paged_rows, plan.max_blocks, plan.max_context);
     return plan;
+  }
+
+  // EnqueueStep enqueues the step's kernels and cuBLAS calls, from the embedding to the logits
+  // in the scratch arena: everything but the metadata upload before and the logits download
+  // after. It allocates nothing and never synchronizes, so a graph can capture it.
+  absl::Status EnqueueStep(const StepPlan& plan, const StepLayout& layout) {
+    auto* base = static_cast<uint8_t*>(scratch_.data());
+    const auto ints = [&](size_t offset) {
+      return reinterpret_cast<const int32_t*>(base + offset);
+    };
+    const int64_t T = plan.tokens;
+    const int64_t B = plan.sequences;
+    const int64_t h = config_.hidden_size;
+    const bool opt = config_.family == ModelFamily::kOpt;
+    void* x = base + layout.x;
+    void* normed = base + layout.normed;
+
+    // Embeddings.
+    if (opt) {
+      TROUPE_RETURN_IF_ERROR(
+          In(gpu::kernels::EmbeddingWithPositions(
+                 dtype_, ints(layout.ids), embed_, ints(layout.positions), positions_table_, x, T,
+                 config_.vocab_size, h, config_.max_position_embeddings + 2,
+                 gpu::kernels::kOptPositionOffset, stream_),
+             "embedding"));
+    } else {
+      TROUPE_RETURN_IF_ERROR(In(gpu::kernels::Embedding(dtype_, ints(layout.ids), embed_, x, T,
+                                                        config_.vocab_size, h, stream_),
+                                "embedding"));
+    }
+    TROUPE_RETURN_IF_ERROR(
+        In(Norm(x, layers_[0].norm1_w, layers_[0].norm1_b, normed, T), "layer 0 input norm"));
+
+    for (int l = 0; l < config_.num_layers; ++l) {
+      TROUPE_RETURN_IF_ERROR(In(Layer(l, plan, layout), absl::StrCat("layer ", l)));
+    }
+
+    // `normed` holds the final norm of every row; the logits need each sequence's last row.
+    const void* last = normed;
+    if (!plan.last_rows_identity) {
+      TROUPE_RETURN_IF_ERROR(In(gpu::kernels::Embedding(dtype_, ints(layout.last_rows), normed,
+                                                        base + layout.gathered, B, T, h, stream_),
+                                "gathering the last rows"));
+      last = base + layout.gathered;
+    }
+    gpu::GemmArgs head;
+    head.m = B;
+    head.n = config_.vocab_size;
+    head.k = h;
+    head.dtype = dtype_;
+    head.output_dtype = DType::kFloat32;
+    head.a = last;
+    head.b = head_;
+    head.transpose_b = true;
+    head.c = base + layout.logits;
+    return In(blas_.Gemm(head), "output head");
+  }
+
+  // --- CUDA graphs of pure-decode steps -------------------------------------------------------
+
+  // MaxGraphBatch is the largest batch a graph is captured for: steps the preallocated scratch
+  // and column of ones cover, so that replays rarely meet a moved scratch.
+  int64_t MaxGraphBatch() const {
+    return std::min(options_.max_step_sequences, options_.max_step_tokens);
+  }
+
+  // GraphKeyFor is the key of `batch` when graphs are on and it is a pure decode the graphs
+  // cover (not a key that failed); nullopt otherwise.
+  std::optional<GraphKey> GraphKeyFor(const std::vector<SequenceStep>& batch) const {
+    const int64_t batch_size = static_cast<int64_t>(batch.size());
+    if (!graphs_enabled_ || batch_size > MaxGraphBatch()) return std::nullopt;
+    int max_context = 0;
+    for (const SequenceStep& step : batch) {
+      if (step.tokens.size() != 1 || step.cached_tokens <= 0) return std::nullopt;
+      max_context = std::max(max_context, step.cached_tokens + 1);
+    }
+    const int blocks = (max_context + kKvBlockTokens - 1) / kKvBlockTokens;
+    GraphKey key;
+    key.batch = batch_size;
+    key.partition_tokens =
+        gpu::attention::DecodePartitionTokens(DecodeParams(batch_size, blocks, max_context));
+    key.partitions = (max_context + key.partition_tokens - 1) / key.partition_tokens;
+    // The graph launches with the bucket's top context: the kernel must split that the same way
+    // (it does, as the split depends on the context only through ceil(context / 256, 512 and
+    // 1024); checked rather than assumed).
+    if (gpu::attention::DecodePartitionTokens(
+            DecodeParams(batch_size, key.blocks(), key.context())) != key.partition_tokens) {
+      return std::nullopt;
+    }
+    if (failed_keys_.count(key) > 0) return std::nullopt;
+    return key;
+  }
+
+  // CaptureGraph captures the step of `plan` (already run eagerly; the stream is idle) as the
+  // graph of `key`. A failure is recorded and the key stays eager; the step's result stands.
+  void CaptureGraph(const GraphKey& key, const StepPlan& plan, const StepLayout& layout) {
+    const cudaStream_t stream = RawStream();
+    // Thread-local: a capture-unsafe call from this thread (an allocation, a synchronization)
+    // fails the capture, while other threads' CUDA work (other backends, NCCL) goes on.
+    cudaError_t code = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+    if (code != cudaSuccess) {
+      cudaGetLastError();
+      GraphFailed(key, absl::StrCat("cudaStreamBeginCapture: ", cudaGetErrorName(code)));
+      return;
+    }
+    const absl::Status enqueued = EnqueueStep(plan, layout);
+    cudaGraph_t graph = nullptr;
+    code = cudaStreamEndCapture(stream, &graph);  // Ends the capture even after a failure.
+    if (!enqueued.ok() || code != cudaSuccess || graph == nullptr) {
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      GraphFailed(key, !enqueued.ok()
+                           ? absl::StrCat("capture: ", enqueued.message())
+                           : absl::StrCat("cudaStreamEndCapture: ", cudaGetErrorName(code), " (",
+                                          cudaGetErrorString(code), ")"));
+      return;
+    }
+    cudaGraphExec_t exec = nullptr;
+    code = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (code != cudaSuccess || exec == nullptr) {
+      cudaGetLastError();
+      GraphFailed(key, absl::StrCat("cudaGraphInstantiate: ", cudaGetErrorName(code), " (",
+                                    cudaGetErrorString(code), ")"));
+      return;
+    }
+    while (!lru_.empty() && static_cast<int64_t>(graphs_.size()) >= options_.max_cuda_graphs) {
+      graphs_.erase(lru_.back());
+      lru_.pop_back();
+      ++graph_stats_.evictions;
+    }
+    lru_.push_front(key);
+    graphs_.emplace(key, CachedGraph{GraphExec(exec), lru_.begin()});
+    ++graph_stats_.captures;
+  }
+
+  void GraphFailed(const GraphKey& key, std::string why) {
+    failed_keys_.insert(key);
+    ++graph_stats_.failed_keys;
+    graph_stats_.last_failure = absl::StrCat("batch ", key.batch, ", ", key.partitions, " x ",
+                                             key.partition_tokens, " tokens: ", why);
+  }
+
+  // DropGraphs drops every graph: they point into scratch memory or a column of ones that is
+  // about to move. The stream is idle (every step synchronizes before returning).
+  void DropGraphs() {
+    if (graphs_.empty()) return;
+    graphs_.clear();
+    lru_.clear();
+    ++graph_stats_.invalidations;
   }
 
   gpu::attention::DecodeAttentionParams DecodeParams(int64_t rows, int max_blocks,
@@ -632,6 +842,7 @@ class CudaBackend : public ForwardBackend {
   // (the bias GEMMs' left operand) when a step needs more than they hold.
   absl::Status EnsureScratch(const StepLayout& layout, const StepPlan& plan) {
     if (scratch_.capacity() < layout.total) {
+      DropGraphs();
       scratch_.Reset();
       // Hand the old block back to CUDA rather than caching it: steps only grow it.
       TROUPE_RETURN_IF_ERROR(pool_->Release(options_.device));
@@ -661,6 +872,7 @@ class CudaBackend : public ForwardBackend {
       // The old column may still be read by queued work of this stream; the copy below is not
       // ordered with it, so finish that work before freeing it.
       TROUPE_RETURN_IF_ERROR(In(stream_.Synchronize(), "growing the column of ones"));
+      DropGraphs();
       TROUPE_RETURN_IF_ERROR(In(buffer->CopyFromHost(ones.data(), ones_bytes), "a column of ones"));
       ones_ = *std::move(buffer);
     }
@@ -915,6 +1127,18 @@ class CudaBackend : public ForwardBackend {
   gpu::DeviceBuffer ones_;
   gpu::PinnedHostBuffer host_staging_;
   gpu::PinnedHostBuffer host_logits_;
+
+  // Graphs of pure-decode steps, most recently used first in lru_. Declared last: destroyed
+  // before the memory they point into.
+  struct CachedGraph {
+    GraphExec exec;
+    std::list<GraphKey>::iterator recency;
+  };
+  bool graphs_enabled_ = false;
+  std::map<GraphKey, CachedGraph> graphs_;
+  std::list<GraphKey> lru_;
+  std::set<GraphKey> failed_keys_;
+  CudaGraphStats graph_stats_;
 };
 
 absl::Status CheckSupported(const ModelConfig& config, const CudaBackendOptions& options) {
@@ -953,6 +1177,10 @@ absl::Status CheckSupported(const ModelConfig& config, const CudaBackendOptions&
                                 ") and max_step_sequences (", options.max_step_sequences,
                                 ") must be positive"));
   }
+  if (options.max_cuda_graphs < 1) {
+    return invalid(absl::StrCat("max_cuda_graphs is ", options.max_cuda_graphs,
+                                "; keep at least 1 graph, or turn cuda_graphs off"));
+  }
   return absl::OkStatus();
 }
 
@@ -974,6 +1202,25 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCudaBackend(
                                                *std::move(blas), *std::move(pool));
   TROUPE_RETURN_IF_ERROR(backend->Init(weights));
   return std::unique_ptr<ForwardBackend>(std::move(backend));
+}
+
+absl::StatusOr<CudaGraphStats> GetCudaGraphStats(const ForwardBackend& backend) {
+  const auto* cuda = dynamic_cast<const CudaBackend*>(&backend);
+  if (cuda == nullptr) {
+    return absl::InvalidArgumentError(
+        "GetCudaGraphStats: the backend was not made by CreateCudaBackend");
+  }
+  return cuda->GraphStats();
+}
+
+absl::Status SetCudaGraphsEnabled(ForwardBackend& backend, bool enabled) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  if (cuda == nullptr) {
+    return absl::InvalidArgumentError(
+        "SetCudaGraphsEnabled: the backend was not made by CreateCudaBackend");
+  }
+  cuda->EnableGraphs(enabled);
+  return absl::OkStatus();
 }
 
 }  // namespace troupe::serving::engine

@@ -18,12 +18,23 @@
 // creation for steps of up to max_step_tokens tokens and max_step_sequences sequences, so such
 // steps allocate nothing; larger steps grow it once.
 //
+// With CudaBackendOptions::cuda_graphs, pure-decode steps (every sequence one new token after a
+// cached prefix, at most min(max_step_sequences, max_step_tokens) sequences) replay a CUDA graph
+// of the step's kernels and cuBLAS calls instead of launching them one by one from the host, as
+// vLLM does: the host launch overhead, not the kernels, is most of a small decode step. A graph
+// is captured after the first step of its key (batch size and decode-attention split) has run
+// eagerly, and replays the same launches on the step metadata uploaded before each replay: the
+// eager step's kernels on the same inputs. Every other step runs eagerly. CudaGraphStats tells
+// how steps ran.
+//
 //   std::unique_ptr<model::WeightSource> weights = model::RandomWeights(/*seed=*/1);
 //   absl::StatusOr<std::unique_ptr<ForwardBackend>> backend =
 //       CreateCudaBackend(*model::ModelPreset("opt-1.3b"), *weights, CudaBackendOptions{});
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "gpu/dtype.h"
@@ -49,6 +60,26 @@ struct CudaBackendOptions {
   int max_step_sequences = 256;
   // Threads that read (or generate) the weights while uploading them; 0: one per core, at most 16.
   int load_threads = 0;
+  // Replay pure-decode steps from captured CUDA graphs (see above). Off until validated on a GPU.
+  bool cuda_graphs = false;
+  // Captured graphs kept, least recently used dropped first. vLLM keeps one graph per batch
+  // size it pads to (a few dozen); here a key is a batch size and a decode-attention split (a
+  // partition of 256 to 1024 context tokens), and 64 covers a batch-size sweep at a few context
+  // lengths. A graph holds launch parameters, not activations: those stay in the scratch memory.
+  int max_cuda_graphs = 64;
+};
+
+// CudaGraphStats: how a CudaBackend's steps ran, for tests and benchmarks.
+struct CudaGraphStats {
+  bool enabled = false;       // Whether pure-decode steps use graphs now.
+  int64_t graph_steps = 0;    // Steps replayed from a captured graph.
+  int64_t eager_steps = 0;    // Steps launched kernel by kernel (a key's first step included).
+  int64_t captures = 0;       // Graphs captured and instantiated.
+  int64_t failed_keys = 0;    // Keys whose capture, instantiation or launch failed: eager for good.
+  int64_t evictions = 0;      // Graphs dropped to stay within max_cuda_graphs.
+  int64_t invalidations = 0;  // Times every graph was dropped because the scratch memory moved.
+  int64_t cached_graphs = 0;  // Graphs held now.
+  std::string last_failure;   // Why the last failed key failed; empty if none did.
 };
 
 // CreateCudaBackend uploads every tensor of `config` from `weights` (converted to options.dtype)
@@ -58,5 +89,13 @@ struct CudaBackendOptions {
 absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCudaBackend(
     const model::ModelConfig& config, const model::WeightSource& weights,
     const CudaBackendOptions& options);
+
+// GetCudaGraphStats reads the counters of a backend made by CreateCudaBackend (InvalidArgument
+// for any other backend).
+absl::StatusOr<CudaGraphStats> GetCudaGraphStats(const ForwardBackend& backend);
+
+// SetCudaGraphsEnabled turns graph replay of a CreateCudaBackend backend on or off from its next
+// step, keeping the graphs captured so far: benchmarks time both ways on one backend.
+absl::Status SetCudaGraphsEnabled(ForwardBackend& backend, bool enabled);
 
 }  // namespace troupe::serving::engine

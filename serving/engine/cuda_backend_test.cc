@@ -123,8 +123,9 @@ class CudaBackendTest : public ::testing::TestWithParam<Case> {
   }
 
   // Small step limits, so the script's larger steps (344 tokens, 6 sequences) grow the scratch.
-  std::unique_ptr<ForwardBackend> Cuda() {
+  std::unique_ptr<ForwardBackend> Cuda(bool cuda_graphs = false) {
     CudaBackendOptions options;
+    options.cuda_graphs = cuda_graphs;
     options.dtype = GetParam().dtype;
     options.num_kv_blocks = kTestScriptBlocks;
     options.max_step_tokens = 64;
@@ -397,6 +398,184 @@ TEST_P(CudaBackendTest, GreedyTokensThroughTheBatcherMatchTheReference) {
           << "\n  cuda:      " << absl::StrJoin(on_cuda[request.id], " ");
     }
   }
+}
+
+// ExpectSameLogits expects two backends' logits of one step to be equal bit for bit; on a mismatch
+// it prints how many values differ and by how much, which tells rounding from a wrong input.
+void ExpectSameLogits(const std::vector<std::vector<float>>& eager,
+                      const std::vector<std::vector<float>>& graphs, const std::string& what) {
+  ASSERT_EQ(eager.size(), graphs.size()) << what;
+  for (size_t s = 0; s < eager.size(); ++s) {
+    ASSERT_EQ(eager[s].size(), graphs[s].size()) << what;
+    size_t differ = 0;
+    double max_diff = 0;
+    for (size_t i = 0; i < eager[s].size(); ++i) {
+      if (std::memcmp(&eager[s][i], &graphs[s][i], sizeof(float)) != 0) {
+        ++differ;
+        max_diff = std::max(max_diff, std::abs(static_cast<double>(eager[s][i]) - graphs[s][i]));
+      }
+    }
+    EXPECT_EQ(differ, 0u) << what << ", sequence " << s << ": " << differ << " of "
+                          << eager[s].size() << " logits differ, max |diff| " << max_diff
+                          << ", relative error " << RelativeError(graphs[s], eager[s]);
+  }
+}
+
+// A backend with cuda_graphs replays pure-decode steps from captured graphs; one without runs
+// every step eagerly. A replay launches the eager step's kernels on the same inputs, so the two
+// must agree bit for bit: logits and cache. The decode steps cover batch sizes 1 to 4 (graphs)
+// and 6 (past max_step_sequences: eager), contexts on both sides of 256 tokens (one decode-
+// attention partition, then two with a merge: different graphs), one graph for max contexts of
+// 247 and of 23 tokens (block tables padded to its bucket's 256 tokens), a mixed step between
+// them, repeats of every key (replays with new tokens, positions, slots and contexts), graphs
+// turned off for a step, and a prompt that grows the scratch memory mid-run (every graph
+// dropped and captured again).
+TEST_P(CudaBackendTest, CudaGraphDecodesMatchEagerBitForBit) {
+  const model::ModelConfig& config = GetParam().config;
+  std::unique_ptr<ForwardBackend> eager = Cuda(/*cuda_graphs=*/false);
+  std::unique_ptr<ForwardBackend> graphs = Cuda(/*cuda_graphs=*/true);
+  ASSERT_TRUE(eager != nullptr && graphs != nullptr);
+
+  // Sequences: the prompt, then how many tokens the cache holds, and their blocks (disjoint).
+  struct Sequence {
+    int64_t id;
+    int prompt;
+    std::vector<int32_t> blocks;
+    int cached = 0;
+  };
+  std::map<char, Sequence> seqs;
+  int next_block = 0;
+  const auto add = [&](char name, int64_t id, int prompt, int blocks) {
+    Sequence seq{id, prompt, {}};
+    for (int b = 0; b < blocks; ++b) seq.blocks.push_back(next_block++);
+    seqs[name] = seq;
+  };
+  add('A', 1, 244, 17);
+  add('B', 2, 250, 17);
+  add('C', 3, 20, 3);
+  add('D', 4, 17, 3);
+  add('E', 5, 5, 3);
+  add('F', 6, 9, 3);
+  add('G', 7, 260, 17);  // Prefilled mid-run: a larger step than any before, so scratch grows.
+  ASSERT_LE(next_block, kTestScriptBlocks);
+
+  uint64_t state = 0x9a9b;
+  const auto token = [&] {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<int32_t>((state >> 33) % config.vocab_size);
+  };
+  const auto step_of = [&](char name, int new_tokens) {
+    Sequence& seq = seqs[name];
+    SequenceStep step{seq.id, {}, seq.cached, seq.blocks};
+    for (int i = 0; i < new_tokens; ++i) step.tokens.push_back(token());
+    EXPECT_LE(seq.cached + new_tokens, static_cast<int>(seq.blocks.size()) * kKvBlockTokens);
+    seq.cached += new_tokens;
+    return step;
+  };
+  const auto run = [&](const std::vector<SequenceStep>& batch, const std::string& what) {
+    absl::StatusOr<std::vector<std::vector<float>>> on_eager = eager->Forward(batch);
+    absl::StatusOr<std::vector<std::vector<float>>> on_graphs = graphs->Forward(batch);
+    ASSERT_TRUE(on_eager.ok()) << what << ": " << on_eager.status();
+    ASSERT_TRUE(on_graphs.ok()) << what << ": " << on_graphs.status();
+    ExpectSameLogits(*on_eager, *on_graphs, what);
+  };
+  // Prefill runs eagerly on both; its cache is copied over anyway, so that the decode steps
+  // compare graphs with eager launches alone.
+  const auto same_cache = [&](const std::string& what, std::vector<uint8_t>* eager_cache) {
+    absl::StatusOr<std::vector<uint8_t>> from_eager = eager->ExportKv(AllBlocks(), {});
+    absl::StatusOr<std::vector<uint8_t>> from_graphs = graphs->ExportKv(AllBlocks(), {});
+    ASSERT_TRUE(from_eager.ok()) << from_eager.status();
+    ASSERT_TRUE(from_graphs.ok()) << from_graphs.status();
+    size_t differ = 0;
+    for (size_t i = 0; i < from_eager->size() && i < from_graphs->size(); ++i) {
+      differ += (*from_eager)[i] != (*from_graphs)[i];
+    }
+    EXPECT_TRUE(*from_eager == *from_graphs) << "the KV caches differ " << what << ": " << differ
+                                             << " of " << from_eager->size() << " bytes";
+    if (eager_cache != nullptr) *eager_cache = *std::move(from_eager);
+  };
+  const auto prefill = [&](const std::string& names) {
+    std::vector<SequenceStep> batch;
+    for (char name : names) batch.push_back(step_of(name, seqs[name].prompt));
+    run(batch, "prefill of " + names);
+    std::vector<uint8_t> cache;
+    same_cache("after the prefill of " + names + " (both eager)", &cache);
+    ASSERT_FALSE(cache.empty());
+    ASSERT_TRUE(graphs->ImportKv(AllBlocks(), {}, cache).ok());
+  };
+  prefill("A");
+  prefill("B");
+  prefill("CDEF");
+  if (HasFatalFailure()) return;
+
+  absl::StatusOr<CudaGraphStats> before = GetCudaGraphStats(*graphs);
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_TRUE(before->enabled);
+  for (int round = 0; round < 30; ++round) {
+    if (round == 20) {
+      prefill("G");
+      if (HasFatalFailure()) return;
+    }
+    std::vector<SequenceStep> batch;
+    std::string names;
+    if (round == 7) {  // Mixed: a 3-token chunk after a cached prefix, and a decode.
+      batch = {step_of('E', 3), step_of('F', 1)};
+      names = "E (3 tokens) F";
+    } else {
+      static const char* const kPatterns[] = {"A", "AB", "ACD", "ABCD", "CDE"};
+      names = round == 12 ? "ABCDEF" : kPatterns[round % 5];
+      if (round >= 20 && round % 5 == 4) names = "CDEG";
+      int max_context = 0;
+      for (char name : names) {
+        batch.push_back(step_of(name, 1));
+        max_context = std::max(max_context, batch.back().cached_tokens + 1);
+      }
+      names += absl::StrCat(" (max context ", max_context, ")");
+    }
+    const bool off = round == 27;
+    if (off) {
+      ASSERT_TRUE(SetCudaGraphsEnabled(*graphs, false).ok());
+    }
+    absl::StatusOr<CudaGraphStats> prior = GetCudaGraphStats(*graphs);
+    run(batch, absl::StrCat("decode round ", round, ": ", names));
+    if (HasFatalFailure()) return;
+    if (off) {
+      absl::StatusOr<CudaGraphStats> during = GetCudaGraphStats(*graphs);
+      ASSERT_TRUE(prior.ok() && during.ok());
+      EXPECT_FALSE(during->enabled);
+      EXPECT_EQ(during->graph_steps, prior->graph_steps) << "graphs were off";
+      ASSERT_TRUE(SetCudaGraphsEnabled(*graphs, true).ok());
+    }
+  }
+  same_cache("after the decode steps", nullptr);
+
+  absl::StatusOr<CudaGraphStats> stats = GetCudaGraphStats(*graphs);
+  ASSERT_TRUE(stats.ok());
+  std::printf(
+      "%s %s graphs: %lld replayed, %lld eager, %lld captured, %lld failed, %lld evicted, "
+      "%lld invalidated, %lld held; last failure: %s\n",
+      config.name.c_str(), gpu::DTypeName(GetParam().dtype),
+      static_cast<long long>(stats->graph_steps), static_cast<long long>(stats->eager_steps),
+      static_cast<long long>(stats->captures), static_cast<long long>(stats->failed_keys),
+      static_cast<long long>(stats->evictions), static_cast<long long>(stats->invalidations),
+      static_cast<long long>(stats->cached_graphs), stats->last_failure.c_str());
+  EXPECT_EQ(stats->failed_keys, 0) << stats->last_failure;
+  // Keys (batch, partitions) before G's prompt grows the scratch: (1..4, 1), (2..4, 2); after
+  // it: (1..4, 2). Each key's first step runs eagerly and is captured, the rest replay: 30
+  // rounds less 2 that graphs do not cover (mixed, batch 6), 1 with graphs off and 11 first
+  // uses. Prefill steps (4) run eagerly.
+  EXPECT_EQ(stats->captures, 11);
+  EXPECT_EQ(stats->graph_steps, 16);
+  EXPECT_EQ(stats->eager_steps, 18);
+  EXPECT_EQ(stats->invalidations, 1);
+  EXPECT_EQ(stats->evictions, 0);
+  EXPECT_EQ(stats->cached_graphs, 4);
+  absl::StatusOr<CudaGraphStats> eager_stats = GetCudaGraphStats(*eager);
+  ASSERT_TRUE(eager_stats.ok());
+  EXPECT_FALSE(eager_stats->enabled);
+  EXPECT_EQ(eager_stats->graph_steps, 0);
+  EXPECT_EQ(eager_stats->captures, 0);
+  EXPECT_FALSE(GetCudaGraphStats(*reference_).ok()) << "the reference is not a CudaBackend";
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, CudaBackendTest, ::testing::ValuesIn(AllCases()), CaseName);

@@ -14,6 +14,8 @@
 #include "actors/directory.h"
 #include "actors/errors.h"
 #include "actors/messages.h"
+#include "actors/metrics.h"
+#include "actors/runtime.h"
 #include "caf/all.hpp"
 #include "serving/instance/messages.h"
 
@@ -62,6 +64,10 @@ struct RouterState {
   caf::timespan lookup_timeout{};
   absl::flat_hash_set<caf::actor_addr> dead;  // instances that went down
   bool expects_decode = false;  // decode instances were given (else prefill ones are colocated)
+  // Phase times of finished requests, in the system's metrics registry (null without one).
+  actors::Histogram* prefill_seconds = nullptr;
+  actors::Histogram* handoff_seconds = nullptr;
+  actors::Histogram* decode_seconds = nullptr;
   int pending_lookups = 0;      // directory lookups under way
   std::deque<Parked> parked;    // requests that came before their instances were found
   std::chrono::milliseconds poll_interval{100};
@@ -115,11 +121,17 @@ void End(RouterActor* self, int64_t id, std::optional<GeneratedToken> token) {
   } else {
     ++s.stats.finished;
     const Clock::time_point now = Clock::now();
-    s.prefill_s += Seconds(track.first_token - track.arrived);
+    const double prefill = Seconds(track.first_token - track.arrived);
+    s.prefill_s += prefill;
+    if (s.prefill_seconds != nullptr) s.prefill_seconds->Observe(prefill);
     if (track.tokens > 1) {
       ++s.with_handoff;
-      s.handoff_s += Seconds(track.second_token - track.first_token);
-      s.decode_s += Seconds(now - track.second_token);
+      const double handoff = Seconds(track.second_token - track.first_token);
+      const double decode = Seconds(now - track.second_token);
+      s.handoff_s += handoff;
+      s.decode_s += decode;
+      if (s.handoff_seconds != nullptr) s.handoff_seconds->Observe(handoff);
+      if (s.decode_seconds != nullptr) s.decode_seconds->Observe(decode);
     }
   }
 }
@@ -270,6 +282,22 @@ caf::behavior Router(RouterActor* self, RouterOptions options) {
   RouterState& state = self->state;
   state.directory = options.directory;
   state.expects_decode = !options.decode.empty() || !options.decode_names.empty();
+  if (actors::MetricsRegistry* metrics = actors::MetricsOf(self->system())) {
+    const std::vector<double> bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                        0.25,  0.5,    1,     2.5,  5,     10,   30};
+    const auto histogram = [&](const std::string& phase, const std::string& help) {
+      return metrics
+          ->AddHistogram("troupe_router_phase_seconds",
+                         "Phases of finished requests: arrival to first token (prefill), first "
+                         "to second token (handoff: decode queueing and the KV transfer), "
+                         "second to last token (decode). " + help,
+                         bounds, {{"phase", phase}})
+          .value_or(nullptr);
+    };
+    state.prefill_seconds = histogram("prefill", "");
+    state.handoff_seconds = histogram("handoff", "");
+    state.decode_seconds = histogram("decode", "");
+  }
   state.lookup_timeout = actors::ToTimespan(options.lookup_timeout);
   state.poll_interval = std::chrono::milliseconds(
       std::max<int64_t>(1, absl::ToInt64Milliseconds(options.poll_interval)));

@@ -1,6 +1,7 @@
 #include "serving/instance/router.h"
 
 #include <map>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -266,6 +267,81 @@ TEST_F(RouterTest, RefusesWhatItCannotServe) {
       .receive([] { ADD_FAILURE() << "a request was accepted without prefill instances"; },
                [&](const caf::error& e) { message = actors::RenderError(e); });
   EXPECT_THAT(message, HasSubstr("no prefill instance is up"));
+}
+
+// Many requests over small caches (prefill back-pressure, decode preemption), a third of them
+// cancelled at different points: the rest generate the batcher's tokens, and when all is done
+// every instance has every block free again.
+TEST_F(RouterTest, ManyRequestsWithCancellationsReturnEveryBlock) {
+  std::vector<caf::actor> prefill = {Prefill()};
+  std::vector<caf::actor> decode = {Decode(), Decode()};
+  caf::actor router = Router(prefill, decode);
+  std::vector<GenerateRequest> requests;
+  for (int i = 0; i < 36; ++i) {
+    requests.push_back({500 + i, Prompt(5 + (i * 11) % 60, i), 5 + (i * 7) % 36});
+  }
+  caf::scoped_actor self{runtime_->system()};
+  std::set<int64_t> cancelled;
+  for (const GenerateRequest& r : requests) {
+    self->send(router, r);
+    if (r.id % 6 == 0) {  // cancelled before it can have started
+      self->send(router, cancel_atom::value, r.id);
+      cancelled.insert(r.id);
+    }
+  }
+  Streams streams;
+  while (streams.reasons.size() < requests.size()) {
+    bool got = false;
+    self->receive(
+        [&](const GeneratedToken& t) {
+          got = true;
+          if (t.token >= 0) streams.tokens[t.request_id].push_back(t.token);
+          if (t.finished) streams.reasons[t.request_id] = t.reason;
+          // Cancel some requests after their first (prefill) or third (decode) token.
+          const size_t have = streams.tokens[t.request_id].size();
+          if (!t.finished && t.request_id % 3 == 1 && (have == 1 || have == 3) &&
+              cancelled.insert(t.request_id).second) {
+            self->send(router, cancel_atom::value, t.request_id);
+          }
+        },
+        [&](bool) { got = true; },  // the router's answers to the cancellations
+        [&]() { got = true; },      // and to the requests (queued)
+        [&](const caf::error& e) {
+          got = true;
+          ADD_FAILURE() << actors::RenderError(e);
+        },
+        caf::after(std::chrono::seconds(30)) >> [] {});
+    ASSERT_TRUE(got) << streams.reasons.size() << " of " << requests.size() << " finished";
+  }
+  // A request cancelled after it started may have finished first; one cancelled right after it
+  // was sent cannot have.
+  std::vector<GenerateRequest> kept;
+  int64_t ended_by_cancel = 0;
+  for (const GenerateRequest& r : requests) {
+    if (streams.reasons[r.id] == kFinishedByCancel) {
+      EXPECT_EQ(cancelled.count(r.id), 1) << "request " << r.id << " was cancelled by no one";
+      streams.tokens.erase(r.id);
+      ++ended_by_cancel;
+    } else {
+      EXPECT_EQ(streams.reasons[r.id], kFinishedByLength) << r.id;
+      EXPECT_NE(r.id % 6, 0) << "request " << r.id << " outran its cancellation";
+      kept.push_back(r);
+    }
+  }
+  EXPECT_GT(ended_by_cancel, 6);
+  EXPECT_EQ(streams.tokens, test_util::Direct(*Backend(), kept));
+  for (const std::vector<caf::actor>* pool : {&prefill, &decode}) {
+    for (const caf::actor& instance : *pool) {
+      EXPECT_TRUE(WaitFor([&] {
+        const InstanceStats s = test_util::Stats(self, instance);
+        return s.free_kv_blocks == kBlocks && s.waiting == 0 && s.running == 0;
+      })) << "an instance kept blocks";
+    }
+  }
+  const RouterStats stats = Stats(self, router);
+  EXPECT_EQ(stats.in_flight, 0);
+  EXPECT_EQ(stats.finished, static_cast<int64_t>(kept.size()));
+  EXPECT_EQ(stats.cancelled, ended_by_cancel);
 }
 
 // Without decode instances, the router serves through colocated instances alone.
