@@ -142,8 +142,15 @@ void CheckServes(actors::Node& node) {
                [](const caf::error& e) { ADD_FAILURE() << actors::RenderError(e); });
   EXPECT_EQ(stats.finished, 3);
   EXPECT_EQ(stats.in_flight, 0);
-  const std::string metrics = client.Get("/metrics")->body;
+  std::string metrics = client.Get("/metrics")->body;
   EXPECT_THAT(metrics, HasSubstr("troupe_router_phase_seconds_count{phase=\"handoff\"} 3"));
+  // The instances' polled gauges appear within a few polls (every 100 ms).
+  const std::string gauge = "troupe_router_instance_kv_blocks_used{instance=\"n0/decode1\"}";
+  for (int i = 0; i < 100 && metrics.find(gauge) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    metrics = client.Get("/metrics")->body;
+  }
+  EXPECT_THAT(metrics, HasSubstr(gauge));
 }
 
 // Each bad parameter is an error naming the actor entry, the parameter and the fix.

@@ -64,7 +64,8 @@ struct RouterState {
   caf::timespan lookup_timeout{};
   absl::flat_hash_set<caf::actor_addr> dead;  // instances that went down
   bool expects_decode = false;  // decode instances were given (else prefill ones are colocated)
-  // Phase times of finished requests, in the system's metrics registry (null without one).
+  // The system's metrics registry (null without one), and the phase times of finished requests.
+  actors::MetricsRegistry* metrics = nullptr;
   actors::Histogram* prefill_seconds = nullptr;
   actors::Histogram* handoff_seconds = nullptr;
   actors::Histogram* decode_seconds = nullptr;
@@ -261,6 +262,29 @@ void Unpark(RouterActor* self) {
   for (Parked& p : parked) Place(self, std::move(p.request), std::move(p.client), p.promise);
 }
 
+// Export publishes a named instance's last stats as gauges of this process's registry, so the
+// server's /metrics shows every instance's queues and cache, wherever the instance runs.
+void Export(RouterActor* self, const Member& m) {
+  actors::MetricsRegistry* metrics = self->state.metrics;
+  if (metrics == nullptr || m.name.empty()) return;
+  const auto set = [&](const std::string& name, const std::string& help, double value) {
+    if (absl::StatusOr<actors::Gauge*> g = metrics->AddGauge(name, help, {{"instance", m.name}});
+        g.ok()) {
+      (*g)->Set(value);
+    }
+  };
+  set("troupe_router_instance_waiting_requests", "Requests queued at an instance (polled).",
+      static_cast<double>(m.last.waiting));
+  set("troupe_router_instance_running_requests",
+      "Requests running at an instance (polled; prefill: awaiting a pull).",
+      static_cast<double>(m.last.running));
+  set("troupe_router_instance_kv_blocks_used", "KV cache blocks in use at an instance (polled).",
+      static_cast<double>(m.last.total_kv_blocks - m.last.free_kv_blocks));
+  set("troupe_router_instance_in_flight_requests",
+      "Requests the router has placed on an instance and not seen finish.",
+      static_cast<double>(m.in_flight));
+}
+
 void Poll(RouterActor* self) {
   for (std::vector<Member>* pool : {&self->state.prefill, &self->state.decode}) {
     for (const Member& m : *pool) {
@@ -269,7 +293,10 @@ void Poll(RouterActor* self) {
           .then(
               [self, target](const InstanceStats& stats) {
                 for (std::vector<Member>* p : {&self->state.prefill, &self->state.decode}) {
-                  if (Member* member = Find(*p, target); member != nullptr) member->last = stats;
+                  if (Member* member = Find(*p, target); member != nullptr) {
+                    member->last = stats;
+                    Export(self, *member);
+                  }
                 }
               },
               [](const caf::error&) {});  // a dead instance is dropped by its down message
@@ -282,7 +309,8 @@ caf::behavior Router(RouterActor* self, RouterOptions options) {
   RouterState& state = self->state;
   state.directory = options.directory;
   state.expects_decode = !options.decode.empty() || !options.decode_names.empty();
-  if (actors::MetricsRegistry* metrics = actors::MetricsOf(self->system())) {
+  state.metrics = actors::MetricsOf(self->system());
+  if (actors::MetricsRegistry* metrics = state.metrics) {
     const std::vector<double> bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                         0.25,  0.5,    1,     2.5,  5,     10,   30};
     const auto histogram = [&](const std::string& phase, const std::string& help) {
