@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "actors/runtime.h"
+#include "caf/all.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -227,6 +228,53 @@ TEST_F(OpenAiServerTest, ApiKeyAndOverload) {
   result = busy->Post("/v1/completions", request, "application/json");
   EXPECT_EQ(result->status, 429);
   EXPECT_THAT(result->body, HasSubstr("retry later"));
+}
+
+}  // namespace
+}  // namespace troupe::serving::frontend
+
+namespace troupe::serving::frontend {
+namespace {
+
+// An engine that answers every request with `tokens`, the last one finishing it.
+caf::behavior FixedTokens(caf::event_based_actor* self, std::vector<int32_t> tokens) {
+  return {[self, tokens](const instance::GenerateRequest& request) {
+    auto client = caf::actor_cast<caf::actor>(self->current_sender());
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const bool last = i + 1 == tokens.size();
+      self->send(client, instance::GeneratedToken{request.id, tokens[i], last,
+                                                  last ? instance::kFinishedByLength
+                                                       : uint8_t{0}});
+    }
+  }};
+}
+
+// A model may end inside a UTF-8 character, or emit byte tokens that form none: the response
+// still goes out, those bytes as U+FFFD, streamed or not.
+TEST_F(OpenAiServerTest, TextThatIsNotUtf8BecomesReplacementCharacters) {
+  int32_t lone_byte = -1;  // a token that decodes to a single byte >= 0x80
+  for (int32_t id = 0; id < 512 && lone_byte < 0; ++id) {
+    absl::StatusOr<std::string> text = tokenizer_->Decode({id});
+    if (text.ok() && text->size() == 1 && static_cast<unsigned char>((*text)[0]) >= 0x80) {
+      lone_byte = id;
+    }
+  }
+  ASSERT_GE(lone_byte, 0) << "GPT-2's vocabulary has single-byte tokens";
+  const int32_t hello = tokenizer_->Encode("Hello").front();
+  auto client = Serve(runtime_->system().spawn(FixedTokens, std::vector<int32_t>{hello, lone_byte}));
+  auto plain = client->Post("/v1/completions", R"({"prompt": "a", "max_tokens": 2})",
+                            "application/json");
+  ASSERT_TRUE(plain);
+  ASSERT_EQ(plain->status, 200) << plain->body;
+  EXPECT_EQ(Body(plain)["choices"][0]["text"], "Hello\xEF\xBF\xBD");
+  auto streamed = client->Post("/v1/completions",
+                               R"({"prompt": "a", "max_tokens": 2, "stream": true})",
+                               "application/json");
+  ASSERT_TRUE(streamed);
+  ASSERT_EQ(streamed->status, 200);
+  bool done = false;
+  EXPECT_EQ(StreamedText(streamed->body, /*chat=*/false, &done), "Hello\xEF\xBF\xBD");
+  EXPECT_TRUE(done);
 }
 
 }  // namespace
