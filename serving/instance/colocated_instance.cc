@@ -49,6 +49,7 @@ struct InstanceState {
   int64_t tokens_generated = 0;
   std::deque<DecodeRequest> to_admit;  // prefilled requests waiting for blocks (decode role)
   absl::flat_hash_map<int64_t, caf::actor> pulling;  // admitted, KV on its way (decode role)
+  double pull_share = 0.05;  // ColocatedInstanceOptions::decode_pull_share
   InstanceMetrics metrics;
 };
 
@@ -105,6 +106,18 @@ void TryAdmit(InstanceActor* self) {
   InstanceState& s = self->state;
   if (s.batcher->num_swapped() > 0) return;  // swapped requests get the blocks back first
   while (!s.to_admit.empty()) {
+    // DistServe's decode admission: FCFS, only while the prompts already admitted and not yet
+    // decoding (here: whose KV is being pulled) hold less than a share of the cache (5%), and
+    // the next prompt fits.
+    int64_t pulling_blocks = 0;
+    for (const auto& [id, client] : s.pulling) {
+      absl::StatusOr<std::vector<int32_t>> table = s.blocks->BlockTable(id);
+      if (table.ok()) pulling_blocks += static_cast<int64_t>(table->size());
+    }
+    if (static_cast<double>(pulling_blocks) >=
+        s.pull_share * static_cast<double>(s.blocks->NumGpuBlocks())) {
+      return;  // the pulls' answers call TryAdmit again
+    }
     const DecodeRequest& next = s.to_admit.front();
     const int64_t prompt = static_cast<int64_t>(next.request.prompt.size());
     absl::StatusOr<kv::Admission> admission = s.blocks->CanAllocate(prompt);
@@ -153,6 +166,7 @@ caf::behavior ColocatedInstance(InstanceActor* self,
   state.blocks.emplace(*kv::BlockManager::Create(BlockOptions(*options)));  // checked by Spawn
   state.backend = std::move(options->backend);
   state.metrics = InstanceMetrics::Register(self->system(), options->name);
+  state.pull_share = options->decode_pull_share;
   state.batcher.emplace(
       *engine::ContinuousBatcher::Create(state.backend.get(), &*state.blocks, options->batcher));
   // A client that goes away cancels its requests, so their blocks come back.
@@ -229,6 +243,11 @@ absl::StatusOr<caf::actor> SpawnColocatedInstance(caf::actor_system& system,
   if (options.backend == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("instance ", options.name, ": no forward backend"));
+  }
+  if (!(options.decode_pull_share > 0.0 && options.decode_pull_share <= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "instance ", options.name, ": decode_pull_share is ", options.decode_pull_share,
+        "; it must be in (0, 1] (DistServe uses 0.05)"));
   }
   // Everything the actor builds is checked here, so that it cannot fail there.
   absl::StatusOr<kv::BlockManager> blocks = kv::BlockManager::Create(BlockOptions(options));

@@ -46,6 +46,10 @@ struct ColocatedInstanceOptions {
   // batcher.preemption = kSwap; DistServe's decode instance swaps). 0: no swapping.
   int64_t num_cpu_blocks = 0;
   engine::BatcherOptions batcher;
+  // Decode role: prefilled requests are admitted FCFS only while the prompts whose KV is being
+  // pulled hold less than this share of the cache (DistServe's decode scheduler: 5%), and the
+  // next prompt fits.
+  double decode_pull_share = 0.05;
 };
 
 absl::StatusOr<caf::actor> SpawnColocatedInstance(caf::actor_system& system,

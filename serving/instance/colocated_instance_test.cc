@@ -198,6 +198,11 @@ TEST(SpawnColocatedInstanceTest, BadOptionsAreErrors) {
   ColocatedInstanceOptions too_many;
   std::unique_ptr<model::WeightSource> weights = model::RandomWeights(1);
   too_many.backend = *engine::CreateCpuBackend(*model::ModelPreset("tiny"), *weights, {8});
+  ColocatedInstanceOptions bad_share;
+  bad_share.backend = *engine::CreateCpuBackend(*model::ModelPreset("tiny"), *weights, {8});
+  bad_share.decode_pull_share = 0;
+  EXPECT_THAT(SpawnColocatedInstance(runtime->system(), std::move(bad_share)).status().message(),
+              HasSubstr("decode_pull_share is 0; it must be in (0, 1]"));
   too_many.num_kv_blocks = 9;
   EXPECT_THAT(SpawnColocatedInstance(runtime->system(), std::move(too_many)).status().message(),
               HasSubstr("size them alike"));
