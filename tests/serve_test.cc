@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/time/time.h"
@@ -69,6 +70,28 @@ TEST(ServeTest, ATakenPortIsAClearError) {
   EXPECT_THAT((*second)->Output(), HasSubstr("pick another --port, or 0"));
   first->Signal(SIGTERM);
   EXPECT_TRUE(first->Wait(absl::Seconds(30)).ok());
+}
+
+// `--config` mistakes are errors that say what to pass.
+TEST(ServeTest, ClusterConfigMistakesAreClearErrors) {
+  const auto run = [](const std::vector<std::string>& flags) {
+    std::vector<std::string> argv = {std::getenv("TROUPE_BIN"), "serve", kTokenizer};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    absl::StatusOr<std::unique_ptr<tools::ChildProcess>> process = tools::ChildProcess::Start(argv);
+    EXPECT_TRUE(process.ok()) << process.status();
+    absl::StatusOr<int> code = (*process)->Wait(absl::Seconds(60));
+    EXPECT_TRUE(code.ok()) << code.status();
+    EXPECT_EQ(*code, 1) << (*process)->Output();
+    return (*process)->Output();
+  };
+  EXPECT_THAT(run({"--config=configs/serve_disaggregated.toml"}),
+              HasSubstr("has 4 nodes; say which one this process runs with --node (one of front, "
+                        "prefill, decode0, decode1)"));
+  EXPECT_THAT(run({"--config=configs/serve_disaggregated.toml", "--node=nowhere"}),
+              HasSubstr("nowhere"));
+  EXPECT_THAT(run({"--config=/no/such/file.toml"}), HasSubstr("/no/such/file.toml"));
+  EXPECT_THAT(run({"--kv_blocks=0"}), HasSubstr("--kv_blocks is 0; it must be at least 1"));
+  EXPECT_THAT(run({"--preemption=swap"}), HasSubstr("--preemption / --swap_blocks: "));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "actors/messages.h"
 #include "caf/all.hpp"
@@ -94,12 +95,20 @@ absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> Backend(const ServingRol
   if (!m.ok()) return m.status();
   absl::StatusOr<int> kv_blocks = IntAtLeast(spec, "kv_blocks", 256, 1);
   if (!kv_blocks.ok()) return kv_blocks.status();
+  // Loading a large model takes a while (OPT-13B: about 20 s on a GPU host): say so.
+  std::printf("%s: loading %s (%s) on %s ...\n", spec.name.c_str(), m->config.name.c_str(),
+              m->weights->Describe().c_str(), spec.device.c_str());
+  std::fflush(stdout);
+  const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> backend =
       options.make_backend(m->config, *m->weights, *kv_blocks, spec.device);
   if (!backend.ok()) {
     return absl::Status(backend.status().code(), absl::StrCat(spec.where, " (", spec.name,
                                                               "): ", backend.status().message()));
   }
+  std::printf("%s: loaded in %.1f s, %d KV blocks of 16 tokens\n", spec.name.c_str(),
+              absl::ToDoubleSeconds(absl::Now() - start), (*backend)->num_kv_blocks());
+  std::fflush(stdout);
   return backend;
 }
 
