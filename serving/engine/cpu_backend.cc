@@ -26,32 +26,45 @@ struct Layer {
   torch::Tensor k_cache, v_cache;                    // [blocks, kv_heads, 16, head_dim]
 };
 
-class CpuBackend : public ForwardBackend {
+// CpuStage runs layers [layer_begin, layer_end) of a model (all of them in a CpuBackend).
+class CpuStage : public StageBackend {
  public:
-  CpuBackend(ModelConfig config, int num_kv_blocks)
-      : config_(std::move(config)), num_kv_blocks_(num_kv_blocks) {}
+  CpuStage(ModelConfig config, int num_kv_blocks, int layer_begin, int layer_end)
+      : config_(std::move(config)),
+        num_kv_blocks_(num_kv_blocks),
+        layer_begin_(layer_begin),
+        layer_end_(layer_end) {}
 
+  // Load reads the tensors this stage needs, and only those.
   absl::Status Load(const model::WeightSource& weights) {
     torch::NoGradGuard no_grad;
-    std::map<std::string, torch::Tensor> tensors;
-    for (const model::TensorSpec& spec : model::ExpectedTensors(config_)) {
+    std::map<std::string, model::TensorSpec> specs;
+    for (model::TensorSpec& spec : model::ExpectedTensors(config_)) specs[spec.name] = spec;
+    absl::Status failed;
+    auto get = [&](const std::string& name) -> torch::Tensor {
+      const model::TensorSpec& spec = specs.at(name);
       absl::StatusOr<std::vector<uint8_t>> bytes =
           weights.Load(spec, gpu::DType::kFloat32, /*rank=*/0, /*world=*/1);
-      if (!bytes.ok()) return bytes.status();
-      tensors[spec.name] = torch::from_blob(bytes->data(), spec.shape, torch::kFloat32).clone();
-    }
+      if (!bytes.ok()) {
+        if (failed.ok()) failed = bytes.status();
+        return torch::Tensor();
+      }
+      return torch::from_blob(bytes->data(), spec.shape, torch::kFloat32).clone();
+    };
     const bool opt = config_.family == ModelFamily::kOpt;
-    auto get = [&](const std::string& name) { return tensors.at(name); };
     const std::string root = opt ? "model.decoder." : "model.";
-    embed_ = get(root + "embed_tokens.weight");
-    if (opt) {
-      positions_ = get("model.decoder.embed_positions.weight");
+    // The embedding: on the first stage, and on the last of OPT, whose output head it is.
+    if (first() || (last() && opt)) embed_ = get(root + "embed_tokens.weight");
+    if (opt && first()) positions_ = get("model.decoder.embed_positions.weight");
+    if (opt && last()) {
       final_w_ = get("model.decoder.final_layer_norm.weight");
       final_b_ = get("model.decoder.final_layer_norm.bias");
       head_ = embed_;  // OPT ties the output head to the token embedding.
-    } else {
+    } else if (last()) {
       final_w_ = get("model.norm.weight");
       head_ = get("lm_head.weight");
+    }
+    if (!opt) {
       // Rotary inverse frequencies (RoFormer; Hugging Face LLaMA's rotate_half layout).
       const int d = config_.head_dim();
       inv_freq_ = torch::pow(config_.rope_theta,
@@ -60,7 +73,7 @@ class CpuBackend : public ForwardBackend {
     }
     const auto cache_shape = std::vector<int64_t>{num_kv_blocks_, config_.num_kv_heads,
                                                   kKvBlockTokens, config_.head_dim()};
-    for (int l = 0; l < config_.num_layers; ++l) {
+    for (int l = layer_begin_; l < layer_end_; ++l) {
       const std::string p = absl::StrCat(root, "layers.", l, ".");
       Layer layer;
       internal::GetLayerWeights(p, opt, get, layer);
@@ -68,10 +81,12 @@ class CpuBackend : public ForwardBackend {
       layer.v_cache = torch::zeros(cache_shape, torch::kFloat32);
       layers_.push_back(std::move(layer));
     }
-    return absl::OkStatus();
+    return failed;
   }
 
   const ModelConfig& config() const override { return config_; }
+  int layer_begin() const override { return layer_begin_; }
+  int layer_end() const override { return layer_end_; }
   int num_kv_blocks() const override { return num_kv_blocks_; }
   gpu::DType kv_dtype() const override { return gpu::DType::kFloat32; }
 
@@ -79,12 +94,13 @@ class CpuBackend : public ForwardBackend {
                                                 const KvRange& range) const override {
     absl::StatusOr<torch::Tensor> index = BlockIndex(blocks);
     if (!index.ok()) return index.status();
-    absl::StatusOr<KvRange> r = KvRangeOf(range, config_);
+    absl::StatusOr<KvRange> r = StageRange(range);
     if (!r.ok()) return r.status();
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> parts;
     for (int l = r->layer_begin; l < r->layer_end; ++l) {
-      for (const torch::Tensor* cache : {&layers_[l].k_cache, &layers_[l].v_cache}) {
+      const Layer& layer = layers_[l - layer_begin_];
+      for (const torch::Tensor* cache : {&layer.k_cache, &layer.v_cache}) {
         parts.push_back(cache->index_select(0, *index)
                             .index({Slice(), Slice(r->head_begin, r->head_end)})
                             .contiguous()
@@ -100,7 +116,7 @@ class CpuBackend : public ForwardBackend {
                         const std::vector<uint8_t>& bytes) override {
     absl::StatusOr<torch::Tensor> index = BlockIndex(blocks);
     if (!index.ok()) return index.status();
-    absl::StatusOr<KvRange> r = KvRangeOf(range, config_);
+    absl::StatusOr<KvRange> r = StageRange(range);
     if (!r.ok()) return r.status();
     const int64_t expected = KvBytes(config_, kv_dtype(), blocks.size(), *r);
     if (static_cast<int64_t>(bytes.size()) != expected) {
@@ -116,7 +132,8 @@ class CpuBackend : public ForwardBackend {
         static_cast<int64_t>(blocks.size()) * heads * kKvBlockTokens * config_.head_dim();
     int64_t offset = 0;
     for (int l = r->layer_begin; l < r->layer_end; ++l) {
-      for (torch::Tensor* cache : {&layers_[l].k_cache, &layers_[l].v_cache}) {
+      Layer& layer = layers_[l - layer_begin_];
+      for (torch::Tensor* cache : {&layer.k_cache, &layer.v_cache}) {
         const torch::Tensor values = all.index({Slice(offset, offset + part)})
                                          .view({static_cast<int64_t>(blocks.size()), heads,
                                                 kKvBlockTokens, config_.head_dim()});
@@ -127,14 +144,9 @@ class CpuBackend : public ForwardBackend {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::vector<std::vector<float>>> Forward(
-      const std::vector<SequenceStep>& batch) override {
-    for (const SequenceStep& step : batch) {
-      if (absl::Status valid = ValidateStep(step, config_, num_kv_blocks_); !valid.ok()) {
-        return valid;
-      }
-    }
-    if (batch.empty()) return std::vector<std::vector<float>>{};
+  absl::StatusOr<std::vector<float>> Run(const std::vector<SequenceStep>& batch,
+                                         const std::vector<float>& hidden) override {
+    if (batch.empty()) return std::vector<float>{};
     torch::NoGradGuard no_grad;
     // Pack the new tokens of every sequence: token ids, positions, and cache slots.
     std::vector<int64_t> ids, positions, blocks, slots, last_rows;
@@ -155,8 +167,20 @@ class CpuBackend : public ForwardBackend {
     const torch::Tensor block_t = as_tensor(blocks);
     const torch::Tensor slot_t = as_tensor(slots);
     const bool opt = config_.family == ModelFamily::kOpt;
-    torch::Tensor x = embed_.index_select(0, as_tensor(ids));
-    if (opt) x = x + positions_.index_select(0, position_t + 2);  // OPT's offset of 2
+    const int64_t tokens = static_cast<int64_t>(ids.size());
+    torch::Tensor x;
+    if (first()) {
+      x = embed_.index_select(0, as_tensor(ids));
+      if (opt) x = x + positions_.index_select(0, position_t + 2);  // OPT's offset of 2
+    } else {
+      if (static_cast<int64_t>(hidden.size()) != tokens * config_.hidden_size) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "stage [", layer_begin_, ", ", layer_end_, "): ", hidden.size(),
+            " hidden values for ", tokens, " tokens of width ", config_.hidden_size));
+      }
+      x = torch::from_blob(const_cast<float*>(hidden.data()), {tokens, config_.hidden_size},
+                           torch::kFloat32);
+    }
     torch::Tensor cos, sin;
     if (!opt) {
       const torch::Tensor angles =
@@ -164,7 +188,6 @@ class CpuBackend : public ForwardBackend {
       cos = torch::cat({angles.cos(), angles.cos()}, 1).unsqueeze(1);            // [T, 1, d]
       sin = torch::cat({angles.sin(), angles.sin()}, 1).unsqueeze(1);
     }
-    const int64_t tokens = static_cast<int64_t>(ids.size());
     const int heads = config_.num_heads;
     const int kv_heads = config_.num_kv_heads;
     const int d = config_.head_dim();
@@ -222,14 +245,13 @@ class CpuBackend : public ForwardBackend {
                           layer.down);
       }
     }
-    const torch::Tensor last = Norm(x.index_select(0, as_tensor(last_rows)), final_w_, final_b_);
-    const torch::Tensor logits = torch::matmul(last, head_.t()).contiguous();
-    std::vector<std::vector<float>> result(batch.size());
-    for (size_t s = 0; s < batch.size(); ++s) {
-      const float* data = logits[s].data_ptr<float>();
-      result[s].assign(data, data + config_.vocab_size);
+    if (!last()) {  // the hidden states go on to the next stage
+      const torch::Tensor out = x.contiguous();
+      return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
     }
-    return result;
+    const torch::Tensor rows = Norm(x.index_select(0, as_tensor(last_rows)), final_w_, final_b_);
+    const torch::Tensor logits = torch::matmul(rows, head_.t()).contiguous();
+    return std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel());
   }
 
  private:
@@ -240,6 +262,18 @@ class CpuBackend : public ForwardBackend {
       return torch::layer_norm(x, {config_.hidden_size}, weight, bias, config_.norm_epsilon);
     }
     return x * torch::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + config_.norm_epsilon) * weight;
+  }
+
+  // StageRange resolves `range` and checks that its layers are this stage's.
+  absl::StatusOr<KvRange> StageRange(const KvRange& range) const {
+    absl::StatusOr<KvRange> r = KvRangeOf(range, config_);
+    if (!r.ok()) return r.status();
+    if (r->layer_begin < layer_begin_ || r->layer_end > layer_end_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "KV layers [", r->layer_begin, ", ", r->layer_end, ") are not all in this stage's [",
+          layer_begin_, ", ", layer_end_, "); ask the stage that holds them"));
+    }
+    return r;
   }
 
   // BlockIndex is `blocks` as an index tensor, or an error naming the first bad block.
@@ -263,23 +297,89 @@ class CpuBackend : public ForwardBackend {
 
   ModelConfig config_;
   int num_kv_blocks_;
+  int layer_begin_, layer_end_;
   torch::Tensor embed_, positions_, final_w_, final_b_, head_, inv_freq_;
-  std::vector<Layer> layers_;
+  std::vector<Layer> layers_;  // this stage's, from layer_begin_
 };
+
+// CpuBackend is the whole model as one stage.
+class CpuBackend : public ForwardBackend {
+ public:
+  explicit CpuBackend(std::unique_ptr<CpuStage> model) : model_(std::move(model)) {}
+
+  const ModelConfig& config() const override { return model_->config(); }
+  int num_kv_blocks() const override { return model_->num_kv_blocks(); }
+  gpu::DType kv_dtype() const override { return model_->kv_dtype(); }
+
+  absl::StatusOr<std::vector<std::vector<float>>> Forward(
+      const std::vector<SequenceStep>& batch) override {
+    for (const SequenceStep& step : batch) {
+      if (absl::Status valid = ValidateStep(step, config(), num_kv_blocks()); !valid.ok()) {
+        return valid;
+      }
+    }
+    absl::StatusOr<std::vector<float>> logits = model_->Run(batch, {});
+    if (!logits.ok()) return logits.status();
+    const int64_t vocab = config().vocab_size;
+    std::vector<std::vector<float>> rows(batch.size());
+    for (size_t s = 0; s < batch.size(); ++s) {
+      rows[s].assign(logits->begin() + s * vocab, logits->begin() + (s + 1) * vocab);
+    }
+    return rows;
+  }
+
+  absl::StatusOr<std::vector<uint8_t>> ExportKv(const std::vector<int32_t>& blocks,
+                                                const KvRange& range) const override {
+    return model_->ExportKv(blocks, range);
+  }
+  absl::Status ImportKv(const std::vector<int32_t>& blocks, const KvRange& range,
+                        const std::vector<uint8_t>& bytes) override {
+    return model_->ImportKv(blocks, range, bytes);
+  }
+
+ private:
+  std::unique_ptr<CpuStage> model_;
+};
+
+absl::StatusOr<std::unique_ptr<CpuStage>> LoadStage(const ModelConfig& config,
+                                                    const model::WeightSource& weights,
+                                                    const CpuBackendOptions& options) {
+  if (absl::Status valid = model::Validate(config); !valid.ok()) return valid;
+  if (options.num_kv_blocks <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("CpuBackendOptions.num_kv_blocks is ",
+                                                   options.num_kv_blocks, "; it must be positive"));
+  }
+  const int end = options.layer_end < 0 ? config.num_layers : options.layer_end;
+  if (options.layer_begin < 0 || options.layer_begin >= end || end > config.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CpuBackendOptions layers [", options.layer_begin, ", ", options.layer_end,
+        ") are not a non-empty range of the model's ", config.num_layers, " layers"));
+  }
+  auto stage =
+      std::make_unique<CpuStage>(config, options.num_kv_blocks, options.layer_begin, end);
+  if (absl::Status loaded = stage->Load(weights); !loaded.ok()) return loaded;
+  return stage;
+}
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCpuBackend(const ModelConfig& config,
                                                                  const model::WeightSource& weights,
                                                                  const CpuBackendOptions& options) {
-  if (absl::Status valid = model::Validate(config); !valid.ok()) return valid;
-  if (options.num_kv_blocks <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("CpuBackendOptions.num_kv_blocks is ",
-                                                   options.num_kv_blocks, "; it must be positive"));
-  }
-  auto backend = std::make_unique<CpuBackend>(config, options.num_kv_blocks);
-  if (absl::Status loaded = backend->Load(weights); !loaded.ok()) return loaded;
-  return std::unique_ptr<ForwardBackend>(std::move(backend));
+  CpuBackendOptions whole = options;
+  whole.layer_begin = 0;
+  whole.layer_end = -1;
+  absl::StatusOr<std::unique_ptr<CpuStage>> model = LoadStage(config, weights, whole);
+  if (!model.ok()) return model.status();
+  return std::unique_ptr<ForwardBackend>(std::make_unique<CpuBackend>(*std::move(model)));
+}
+
+absl::StatusOr<std::unique_ptr<StageBackend>> CreateCpuStage(const ModelConfig& config,
+                                                             const model::WeightSource& weights,
+                                                             const CpuBackendOptions& options) {
+  absl::StatusOr<std::unique_ptr<CpuStage>> stage = LoadStage(config, weights, options);
+  if (!stage.ok()) return stage.status();
+  return std::unique_ptr<StageBackend>(*std::move(stage));
 }
 
 }  // namespace troupe::serving::engine

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "serving/engine/forward_backend.h"
+#include "serving/engine/stage_backend.h"
 #include "serving/model/config.h"
 #include "serving/model/weights.h"
 
@@ -20,6 +21,10 @@ namespace troupe::serving::engine {
 struct CpuBackendOptions {
   // Physical KV blocks of 16 tokens (per layer, K and V each).
   int num_kv_blocks = 256;
+  // The layers a stage holds (CreateCpuStage): [layer_begin, layer_end); -1 is the model's
+  // number of layers. CreateCpuBackend holds them all.
+  int layer_begin = 0;
+  int layer_end = -1;
 };
 
 // CreateCpuBackend loads every tensor of `config` from `weights` (as fp32) and allocates the
@@ -27,5 +32,12 @@ struct CpuBackendOptions {
 absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCpuBackend(const model::ModelConfig& config,
                                                                  const model::WeightSource& weights,
                                                                  const CpuBackendOptions& options);
+
+// CreateCpuStage loads only what layers [options.layer_begin, options.layer_end) need (and the
+// embedding on the first stage, the final norm and output head on the last) for a pipeline stage
+// (stage_backend.h). A layer range outside the model is an error naming it.
+absl::StatusOr<std::unique_ptr<StageBackend>> CreateCpuStage(const model::ModelConfig& config,
+                                                             const model::WeightSource& weights,
+                                                             const CpuBackendOptions& options);
 
 }  // namespace troupe::serving::engine

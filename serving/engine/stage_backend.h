@@ -1,0 +1,48 @@
+// StageBackend: layers [layer_begin, layer_end) of a model, one stage of pipeline parallelism.
+// A PipelineBackend (pipeline_backend.h) chains stages, each in an actor of its own, into a
+// ForwardBackend: the first stage embeds the tokens, every stage runs its layers over the
+// hidden states (writing its layers' keys and values into its part of the paged cache), and the
+// last stage applies the final norm and the output head.
+//
+//   absl::StatusOr<std::unique_ptr<StageBackend>> stage =
+//       CreateCpuStage(config, *weights, {.num_kv_blocks = 256, .layer_begin = 0, .layer_end = 12});
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "gpu/dtype.h"
+#include "serving/engine/forward_backend.h"
+#include "serving/model/config.h"
+
+namespace troupe::serving::engine {
+
+class StageBackend {
+ public:
+  virtual ~StageBackend() = default;
+
+  virtual const model::ModelConfig& config() const = 0;
+  virtual int layer_begin() const = 0;
+  virtual int layer_end() const = 0;
+  bool first() const { return layer_begin() == 0; }
+  bool last() const { return layer_end() == config().num_layers; }
+  virtual int num_kv_blocks() const = 0;
+  virtual gpu::DType kv_dtype() const = 0;
+
+  // Run runs this stage over `batch` (ForwardBackend::Forward's steps, already validated by the
+  // caller). The first stage takes no hidden states; the others take the previous stage's output,
+  // [new tokens, hidden_size] row-major. The last stage returns [batch, vocab_size] logits of each
+  // sequence's last new token; the others their hidden states for the next stage.
+  virtual absl::StatusOr<std::vector<float>> Run(const std::vector<SequenceStep>& batch,
+                                                 const std::vector<float>& hidden) = 0;
+
+  // ExportKv and ImportKv are ForwardBackend's, for a range whose layers are all this stage's
+  // (resolved ranges; layer indices are the model's). Other ranges are errors naming both.
+  virtual absl::StatusOr<std::vector<uint8_t>> ExportKv(const std::vector<int32_t>& blocks,
+                                                        const KvRange& range) const = 0;
+  virtual absl::Status ImportKv(const std::vector<int32_t>& blocks, const KvRange& range,
+                                const std::vector<uint8_t>& bytes) = 0;
+};
+
+}  // namespace troupe::serving::engine
