@@ -2,23 +2,40 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "serving/engine/cpu_backend.h"
+#include "serving/engine/pipeline_backend.h"
 
 namespace troupe::serving::cluster {
 
 BackendFactory CpuBackends() {
-  return [](const model::ModelConfig& config, const model::WeightSource& weights,
-            int num_kv_blocks,
-            const std::string& device) -> absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> {
-    if (device != "cpu") {
+  return [](const BackendRequest& request)
+             -> absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> {
+    if (request.device != "cpu") {
       return absl::InvalidArgumentError(absl::StrCat(
-          "device \"", device,
+          "device \"", request.device,
           "\": this binary serves on the CPU only; set device = \"cpu\", or run the node with "
           "troupe_gpu (the CUDA build, tools/gpu_bundle.sh)"));
     }
-    return engine::CreateCpuBackend(config, weights, {num_kv_blocks});
+    if (request.pipeline_stages == 1) {
+      return engine::CreateCpuBackend(request.config, request.weights, {request.num_kv_blocks});
+    }
+    // The layers split as evenly as they go, the earlier stages taking the remainder.
+    const int layers = request.config.num_layers;
+    std::vector<std::unique_ptr<engine::StageBackend>> stages;
+    int begin = 0;
+    for (int i = 0; i < request.pipeline_stages; ++i) {
+      const int end = begin + layers / request.pipeline_stages +
+                      (i < layers % request.pipeline_stages ? 1 : 0);
+      absl::StatusOr<std::unique_ptr<engine::StageBackend>> stage = engine::CreateCpuStage(
+          request.config, request.weights, {request.num_kv_blocks, begin, end});
+      if (!stage.ok()) return stage.status();
+      stages.push_back(*std::move(stage));
+      begin = end;
+    }
+    return engine::CreatePipelineBackend(request.system, std::move(stages));
   };
 }
 

@@ -10,21 +10,24 @@
 namespace troupe::serving::cluster {
 
 BackendFactory CudaBackends() {
-  return [](const model::ModelConfig& config, const model::WeightSource& weights,
-            int num_kv_blocks,
-            const std::string& device) -> absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> {
-    absl::StatusOr<int> index = actors::ParseDevice(device);
+  return [](const BackendRequest& request)
+             -> absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> {
+    absl::StatusOr<int> index = actors::ParseDevice(request.device);
     if (!index.ok()) return index.status();
     if (*index < 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "device \"", device,
+          "device \"", request.device,
           "\": this binary serves on GPUs only; set device = \"cuda:N\", or run the node with "
           "troupe (the CPU build)"));
     }
+    if (request.pipeline_stages != 1) {
+      return absl::UnimplementedError(
+          "pipeline_stages > 1 is not implemented for the CUDA backend yet; set it to 1");
+    }
     engine::CudaBackendOptions options;
     options.device = *index;
-    options.num_kv_blocks = num_kv_blocks;
-    return engine::CreateCudaBackend(config, weights, options);
+    options.num_kv_blocks = request.num_kv_blocks;
+    return engine::CreateCudaBackend(request.config, request.weights, options);
   };
 }
 

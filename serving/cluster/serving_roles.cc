@@ -90,18 +90,27 @@ absl::StatusOr<Model> ModelParams(const ActorSpec& spec) {
 }
 
 absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> Backend(const ServingRoleOptions& options,
-                                                                const ActorSpec& spec) {
+                                                                const RoleContext& context) {
+  const ActorSpec& spec = context.spec;
   absl::StatusOr<Model> m = ModelParams(spec);
   if (!m.ok()) return m.status();
   absl::StatusOr<int> kv_blocks = IntAtLeast(spec, "kv_blocks", 256, 1);
   if (!kv_blocks.ok()) return kv_blocks.status();
+  absl::StatusOr<int> stages = IntAtLeast(spec, "pipeline_stages", 1, 1);
+  if (!stages.ok()) return stages.status();
+  if (*stages > m->config.num_layers) {
+    return ParamError(spec, "pipeline_stages",
+                      absl::StrCat("is ", *stages, " but ", m->config.name, " has only ",
+                                   m->config.num_layers, " layers"));
+  }
   // Loading a large model takes a while (OPT-13B: about 20 s on a GPU host): say so.
   std::printf("%s: loading %s (%s) on %s ...\n", spec.name.c_str(), m->config.name.c_str(),
               m->weights->Describe().c_str(), spec.device.c_str());
   std::fflush(stdout);
   const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> backend =
-      options.make_backend(m->config, *m->weights, *kv_blocks, spec.device);
+      options.make_backend({m->config, *m->weights, *kv_blocks, spec.device, *stages,
+                            context.system});
   if (!backend.ok()) {
     return absl::Status(backend.status().code(), absl::StrCat(spec.where, " (", spec.name,
                                                               "): ", backend.status().message()));
@@ -122,7 +131,7 @@ absl::StatusOr<caf::actor> StartPrefill(const ServingRoleOptions& options,
   absl::StatusOr<int> requests =
       IntAtLeast(spec, "max_batch_requests", prefill.max_batch_requests, 1);
   if (!requests.ok()) return requests.status();
-  absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> backend = Backend(options, spec);
+  absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> backend = Backend(options, context);
   if (!backend.ok()) return backend.status();
   prefill.backend = *std::move(backend);
   prefill.max_batch_tokens = *tokens;
@@ -152,7 +161,7 @@ absl::StatusOr<caf::actor> StartEngine(const ServingRoleOptions& options,
   }
   absl::StatusOr<bool> chunked = BoolParam(spec, "chunked_prefill", false);
   if (!chunked.ok()) return chunked.status();
-  absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> backend = Backend(options, spec);
+  absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> backend = Backend(options, context);
   if (!backend.ok()) return backend.status();
   engine.backend = *std::move(backend);
   engine.batcher.max_batch_tokens = *tokens;
@@ -260,6 +269,7 @@ const std::map<std::string, std::string>& ModelParamHelp() {
       {"weights", "safetensors checkpoint (file or directory); default: seeded random weights"},
       {"seed", "seed of the random weights (default 0); alike on every instance"},
       {"kv_blocks", "KV cache blocks of 16 tokens (default 256)"},
+      {"pipeline_stages", "stage actors the layers are split over (default 1; CPU only)"},
   };
   return *help;
 }
@@ -273,8 +283,7 @@ std::map<std::string, std::string> With(std::map<std::string, std::string> param
 
 void AddServingRoles(actors::RoleCatalog& catalog, ServingRoleOptions options) {
   if (!options.make_backend) {
-    options.make_backend = [](const model::ModelConfig&, const model::WeightSource&, int,
-                              const std::string&)
+    options.make_backend = [](const BackendRequest&)
         -> absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> {
       return absl::FailedPreconditionError("this binary was built without a forward backend");
     };

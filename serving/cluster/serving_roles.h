@@ -20,6 +20,8 @@
 //   server     the OpenAI-compatible HTTP server and the router, which finds the instances by
 //              directory name ("node/name") on any node, waiting for them to come up
 // Every instance of one model must use the same model, weights and seed (KV moves between them).
+// An instance may be `pipeline_stages` stage actors (on the CPU), each holding a share of the
+// layers; KV still moves between instances of different depths.
 // KV moves as bytes over actor messages (CAF's middleman between processes).
 //
 //   actors::RoleCatalog roles = actors::BuiltinRoles();
@@ -32,16 +34,26 @@
 
 #include "absl/status/statusor.h"
 #include "actors/roles.h"
+#include "caf/actor_system.hpp"
 #include "serving/engine/forward_backend.h"
 #include "serving/model/config.h"
 #include "serving/model/weights.h"
 
 namespace troupe::serving::cluster {
 
-// BackendFactory makes an instance's ForwardBackend on `device` ("cpu" or "cuda:N").
-using BackendFactory = std::function<absl::StatusOr<std::unique_ptr<engine::ForwardBackend>>(
-    const model::ModelConfig& config, const model::WeightSource& weights, int num_kv_blocks,
-    const std::string& device)>;
+// BackendRequest is what an instance asks of its backend factory.
+struct BackendRequest {
+  const model::ModelConfig& config;
+  const model::WeightSource& weights;
+  int num_kv_blocks = 0;
+  std::string device;       // "cpu" or "cuda:N"
+  int pipeline_stages = 1;  // > 1: stage actors (engine/pipeline_backend.h)
+  caf::actor_system& system;
+};
+
+// BackendFactory makes an instance's ForwardBackend.
+using BackendFactory =
+    std::function<absl::StatusOr<std::unique_ptr<engine::ForwardBackend>>(const BackendRequest&)>;
 
 struct ServingRoleOptions {
   // The tokenizer of a server whose params name none.

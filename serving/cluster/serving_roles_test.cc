@@ -32,7 +32,8 @@ actors::RoleCatalog Roles() {
   return roles;
 }
 
-// A one-node cluster: a prefill instance, two decode instances and the server.
+// A one-node cluster: a prefill instance of two pipeline stages, two decode instances (one with
+// swap space) and the server.
 constexpr char kCluster[] = R"(
 [cluster]
 name = "serving"
@@ -48,6 +49,7 @@ role = "prefill"
 node = "n0"
 [actor.params]
 kv_blocks = 64
+pipeline_stages = 2
 
 [[actor]]
 name = "decode0"
@@ -178,6 +180,10 @@ TEST(ServingRolesTest, BadParametersAreErrorsNamingTheEntry) {
               HasSubstr("is not of the form \"node/name\""));
   EXPECT_THAT(start_error("prefill = \"n0/p\"\nport = 0\ntokenizer = \"/nowhere\"", "server"),
               HasSubstr("params.tokenizer: no tokenizer.json"));
+  EXPECT_THAT(start_error("pipeline_stages = 3", "prefill"),
+              HasSubstr("params.pipeline_stages: is 3 but tiny has only 2 layers"));
+  EXPECT_THAT(start_error("pipeline_stages = 0", "decode"),
+              HasSubstr("params.pipeline_stages: is 0; it must be at least 1"));
   EXPECT_THAT(start_error("batch = 4", "prefill"),
               HasSubstr("role prefill takes no such parameter"));
 }
