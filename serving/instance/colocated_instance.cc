@@ -142,9 +142,10 @@ void TryAdmit(InstanceActor* self) {
                 return st.batcher->AddPrefilled(ToGenerationRequest(request.request),
                                                 request.first_token);
               }();
-              if (!done.ok()) {
+              if (!done.ok()) {  // the KV did not fit this cache: the request is lost
                 (void)st.blocks->Free(id);
-                self->send(request.client, GeneratedToken{id, -1, true, kFinishedByCancel});
+                self->send(request.client, GeneratedToken{id, -1, true, kFinishedByFailure});
+                TryAdmit(self);
                 return;
               }
               if (request.client != nullptr) self->monitor(request.client);
@@ -155,7 +156,8 @@ void TryAdmit(InstanceActor* self) {
               const int64_t id = request.request.id;
               if (self->state.pulling.erase(id) == 0) return;  // cancelled while pulling
               (void)self->state.blocks->Free(id);
-              self->send(request.client, GeneratedToken{id, -1, true, kFinishedByCancel});
+              self->send(request.client, GeneratedToken{id, -1, true, kFinishedByFailure});
+              TryAdmit(self);
             });
   }
 }

@@ -187,6 +187,30 @@ TEST_F(ColocatedInstanceTest, DisaggregatedPrefillAndDecodeGenerateTheColocatedT
   self->send_exit(decode, caf::exit_reason::user_shutdown);
 }
 
+// A decode instance whose prefill instance is gone before the KV is pulled ends the request
+// as failed (the prefill side lost it), not cancelled, and gets its blocks back.
+TEST_F(ColocatedInstanceTest, ALostPrefillInstanceFailsTheRequest) {
+  caf::actor decode = Spawn();
+  caf::scoped_actor self{runtime_->system()};
+  caf::actor gone = runtime_->system().spawn([] { return caf::behavior{[](int) {}}; });
+  self->send_exit(gone, caf::exit_reason::kill);
+  DecodeRequest request{{40, Prompt(20, 4), 8}, /*first_token=*/7, gone,
+                        caf::actor_cast<caf::actor>(self)};
+  self->send(decode, request);
+  bool ended = false;
+  self->receive(
+      [&](const GeneratedToken& t) {
+        ended = true;
+        EXPECT_EQ(t.request_id, 40);
+        EXPECT_TRUE(t.finished);
+        EXPECT_EQ(t.reason, kFinishedByFailure);
+      },
+      caf::after(std::chrono::seconds(30)) >> [] {});
+  EXPECT_TRUE(ended) << "no answer within 30 s";
+  EXPECT_EQ(Stats(self, decode).free_kv_blocks, kBlocks);
+  self->send_exit(decode, caf::exit_reason::user_shutdown);
+}
+
 TEST(SpawnColocatedInstanceTest, BadOptionsAreErrors) {
   actors::RuntimeOptions runtime_options;
   runtime_options.load_middleman = false;
