@@ -14,7 +14,7 @@ namespace {
 // StageJob is one step on its way through the stages: the batch, the hidden states from the
 // previous stage, and where the last stage (or a failing one) puts the result.
 struct StageJob {
-  const std::vector<SequenceStep>* batch = nullptr;
+  std::vector<SequenceStep> batch;
   std::vector<float> hidden;
   std::promise<absl::StatusOr<std::vector<float>>> result;
 };
@@ -31,7 +31,7 @@ namespace {
 // an error, completes it.
 caf::behavior StageActor(caf::event_based_actor* self, StageBackend* stage, caf::actor next) {
   return {[stage, next, self](std::shared_ptr<StageJob>& job) {
-    absl::StatusOr<std::vector<float>> out = stage->Run(*job->batch, job->hidden);
+    absl::StatusOr<std::vector<float>> out = stage->Run(job->batch, job->hidden);
     if (!out.ok() || next == nullptr) {
       job->result.set_value(std::move(out));
       return;
@@ -43,8 +43,9 @@ caf::behavior StageActor(caf::event_based_actor* self, StageBackend* stage, caf:
 
 class PipelineBackend : public ForwardBackend {
  public:
-  PipelineBackend(caf::actor_system& system, std::vector<std::unique_ptr<StageBackend>> stages)
-      : stages_(std::move(stages)) {
+  PipelineBackend(caf::actor_system& system, std::vector<std::unique_ptr<StageBackend>> stages,
+                  int micro_batches)
+      : stages_(std::move(stages)), micro_batches_(micro_batches) {
     caf::actor next;
     actors_.resize(stages_.size());
     for (size_t i = stages_.size(); i-- > 0;) {
@@ -69,17 +70,40 @@ class PipelineBackend : public ForwardBackend {
       }
     }
     if (batch.empty()) return std::vector<std::vector<float>>{};
+    // Micro-batches of consecutive sequences with about equal numbers of new tokens go into the
+    // pipeline one after another, so that stage i works on micro-batch k while stage i + 1 works
+    // on micro-batch k - 1.
+    int64_t total = 0;
+    for (const SequenceStep& step : batch) total += static_cast<int64_t>(step.tokens.size());
+    const int64_t parts = std::min<int64_t>(micro_batches_, static_cast<int64_t>(batch.size()));
+    std::vector<std::future<absl::StatusOr<std::vector<float>>>> done;
     auto job = std::make_shared<StageJob>();
-    job->batch = &batch;
-    std::future<absl::StatusOr<std::vector<float>>> done = job->result.get_future();
-    caf::anon_send(actors_.front(), std::move(job));
-    absl::StatusOr<std::vector<float>> logits = done.get();
-    if (!logits.ok()) return logits.status();
-    const int64_t vocab = config().vocab_size;
-    std::vector<std::vector<float>> rows(batch.size());
+    int64_t tokens = 0;
     for (size_t s = 0; s < batch.size(); ++s) {
-      rows[s].assign(logits->begin() + s * vocab, logits->begin() + (s + 1) * vocab);
+      job->batch.push_back(batch[s]);
+      tokens += static_cast<int64_t>(batch[s].tokens.size());
+      const int64_t sent = static_cast<int64_t>(done.size());
+      const bool full = tokens * parts >= total * (sent + 1) && sent + 1 < parts;
+      if (full || s + 1 == batch.size()) {
+        done.push_back(job->result.get_future());
+        caf::anon_send(actors_.front(), std::move(job));
+        job = std::make_shared<StageJob>();
+      }
     }
+    const int64_t vocab = config().vocab_size;
+    std::vector<std::vector<float>> rows;
+    absl::Status failed;
+    for (auto& part : done) {  // every micro-batch is waited for, even after an error
+      absl::StatusOr<std::vector<float>> logits = part.get();
+      if (!logits.ok()) {
+        if (failed.ok()) failed = logits.status();
+        continue;
+      }
+      for (size_t r = 0; r * static_cast<size_t>(vocab) < logits->size(); ++r) {
+        rows.emplace_back(logits->begin() + r * vocab, logits->begin() + (r + 1) * vocab);
+      }
+    }
+    if (!failed.ok()) return failed;
     return rows;
   }
 
@@ -140,14 +164,23 @@ class PipelineBackend : public ForwardBackend {
   }
 
   std::vector<std::unique_ptr<StageBackend>> stages_;
+  int micro_batches_;
   std::vector<caf::actor> actors_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ForwardBackend>> CreatePipelineBackend(
-    caf::actor_system& system, std::vector<std::unique_ptr<StageBackend>> stages) {
+    caf::actor_system& system, std::vector<std::unique_ptr<StageBackend>> stages,
+    const PipelineOptions& options) {
   if (stages.empty()) return absl::InvalidArgumentError("a pipeline needs at least one stage");
+  if (options.micro_batches < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("PipelineOptions.micro_batches is ",
+                                                   options.micro_batches,
+                                                   "; it must be >= 0 (0: one per stage)"));
+  }
+  const int micro_batches =
+      options.micro_batches > 0 ? options.micro_batches : static_cast<int>(stages.size());
   const model::ModelConfig& config = stages.front()->config();
   int next_layer = 0;
   for (size_t i = 0; i < stages.size(); ++i) {
@@ -175,7 +208,7 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CreatePipelineBackend(
                                                    "; add a stage for the rest"));
   }
   return std::unique_ptr<ForwardBackend>(
-      std::make_unique<PipelineBackend>(system, std::move(stages)));
+      std::make_unique<PipelineBackend>(system, std::move(stages), micro_batches));
 }
 
 }  // namespace troupe::serving::engine

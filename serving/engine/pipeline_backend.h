@@ -6,8 +6,9 @@
 // the layers of the range it holds, so KV moves between instances of different pipeline depths
 // stage by stage, each stage moving only the layers it shares with the requested range.
 //
-// One step is in flight at a time (no micro-batches): the stages run one after another, as
-// DistServe's released code does; micro-batching, which keeps every stage busy, is not done.
+// A step's sequences are split into micro-batches (one per stage by default, as DistServe keeps
+// pp micro-batches in flight) that follow each other through the stages, so the stages work at
+// once on different micro-batches; Forward returns when the last micro-batch is through.
 //
 //   std::vector<std::unique_ptr<StageBackend>> stages;  // e.g. CreateCpuStage for [0, 6), [6, 12)
 //   absl::StatusOr<std::unique_ptr<ForwardBackend>> backend =
@@ -27,7 +28,13 @@ namespace troupe::serving::engine {
 // CreatePipelineBackend checks that `stages` are of one model and one cache size and cover its
 // layers in order without gaps or overlaps (the error names the first stage that does not), and
 // spawns their actors. The backend owns the stages; its destructor stops the actors.
+struct PipelineOptions {
+  // Micro-batches a step is split into (at most one per sequence); 0: one per stage.
+  int micro_batches = 0;
+};
+
 absl::StatusOr<std::unique_ptr<ForwardBackend>> CreatePipelineBackend(
-    caf::actor_system& system, std::vector<std::unique_ptr<StageBackend>> stages);
+    caf::actor_system& system, std::vector<std::unique_ptr<StageBackend>> stages,
+    const PipelineOptions& options = {});
 
 }  // namespace troupe::serving::engine

@@ -1,5 +1,6 @@
 #include "serving/engine/pipeline_backend.h"
 
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -33,7 +34,8 @@ class PipelineBackendTest : public ::testing::TestWithParam<std::string> {
   }
 
   // Pipeline splits the layers at `cuts` (e.g. {2} for [0, 2) and [2, 4)).
-  std::unique_ptr<ForwardBackend> Pipeline(const std::vector<int>& cuts) {
+  std::unique_ptr<ForwardBackend> Pipeline(const std::vector<int>& cuts,
+                                           PipelineOptions options = {}) {
     std::vector<std::unique_ptr<StageBackend>> stages;
     int begin = 0;
     std::vector<int> ends = cuts;
@@ -46,7 +48,7 @@ class PipelineBackendTest : public ::testing::TestWithParam<std::string> {
       begin = end;
     }
     absl::StatusOr<std::unique_ptr<ForwardBackend>> pipeline =
-        CreatePipelineBackend(runtime_->system(), std::move(stages));
+        CreatePipelineBackend(runtime_->system(), std::move(stages), options);
     EXPECT_TRUE(pipeline.ok()) << pipeline.status();
     return *std::move(pipeline);
   }
@@ -62,20 +64,28 @@ class PipelineBackendTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<model::WeightSource> weights_;
 };
 
-// The stages compute exactly what the whole model computes: the same operations on the same
-// values, handed from stage to stage as messages.
+// The steps of the tests below: a prefill of two prompts, then a decode step of both and a
+// chunk of a third, then that chunk's continuation.
+std::vector<std::vector<SequenceStep>> Steps() {
+  const auto tokens = [](int n, int seed) {
+    std::vector<int32_t> t(n);
+    for (int i = 0; i < n; ++i) t[i] = (seed * 131 + i * 977) % 50000;
+    return t;
+  };
+  return {
+      {{1, tokens(20, 1), 0, {0, 1}}, {2, tokens(7, 2), 0, {5}}},
+      {{1, {11}, 20, {0, 1}}, {2, {12}, 7, {5}}, {3, tokens(18, 3), 0, {9, 10}}},
+      {{3, tokens(5, 4), 18, {9, 10}}},
+  };
+}
+
+// Without micro-batches the stages compute exactly what the whole model computes: the same
+// operations on the same values, handed from stage to stage as messages.
 TEST_P(PipelineBackendTest, StagesComputeTheWholeModelsLogitsExactly) {
-  std::unique_ptr<ForwardBackend> whole = Whole();
   for (const std::vector<int>& cuts : std::vector<std::vector<int>>{{2}, {1, 2, 3}, {3}}) {
-    std::unique_ptr<ForwardBackend> pipeline = Pipeline(cuts);
+    std::unique_ptr<ForwardBackend> pipeline = Pipeline(cuts, {/*micro_batches=*/1});
     std::unique_ptr<ForwardBackend> reference = Whole();
-    // A prefill of two prompts, then a decode step of both and a chunk of a third.
-    const std::vector<std::vector<SequenceStep>> steps = {
-        {{1, Tokens(20, 1), 0, {0, 1}}, {2, Tokens(7, 2), 0, {5}}},
-        {{1, {11}, 20, {0, 1}}, {2, {12}, 7, {5}}, {3, Tokens(18, 3), 0, {9, 10}}},
-        {{3, Tokens(5, 4), 18, {9, 10}}},
-    };
-    for (const std::vector<SequenceStep>& step : steps) {
+    for (const std::vector<SequenceStep>& step : Steps()) {
       absl::StatusOr<std::vector<std::vector<float>>> a = reference->Forward(step);
       absl::StatusOr<std::vector<std::vector<float>>> b = pipeline->Forward(step);
       ASSERT_TRUE(a.ok()) << a.status();
@@ -87,11 +97,36 @@ TEST_P(PipelineBackendTest, StagesComputeTheWholeModelsLogitsExactly) {
   }
 }
 
+// With micro-batches (one per stage by default) the stages work on different sequences at once;
+// a GEMM over fewer rows rounds differently, so the logits agree to float precision, not bit for
+// bit, and the KV the same way.
+TEST_P(PipelineBackendTest, MicroBatchesComputeTheSameLogits) {
+  for (const std::vector<int>& cuts : std::vector<std::vector<int>>{{2}, {1, 2, 3}}) {
+    std::unique_ptr<ForwardBackend> pipeline = Pipeline(cuts);
+    std::unique_ptr<ForwardBackend> reference = Whole();
+    for (const std::vector<SequenceStep>& step : Steps()) {
+      absl::StatusOr<std::vector<std::vector<float>>> a = reference->Forward(step);
+      absl::StatusOr<std::vector<std::vector<float>>> b = pipeline->Forward(step);
+      ASSERT_TRUE(a.ok()) << a.status();
+      ASSERT_TRUE(b.ok()) << b.status();
+      ASSERT_EQ(a->size(), b->size());
+      for (size_t s = 0; s < a->size(); ++s) {
+        double diff = 0, norm = 0;
+        for (size_t v = 0; v < (*a)[s].size(); ++v) {
+          diff += std::pow((*a)[s][v] - (*b)[s][v], 2);
+          norm += std::pow((*a)[s][v], 2);
+        }
+        EXPECT_LT(std::sqrt(diff / norm), 1e-5) << "sequence " << step[s].seq_id;
+      }
+    }
+  }
+}
+
 // KV moves between instances of different pipeline depths: a two-stage prefill side exports a
 // prompt's KV stage by stage (or any layer and head range across the stage boundary), and a
 // whole-model decode side imports it and decodes as if it had prefilled itself.
 TEST_P(PipelineBackendTest, KvMovesBetweenDifferentPipelineDepths) {
-  std::unique_ptr<ForwardBackend> prefill = Pipeline({2});
+  std::unique_ptr<ForwardBackend> prefill = Pipeline({2}, {/*micro_batches=*/1});
   std::unique_ptr<ForwardBackend> decode = Whole();
   std::unique_ptr<ForwardBackend> alone = Whole();
   const std::vector<int32_t> prompt = Tokens(27, 6);
@@ -152,6 +187,10 @@ TEST_P(PipelineBackendTest, BadStagesAndRangesAreErrors) {
   short_of.push_back(stage(0, 3));
   EXPECT_THAT(error(std::move(short_of)), HasSubstr("end at layer 3 of 4; add a stage"));
   EXPECT_THAT(error({}), HasSubstr("at least one stage"));
+  std::vector<std::unique_ptr<StageBackend>> whole;
+  whole.push_back(stage(0, 4));
+  EXPECT_THAT(CreatePipelineBackend(runtime_->system(), std::move(whole), {-1}).status().message(),
+              HasSubstr("micro_batches is -1; it must be >= 0"));
   EXPECT_THAT(CreateCpuStage(config_, *weights_, {kBlocks, 3, 2}).status().message(),
               HasSubstr("layers [3, 2) are not a non-empty range of the model's 4 layers"));
   std::unique_ptr<StageBackend> second = stage(2, 4);
