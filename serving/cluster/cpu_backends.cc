@@ -19,8 +19,11 @@ BackendFactory CpuBackends() {
           "\": this binary serves on the CPU only; set device = \"cpu\", or run the node with "
           "troupe_gpu (the CUDA build, tools/gpu_bundle.sh)"));
     }
+    engine::CpuBackendOptions options;
+    options.num_kv_blocks = request.num_kv_blocks;
+    options.tensor_parallel = request.tensor_parallel;
     if (request.pipeline_stages == 1) {
-      return engine::CreateCpuBackend(request.config, request.weights, {request.num_kv_blocks});
+      return engine::CreateCpuBackend(request.config, request.weights, options);
     }
     // The layers split as evenly as they go, the earlier stages taking the remainder.
     const int layers = request.config.num_layers;
@@ -29,8 +32,10 @@ BackendFactory CpuBackends() {
     for (int i = 0; i < request.pipeline_stages; ++i) {
       const int end = begin + layers / request.pipeline_stages +
                       (i < layers % request.pipeline_stages ? 1 : 0);
-      absl::StatusOr<std::unique_ptr<engine::StageBackend>> stage = engine::CreateCpuStage(
-          request.config, request.weights, {request.num_kv_blocks, begin, end});
+      options.layer_begin = begin;
+      options.layer_end = end;
+      absl::StatusOr<std::unique_ptr<engine::StageBackend>> stage =
+          engine::CreateCpuStage(request.config, request.weights, options);
       if (!stage.ok()) return stage.status();
       stages.push_back(*std::move(stage));
       begin = end;

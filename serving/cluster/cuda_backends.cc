@@ -20,9 +20,10 @@ BackendFactory CudaBackends() {
           "\": this binary serves on GPUs only; set device = \"cuda:N\", or run the node with "
           "troupe (the CPU build)"));
     }
-    if (request.pipeline_stages != 1) {
+    if (request.pipeline_stages != 1 || request.tensor_parallel != 1) {
       return absl::UnimplementedError(
-          "pipeline_stages > 1 is not implemented for the CUDA backend yet; set it to 1");
+          "pipeline_stages and tensor_parallel > 1 are not implemented for the CUDA backend yet; "
+          "set them to 1");
     }
     engine::CudaBackendOptions options;
     options.device = *index;

@@ -98,6 +98,8 @@ absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> Backend(const ServingRol
   if (!kv_blocks.ok()) return kv_blocks.status();
   absl::StatusOr<int> stages = IntAtLeast(spec, "pipeline_stages", 1, 1);
   if (!stages.ok()) return stages.status();
+  absl::StatusOr<int> tp = IntAtLeast(spec, "tensor_parallel", 1, 1);
+  if (!tp.ok()) return tp.status();
   if (*stages > m->config.num_layers) {
     return ParamError(spec, "pipeline_stages",
                       absl::StrCat("is ", *stages, " but ", m->config.name, " has only ",
@@ -109,7 +111,7 @@ absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> Backend(const ServingRol
   std::fflush(stdout);
   const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> backend =
-      options.make_backend({m->config, *m->weights, *kv_blocks, spec.device, *stages,
+      options.make_backend({m->config, *m->weights, *kv_blocks, spec.device, *stages, *tp,
                             context.system});
   if (!backend.ok()) {
     return absl::Status(backend.status().code(), absl::StrCat(spec.where, " (", spec.name,
@@ -270,6 +272,7 @@ const std::map<std::string, std::string>& ModelParamHelp() {
       {"seed", "seed of the random weights (default 0); alike on every instance"},
       {"kv_blocks", "KV cache blocks of 16 tokens (default 256)"},
       {"pipeline_stages", "stage actors the layers are split over (default 1; CPU only)"},
+      {"tensor_parallel", "Megatron ranks the heads and FFN are split over (default 1; CPU only)"},
   };
   return *help;
 }

@@ -20,8 +20,8 @@
 //   server     the OpenAI-compatible HTTP server and the router, which finds the instances by
 //              directory name ("node/name") on any node, waiting for them to come up
 // Every instance of one model must use the same model, weights and seed (KV moves between them).
-// An instance may be `pipeline_stages` stage actors (on the CPU), each holding a share of the
-// layers; KV still moves between instances of different depths.
+// An instance may be `pipeline_stages` stage actors and `tensor_parallel` Megatron ranks (on the
+// CPU); KV moves between instances of different depths and degrees, range by range.
 // KV moves as bytes over actor messages (CAF's middleman between processes).
 //
 //   actors::RoleCatalog roles = actors::BuiltinRoles();
@@ -48,6 +48,7 @@ struct BackendRequest {
   int num_kv_blocks = 0;
   std::string device;       // "cpu" or "cuda:N"
   int pipeline_stages = 1;  // > 1: stage actors (engine/pipeline_backend.h)
+  int tensor_parallel = 1;  // > 1: Megatron shards (CPU: CpuBackendOptions::tensor_parallel)
   caf::actor_system& system;
 };
 

@@ -32,8 +32,8 @@ actors::RoleCatalog Roles() {
   return roles;
 }
 
-// A one-node cluster: a prefill instance of two pipeline stages, two decode instances (one with
-// swap space) and the server.
+// A one-node cluster: a prefill instance of two pipeline stages, two decode instances (one of
+// two tensor-parallel ranks with swap space) and the server.
 constexpr char kCluster[] = R"(
 [cluster]
 name = "serving"
@@ -65,6 +65,7 @@ node = "n0"
 [actor.params]
 kv_blocks = 64
 swap_blocks = 32
+tensor_parallel = 2
 
 [[actor]]
 name = "server"
@@ -184,6 +185,8 @@ TEST(ServingRolesTest, BadParametersAreErrorsNamingTheEntry) {
               HasSubstr("params.pipeline_stages: is 3 but tiny has only 2 layers"));
   EXPECT_THAT(start_error("pipeline_stages = 0", "decode"),
               HasSubstr("params.pipeline_stages: is 0; it must be at least 1"));
+  EXPECT_THAT(start_error("tensor_parallel = 3", "decode"),
+              HasSubstr("tensor_parallel is 3; it must be at least 1 and divide tiny's 4 heads"));
   EXPECT_THAT(start_error("batch = 4", "prefill"),
               HasSubstr("role prefill takes no such parameter"));
 }

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -29,11 +30,12 @@ struct Layer {
 // CpuStage runs layers [layer_begin, layer_end) of a model (all of them in a CpuBackend).
 class CpuStage : public StageBackend {
  public:
-  CpuStage(ModelConfig config, int num_kv_blocks, int layer_begin, int layer_end)
+  CpuStage(ModelConfig config, int num_kv_blocks, int layer_begin, int layer_end, int tp)
       : config_(std::move(config)),
         num_kv_blocks_(num_kv_blocks),
         layer_begin_(layer_begin),
-        layer_end_(layer_end) {}
+        layer_end_(layer_end),
+        tp_(tp) {}
 
   // Load reads the tensors this stage needs, and only those.
   absl::Status Load(const model::WeightSource& weights) {
@@ -41,15 +43,18 @@ class CpuStage : public StageBackend {
     std::map<std::string, model::TensorSpec> specs;
     for (model::TensorSpec& spec : model::ExpectedTensors(config_)) specs[spec.name] = spec;
     absl::Status failed;
+    int rank = 0, world = 1;  // the shard `get` loads: Megatron's split of the tensor
     auto get = [&](const std::string& name) -> torch::Tensor {
       const model::TensorSpec& spec = specs.at(name);
+      absl::StatusOr<std::vector<int64_t>> shape = model::ShardShape(spec, world);
       absl::StatusOr<std::vector<uint8_t>> bytes =
-          weights.Load(spec, gpu::DType::kFloat32, /*rank=*/0, /*world=*/1);
+          shape.ok() ? weights.Load(spec, gpu::DType::kFloat32, rank, world)
+                     : absl::StatusOr<std::vector<uint8_t>>(shape.status());
       if (!bytes.ok()) {
         if (failed.ok()) failed = bytes.status();
         return torch::Tensor();
       }
-      return torch::from_blob(bytes->data(), spec.shape, torch::kFloat32).clone();
+      return torch::from_blob(bytes->data(), *shape, torch::kFloat32).clone();
     };
     const bool opt = config_.family == ModelFamily::kOpt;
     const std::string root = opt ? "model.decoder." : "model.";
@@ -71,15 +76,20 @@ class CpuStage : public StageBackend {
                              -torch::arange(0, d, 2, torch::kFloat64) / static_cast<double>(d))
                       .to(torch::kFloat32);
     }
-    const auto cache_shape = std::vector<int64_t>{num_kv_blocks_, config_.num_kv_heads,
+    // Each tensor-parallel rank holds its heads' and its FFN columns' shards, and its heads' KV.
+    const auto cache_shape = std::vector<int64_t>{num_kv_blocks_, config_.num_kv_heads / tp_,
                                                   kKvBlockTokens, config_.head_dim()};
-    for (int l = layer_begin_; l < layer_end_; ++l) {
-      const std::string p = absl::StrCat(root, "layers.", l, ".");
-      Layer layer;
-      internal::GetLayerWeights(p, opt, get, layer);
-      layer.k_cache = torch::zeros(cache_shape, torch::kFloat32);
-      layer.v_cache = torch::zeros(cache_shape, torch::kFloat32);
-      layers_.push_back(std::move(layer));
+    world = tp_;
+    shards_.resize(tp_);
+    for (rank = 0; rank < tp_; ++rank) {
+      for (int l = layer_begin_; l < layer_end_; ++l) {
+        const std::string p = absl::StrCat(root, "layers.", l, ".");
+        Layer layer;
+        internal::GetLayerWeights(p, opt, get, layer);
+        layer.k_cache = torch::zeros(cache_shape, torch::kFloat32);
+        layer.v_cache = torch::zeros(cache_shape, torch::kFloat32);
+        shards_[rank].push_back(std::move(layer));
+      }
     }
     return failed;
   }
@@ -99,12 +109,16 @@ class CpuStage : public StageBackend {
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> parts;
     for (int l = r->layer_begin; l < r->layer_end; ++l) {
-      const Layer& layer = layers_[l - layer_begin_];
-      for (const torch::Tensor* cache : {&layer.k_cache, &layer.v_cache}) {
-        parts.push_back(cache->index_select(0, *index)
-                            .index({Slice(), Slice(r->head_begin, r->head_end)})
-                            .contiguous()
-                            .view(-1));
+      for (const bool keys : {true, false}) {
+        // The range's heads, from the ranks that hold them, side by side: [blocks, heads, 16, d].
+        std::vector<torch::Tensor> heads;
+        for (const HeadSlice& h : HeadSlices(*r)) {
+          const Layer& layer = shards_[h.rank][l - layer_begin_];
+          heads.push_back((keys ? layer.k_cache : layer.v_cache)
+                              .index_select(0, *index)
+                              .index({Slice(), Slice(h.local_begin, h.local_end)}));
+        }
+        parts.push_back(torch::cat(heads, 1).contiguous().view(-1));
       }
     }
     const torch::Tensor all = torch::cat(parts);
@@ -132,12 +146,16 @@ class CpuStage : public StageBackend {
         static_cast<int64_t>(blocks.size()) * heads * kKvBlockTokens * config_.head_dim();
     int64_t offset = 0;
     for (int l = r->layer_begin; l < r->layer_end; ++l) {
-      Layer& layer = layers_[l - layer_begin_];
-      for (torch::Tensor* cache : {&layer.k_cache, &layer.v_cache}) {
+      for (const bool keys : {true, false}) {
         const torch::Tensor values = all.index({Slice(offset, offset + part)})
                                          .view({static_cast<int64_t>(blocks.size()), heads,
                                                 kKvBlockTokens, config_.head_dim()});
-        cache->index({Slice(), Slice(r->head_begin, r->head_end)}).index_put_({*index}, values);
+        for (const HeadSlice& h : HeadSlices(*r)) {
+          Layer& layer = shards_[h.rank][l - layer_begin_];
+          (keys ? layer.k_cache : layer.v_cache)
+              .index({Slice(), Slice(h.local_begin, h.local_end)})
+              .index_put_({*index}, values.index({Slice(), Slice(h.range_begin, h.range_end)}));
+        }
         offset += part;
       }
     }
@@ -188,62 +206,79 @@ class CpuStage : public StageBackend {
       cos = torch::cat({angles.cos(), angles.cos()}, 1).unsqueeze(1);            // [T, 1, d]
       sin = torch::cat({angles.sin(), angles.sin()}, 1).unsqueeze(1);
     }
-    const int heads = config_.num_heads;
-    const int kv_heads = config_.num_kv_heads;
+    // Each tensor-parallel rank runs its heads and FFN columns; their partial outputs are summed
+    // (the all-reduce of Megatron's row-parallel layers) before the residual add.
+    const int heads = config_.num_heads / tp_;
+    const int kv_heads = config_.num_kv_heads / tp_;
     const int d = config_.head_dim();
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-    for (Layer& layer : layers_) {
-      torch::Tensor h = Norm(x, layer.norm1_w, layer.norm1_b);
-      torch::Tensor q = torch::linear(h, layer.wq, layer.bq).view({tokens, heads, d});
-      torch::Tensor k = torch::linear(h, layer.wk, layer.bk).view({tokens, kv_heads, d});
-      torch::Tensor v = torch::linear(h, layer.wv, layer.bv).view({tokens, kv_heads, d});
-      if (!opt) {
-        q = q * cos + RotateHalf(q) * sin;
-        k = k * cos + RotateHalf(k) * sin;
+    const auto sum = [](torch::Tensor total, const torch::Tensor& part) {
+      return total.defined() ? total + part : part;
+    };
+    for (size_t li = 0; li < shards_[0].size(); ++li) {
+      const Layer& replicated = shards_[0][li];  // norms and row-parallel biases
+      torch::Tensor h = Norm(x, replicated.norm1_w, replicated.norm1_b);
+      torch::Tensor attention;
+      for (int rank = 0; rank < tp_; ++rank) {
+        Layer& layer = shards_[rank][li];
+        torch::Tensor q = torch::linear(h, layer.wq, layer.bq).view({tokens, heads, d});
+        torch::Tensor k = torch::linear(h, layer.wk, layer.bk).view({tokens, kv_heads, d});
+        torch::Tensor v = torch::linear(h, layer.wv, layer.bv).view({tokens, kv_heads, d});
+        if (!opt) {
+          q = q * cos + RotateHalf(q) * sin;
+          k = k * cos + RotateHalf(k) * sin;
+        }
+        // The new keys and values go into their slots: [blocks, 16, kv_heads, d] views.
+        layer.k_cache.permute({0, 2, 1, 3}).index_put_({block_t, slot_t}, k);
+        layer.v_cache.permute({0, 2, 1, 3}).index_put_({block_t, slot_t}, v);
+        std::vector<torch::Tensor> outputs;
+        int64_t row = 0;
+        for (const SequenceStep& step : batch) {
+          const int64_t n = static_cast<int64_t>(step.tokens.size());
+          const int64_t length = step.cached_tokens + n;
+          const int64_t num_blocks = (length + kKvBlockTokens - 1) / kKvBlockTokens;
+          const torch::Tensor table = torch::tensor(
+              std::vector<int64_t>(step.block_table.begin(),
+                                   step.block_table.begin() + num_blocks),
+              torch::kInt64);
+          // [kv_heads, length, d]: the sequence's keys and values in position order.
+          const auto gather = [&](const torch::Tensor& cache) {
+            return cache.index_select(0, table)
+                .permute({1, 0, 2, 3})
+                .reshape({kv_heads, num_blocks * kKvBlockTokens, d})
+                .index({Slice(), Slice(0, length)})
+                .repeat_interleave(heads / kv_heads, 0);
+          };
+          const torch::Tensor keys = gather(layer.k_cache);
+          const torch::Tensor values = gather(layer.v_cache);
+          const torch::Tensor query = q.index({Slice(row, row + n)}).transpose(0, 1);  // [H,n,d]
+          torch::Tensor scores = torch::matmul(query, keys.transpose(1, 2)) * scale;  // [H, n, L]
+          // Causal: new token i (position cached + i) sees keys at positions <= cached + i.
+          const torch::Tensor key_pos = torch::arange(length, torch::kInt64).unsqueeze(0);
+          const torch::Tensor query_pos =
+              torch::arange(step.cached_tokens, length, torch::kInt64).unsqueeze(1);
+          scores =
+              scores.masked_fill(key_pos > query_pos, -std::numeric_limits<float>::infinity());
+          const torch::Tensor attended = torch::matmul(torch::softmax(scores, -1), values);
+          outputs.push_back(attended.transpose(0, 1).reshape({n, heads * d}));
+          row += n;
+        }
+        // One rank adds the bias inside its product, as the whole model does.
+        attention = sum(attention, torch::linear(torch::cat(outputs, 0), layer.wo,
+                                                 rank == 0 ? layer.bo : torch::Tensor()));
       }
-      // The new keys and values go into their slots: [blocks, 16, kv_heads, d] views.
-      layer.k_cache.permute({0, 2, 1, 3}).index_put_({block_t, slot_t}, k);
-      layer.v_cache.permute({0, 2, 1, 3}).index_put_({block_t, slot_t}, v);
-      std::vector<torch::Tensor> outputs;
-      int64_t row = 0;
-      for (const SequenceStep& step : batch) {
-        const int64_t n = static_cast<int64_t>(step.tokens.size());
-        const int64_t length = step.cached_tokens + n;
-        const int64_t num_blocks = (length + kKvBlockTokens - 1) / kKvBlockTokens;
-        const torch::Tensor table = torch::tensor(
-            std::vector<int64_t>(step.block_table.begin(), step.block_table.begin() + num_blocks),
-            torch::kInt64);
-        // [kv_heads, length, d]: the sequence's keys and values in position order.
-        const auto gather = [&](const torch::Tensor& cache) {
-          return cache.index_select(0, table)
-              .permute({1, 0, 2, 3})
-              .reshape({kv_heads, num_blocks * kKvBlockTokens, d})
-              .index({Slice(), Slice(0, length)})
-              .repeat_interleave(heads / kv_heads, 0);
-        };
-        const torch::Tensor keys = gather(layer.k_cache);
-        const torch::Tensor values = gather(layer.v_cache);
-        const torch::Tensor query = q.index({Slice(row, row + n)}).transpose(0, 1);  // [H, n, d]
-        torch::Tensor scores = torch::matmul(query, keys.transpose(1, 2)) * scale;   // [H, n, L]
-        // Causal: new token i (position cached + i) sees keys at positions <= cached + i.
-        const torch::Tensor key_pos = torch::arange(length, torch::kInt64).unsqueeze(0);
-        const torch::Tensor query_pos =
-            torch::arange(step.cached_tokens, length, torch::kInt64).unsqueeze(1);
-        scores = scores.masked_fill(key_pos > query_pos, -std::numeric_limits<float>::infinity());
-        const torch::Tensor attended = torch::matmul(torch::softmax(scores, -1), values);
-        outputs.push_back(attended.transpose(0, 1).reshape({n, heads * d}));
-        row += n;
+      x = x + attention;
+      h = Norm(x, replicated.norm2_w, replicated.norm2_b);
+      torch::Tensor mlp;
+      for (int rank = 0; rank < tp_; ++rank) {
+        const Layer& layer = shards_[rank][li];
+        mlp = sum(mlp, opt ? torch::linear(torch::relu(torch::linear(h, layer.w1, layer.b1)),
+                                           layer.w2, rank == 0 ? layer.b2 : torch::Tensor())
+                           : torch::linear(torch::silu(torch::linear(h, layer.gate)) *
+                                               torch::linear(h, layer.up),
+                                           layer.down));
       }
-      x = x + torch::linear(torch::cat(outputs, 0), layer.wo, layer.bo);
-      h = Norm(x, layer.norm2_w, layer.norm2_b);
-      if (opt) {
-        x = x +
-            torch::linear(torch::relu(torch::linear(h, layer.w1, layer.b1)), layer.w2, layer.b2);
-      } else {
-        x = x +
-            torch::linear(torch::silu(torch::linear(h, layer.gate)) * torch::linear(h, layer.up),
-                          layer.down);
-      }
+      x = x + mlp;
     }
     if (!last()) {  // the hidden states go on to the next stage
       const torch::Tensor out = x.contiguous();
@@ -262,6 +297,25 @@ class CpuStage : public StageBackend {
       return torch::layer_norm(x, {config_.hidden_size}, weight, bias, config_.norm_epsilon);
     }
     return x * torch::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + config_.norm_epsilon) * weight;
+  }
+
+  // HeadSlice is the part of a KV head range that one tensor-parallel rank holds: its local
+  // heads [local_begin, local_end), which are the range's [range_begin, range_end).
+  struct HeadSlice {
+    int rank, local_begin, local_end, range_begin, range_end;
+  };
+
+  std::vector<HeadSlice> HeadSlices(const KvRange& r) const {
+    const int per_rank = config_.num_kv_heads / tp_;
+    std::vector<HeadSlice> slices;
+    for (int rank = 0; rank < tp_; ++rank) {
+      const int begin = std::max(r.head_begin, rank * per_rank);
+      const int end = std::min(r.head_end, (rank + 1) * per_rank);
+      if (begin >= end) continue;
+      slices.push_back({rank, begin - rank * per_rank, end - rank * per_rank,
+                        begin - r.head_begin, end - r.head_begin});
+    }
+    return slices;
   }
 
   // StageRange resolves `range` and checks that its layers are this stage's.
@@ -298,8 +352,9 @@ class CpuStage : public StageBackend {
   ModelConfig config_;
   int num_kv_blocks_;
   int layer_begin_, layer_end_;
+  int tp_;  // tensor-parallel ranks
   torch::Tensor embed_, positions_, final_w_, final_b_, head_, inv_freq_;
-  std::vector<Layer> layers_;  // this stage's, from layer_begin_
+  std::vector<std::vector<Layer>> shards_;  // [rank][layer - layer_begin_]
 };
 
 // CpuBackend is the whole model as one stage.
@@ -355,8 +410,14 @@ absl::StatusOr<std::unique_ptr<CpuStage>> LoadStage(const ModelConfig& config,
         "CpuBackendOptions layers [", options.layer_begin, ", ", options.layer_end,
         ") are not a non-empty range of the model's ", config.num_layers, " layers"));
   }
+  const int tp = options.tensor_parallel;
+  if (tp < 1 || config.num_heads % tp != 0 || config.num_kv_heads % tp != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CpuBackendOptions.tensor_parallel is ", tp, "; it must be at least 1 and divide ",
+        config.name, "'s ", config.num_heads, " heads and ", config.num_kv_heads, " KV heads"));
+  }
   auto stage =
-      std::make_unique<CpuStage>(config, options.num_kv_blocks, options.layer_begin, end);
+      std::make_unique<CpuStage>(config, options.num_kv_blocks, options.layer_begin, end, tp);
   if (absl::Status loaded = stage->Load(weights); !loaded.ok()) return loaded;
   return stage;
 }

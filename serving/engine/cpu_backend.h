@@ -25,6 +25,11 @@ struct CpuBackendOptions {
   // number of layers. CreateCpuBackend holds them all.
   int layer_begin = 0;
   int layer_end = -1;
+  // Megatron-style tensor parallelism over this many ranks (column-parallel q/k/v and FFN-in,
+  // row-parallel out and FFN-out projections, each rank holding its heads' KV cache), computed
+  // one rank after another in this process with the all-reduce as a sum: the layout and the KV
+  // head ranges of a tensor-parallel instance, on the CPU. It must divide the heads and KV heads.
+  int tensor_parallel = 1;
 };
 
 // CreateCpuBackend loads every tensor of `config` from `weights` (as fp32) and allocates the

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <numeric>
 #include <string>
@@ -186,9 +187,11 @@ class CpuBackendTest : public ::testing::TestWithParam<std::string> {
     config_ = *model::ModelPreset(GetParam());
     weights_ = model::RandomWeights(/*seed=*/3);
   }
-  std::unique_ptr<ForwardBackend> Backend() const {
+  std::unique_ptr<ForwardBackend> Backend(int tensor_parallel = 1) const {
+    CpuBackendOptions options{/*num_kv_blocks=*/32};
+    options.tensor_parallel = tensor_parallel;
     absl::StatusOr<std::unique_ptr<ForwardBackend>> backend =
-        CreateCpuBackend(config_, *weights_, CpuBackendOptions{/*num_kv_blocks=*/32});
+        CreateCpuBackend(config_, *weights_, options);
     EXPECT_TRUE(backend.ok()) << backend.status();
     return *std::move(backend);
   }
@@ -323,6 +326,67 @@ TEST_P(CpuBackendTest, KvMovedBetweenBackendsDecodesLikeColocated) {
   EXPECT_EQ(Decode(*pieces, decode_table, 37, first, 8), expected);
 }
 
+double RelativeError(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    norm += double(b[i]) * b[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+// Tensor parallelism (Megatron's splits, the all-reduce as a sum) computes the model: the ranks'
+// partial sums round differently, so to float precision, with the same greedy tokens.
+TEST_P(CpuBackendTest, TensorParallelRanksComputeTheModel) {
+  std::unique_ptr<ForwardBackend> whole = Backend();
+  std::unique_ptr<ForwardBackend> split = Backend(/*tensor_parallel=*/2);
+  const std::vector<std::vector<SequenceStep>> steps = {
+      {{1, Prompt(21, 1), 0, {0, 1}}, {2, Prompt(6, 2), 0, {4, 5}}},
+      {{1, {17}, 21, {0, 1}}, {2, {18}, 6, {4, 5}}},
+      {{2, Prompt(11, 3), 7, {4, 5}}},
+  };
+  for (const std::vector<SequenceStep>& step : steps) {
+    const std::vector<std::vector<float>> a = *whole->Forward(step);
+    const std::vector<std::vector<float>> b = *split->Forward(step);
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_LT(RelativeError(b[i], a[i]), 1e-5) << "sequence " << step[i].seq_id;
+      EXPECT_EQ(Argmax(b[i]), Argmax(a[i])) << "sequence " << step[i].seq_id;
+    }
+  }
+}
+
+// KV moves between instances of different tensor-parallel degrees: the two-rank prefill side
+// gives each head range from the rank that holds it (here: per rank, as a decode rank of
+// another split would ask, and across the ranks' boundary), the one-rank decode side takes it,
+// and decoding continues as on a backend that did everything itself.
+TEST_P(CpuBackendTest, KvMovesBetweenTensorParallelDegrees) {
+  const std::vector<int32_t> prompt = Prompt(29, 5);
+  std::unique_ptr<ForwardBackend> prefill = Backend(/*tensor_parallel=*/2);
+  std::unique_ptr<ForwardBackend> decode = Backend();
+  std::unique_ptr<ForwardBackend> alone = Backend();
+  ASSERT_TRUE(prefill->Forward({{1, prompt, 0, {2, 3}}}).ok());
+  const int32_t first = Argmax((*alone->Forward({{1, prompt, 0, {2, 3}}}))[0]);
+  const int kv = config_.num_kv_heads;
+  for (const std::vector<KvRange>& pieces : std::vector<std::vector<KvRange>>{
+           {{0, -1, 0, kv / 2}, {0, -1, kv / 2, kv}},  // rank by rank
+           {{0, -1, 0, kv}},                            // all at once
+           {{0, 1, 0, kv}, {1, -1, 0, 1}, {1, -1, 1, kv}}}) {
+    for (const KvRange& piece : pieces) {
+      absl::StatusOr<std::vector<uint8_t>> bytes = prefill->ExportKv({2, 3}, piece);
+      ASSERT_TRUE(bytes.ok()) << bytes.status();
+      ASSERT_TRUE(decode->ImportKv({6, 7}, piece, *bytes).ok());
+    }
+    const std::vector<uint8_t> got = *decode->ExportKv({6, 7}, {});
+    const std::vector<uint8_t> want = *alone->ExportKv({2, 3}, {});
+    // Bytes to floats for the comparison.
+    std::vector<float> a(got.size() / 4), b(want.size() / 4);
+    std::memcpy(a.data(), got.data(), got.size());
+    std::memcpy(b.data(), want.data(), want.size());
+    EXPECT_LT(RelativeError(a, b), 1e-5);
+  }
+  EXPECT_EQ(Decode(*decode, {6, 7, 8}, 29, first, 6), Decode(*alone, {2, 3, 4}, 29, first, 6));
+}
+
 TEST_P(CpuBackendTest, BadKvTransfersAreRefusedAndWriteNothing) {
   std::unique_ptr<ForwardBackend> backend = Backend();
   ASSERT_TRUE(backend->Forward({{1, Prompt(20, 4), 0, {0, 1}}}).ok());
@@ -349,6 +413,10 @@ TEST(CreateCpuBackendTest, BadOptionsAndWeightsAreErrors) {
   std::unique_ptr<model::WeightSource> weights = model::RandomWeights(1);
   EXPECT_THAT(CreateCpuBackend(tiny, *weights, CpuBackendOptions{0}).status().message(),
               HasSubstr("num_kv_blocks is 0"));
+  CpuBackendOptions three_ranks;
+  three_ranks.tensor_parallel = 3;
+  EXPECT_THAT(CreateCpuBackend(tiny, *weights, three_ranks).status().message(),
+              HasSubstr("tensor_parallel is 3; it must be at least 1 and divide tiny's 4 heads"));
   ModelConfig bad = tiny;
   bad.num_heads = 3;
   EXPECT_THAT(CreateCpuBackend(bad, *weights, CpuBackendOptions{}).status().message(),
