@@ -141,8 +141,6 @@ void CancelOn(RouterActor* self, const caf::actor& instance, int64_t id) {
   if (instance != nullptr) self->send(instance, cancel_atom::value, id);
 }
 
-// Resolve looks `name` ("node/name") up through the directory and adds it to `pool` when found;
-// it gives up (with a log line) after the lookup timeout.
 void Unpark(RouterActor* self);
 
 // Resolve looks `name` ("node/name") up through the directory and adds it to its pool when
