@@ -55,14 +55,22 @@ absl::StatusOr<IpcHandle> ExportIpcHandle(const DeviceBuffer& buffer) {
         "ExportIpcHandle: the DeviceBuffer is empty (0 bytes or moved from); export one that "
         "holds memory");
   }
-  absl::StatusOr<ScopedDevice> scoped = ScopedDevice::Enter(buffer.device());
+  return ExportIpcHandle(buffer.data(), buffer.bytes(), buffer.device());
+}
+
+absl::StatusOr<IpcHandle> ExportIpcHandle(const void* base, size_t bytes, int device) {
+  if (base == nullptr || bytes == 0) {
+    return absl::InvalidArgumentError(
+        "ExportIpcHandle: no memory to export (a null pointer or 0 bytes)");
+  }
+  absl::StatusOr<ScopedDevice> scoped = ScopedDevice::Enter(device);
   if (!scoped.ok()) return scoped.status();
   cudaIpcMemHandle_t native;
-  TROUPE_CUDA_RETURN_IF_ERROR(cudaIpcGetMemHandle(&native, buffer.data()), buffer.device());
+  TROUPE_CUDA_RETURN_IF_ERROR(cudaIpcGetMemHandle(&native, const_cast<void*>(base)), device);
   IpcHandle handle;
   handle.handle.assign(native.reserved, CUDA_IPC_HANDLE_SIZE);
-  handle.bytes = buffer.bytes();
-  handle.device = buffer.device();
+  handle.bytes = bytes;
+  handle.device = device;
   handle.exporter_pid = getpid();
   handle.exporter_token = ProcessToken();
   return handle;

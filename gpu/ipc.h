@@ -27,6 +27,10 @@ namespace troupe::gpu {
 // cannot be exported.
 absl::StatusOr<IpcHandle> ExportIpcHandle(const DeviceBuffer& buffer);
 
+// ExportIpcHandle of raw memory: `base` must be what cudaMalloc returned (a whole allocation
+// of `bytes` bytes on `device`, such as a DeviceBuffer's data()), not a pointer into one.
+absl::StatusOr<IpcHandle> ExportIpcHandle(const void* base, size_t bytes, int device);
+
 // IpcMappedBuffer is another process's device buffer mapped into this one. It does not own the
 // memory: destroying it unmaps (cudaIpcCloseMemHandle), the exporter frees.
 class IpcMappedBuffer {

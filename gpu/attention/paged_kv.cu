@@ -62,6 +62,25 @@ __global__ void MoveBlocksKernel(uint4* __restrict__ cache, uint4* __restrict__ 
   }
 }
 
+// One CTA per (pair, layer, K or V): a contiguous run of `run_vecs` 16-byte vectors, at
+// the same place in both shards' layout but for their own array sizes and offsets.
+__global__ void CopyBlocksKernel(const uint4* __restrict__ source, uint4* __restrict__ destination,
+                                 const int32_t* __restrict__ block_pairs, int64_t src_array_vecs,
+                                 int64_t dst_array_vecs, int64_t src_block_vecs,
+                                 int64_t dst_block_vecs, int64_t src_offset_vecs,
+                                 int64_t dst_offset_vecs, int src_first_array, int dst_first_array,
+                                 int arrays, int64_t run_vecs) {
+  const int64_t pair = blockIdx.x / arrays;
+  const int array = static_cast<int>(blockIdx.x - pair * arrays);  // 2 * (layer - first) + kv
+  const int64_t src_block = block_pairs[2 * pair];
+  const int64_t dst_block = block_pairs[2 * pair + 1];
+  const uint4* from = source + (src_first_array + array) * src_array_vecs +
+                      src_block * src_block_vecs + src_offset_vecs;
+  uint4* to = destination + (dst_first_array + array) * dst_array_vecs +
+              dst_block * dst_block_vecs + dst_offset_vecs;
+  for (int64_t i = threadIdx.x; i < run_vecs; i += blockDim.x) to[i] = from[i];
+}
+
 int GridFor(int64_t work) {
   const int64_t blocks = (work + kThreads - 1) / kThreads;
   return static_cast<int>(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
@@ -151,6 +170,59 @@ absl::Status ScatterKvBlocks(DType dtype, const void* packed, const int32_t* blo
       static_cast<uint4*>(cache), const_cast<uint4*>(static_cast<const uint4*>(packed)),
       block_ids, num_listed, shape.num_kv_heads, head_begin, moved, vecs_per_head);
   return gpu::internal::CudaStatus(cudaGetLastError(), "ScatterKvBlocks launch", stream.device());
+}
+
+absl::Status CopyKvBlocks(DType dtype, const KvShardArrays& source,
+                          const KvShardArrays& destination, const int32_t* block_pairs,
+                          int64_t num_pairs, int layer_begin, int layer_end, int head_begin,
+                          int head_end, Stream& stream) {
+  if (dtype == DType::kFloat32) {
+    return absl::InvalidArgumentError("the KV cache holds fp16 or bf16, not fp32");
+  }
+  for (const KvShardArrays* shard : {&source, &destination}) {
+    const char* which = shard == &source ? "source" : "destination";
+    if (shard->base == nullptr || shard->num_blocks <= 0 || shard->num_layers <= 0 ||
+        shard->num_heads <= 0 || shard->head_dim <= 0 || shard->head_dim % 8 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CopyKvBlocks: the ", which, " shard [base ", shard->base == nullptr ? "null" : "set",
+          ", ", shard->num_blocks, " blocks, ", shard->num_layers, " layers, ", shard->num_heads,
+          " heads, head_dim ", shard->head_dim, "] is invalid"));
+    }
+    if (layer_begin < shard->layer_begin || layer_end > shard->layer_begin + shard->num_layers ||
+        head_begin < shard->head_begin || head_end > shard->head_begin + shard->num_heads) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CopyKvBlocks: layers [", layer_begin, ", ", layer_end, ") and heads [", head_begin,
+          ", ", head_end, ") are not all in the ", which, " shard (layers [", shard->layer_begin,
+          ", ", shard->layer_begin + shard->num_layers, "), heads [", shard->head_begin, ", ",
+          shard->head_begin + shard->num_heads, "))"));
+    }
+  }
+  if (source.head_dim != destination.head_dim) {
+    return absl::InvalidArgumentError(absl::StrCat("CopyKvBlocks: head_dim ", source.head_dim,
+                                                   " (source) != ", destination.head_dim));
+  }
+  if (layer_begin >= layer_end || head_begin >= head_end) {
+    return absl::InvalidArgumentError("CopyKvBlocks: an empty layer or head range");
+  }
+  if (num_pairs < 0) return absl::InvalidArgumentError("CopyKvBlocks: num_pairs < 0");
+  if (num_pairs == 0) return absl::OkStatus();
+  if (block_pairs == nullptr) return absl::InvalidArgumentError("CopyKvBlocks: null block pairs");
+  const int arrays = 2 * (layer_end - layer_begin);
+  if (num_pairs > (int64_t{1} << 31) / arrays) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CopyKvBlocks: ", num_pairs, " block pairs are too many for one launch"));
+  }
+  const int64_t head_vecs = static_cast<int64_t>(kBlockSize) * source.head_dim / 8;
+  const auto block_vecs = [&](const KvShardArrays& s) { return s.num_heads * head_vecs; };
+  CopyBlocksKernel<<<static_cast<unsigned>(num_pairs * arrays), kThreads, 0,
+                     static_cast<cudaStream_t>(stream.raw())>>>(
+      static_cast<const uint4*>(source.base), static_cast<uint4*>(destination.base), block_pairs,
+      source.num_blocks * block_vecs(source), destination.num_blocks * block_vecs(destination),
+      block_vecs(source), block_vecs(destination), (head_begin - source.head_begin) * head_vecs,
+      (head_begin - destination.head_begin) * head_vecs,
+      2 * (layer_begin - source.layer_begin), 2 * (layer_begin - destination.layer_begin), arrays,
+      (head_end - head_begin) * head_vecs);
+  return gpu::internal::CudaStatus(cudaGetLastError(), "CopyKvBlocks launch", stream.device());
 }
 
 }  // namespace troupe::gpu::attention

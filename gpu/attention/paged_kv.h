@@ -9,7 +9,9 @@
 //
 //   WriteKv(...)        new tokens' K and V ([tokens, num_kv_heads, head_dim]) into their slots;
 //   GatherKvBlocks(...) blocks (a head range of them) into a contiguous buffer, for migration;
-//   ScatterKvBlocks(...) the inverse, on the receiving side.
+//   ScatterKvBlocks(...) the inverse, on the receiving side;
+//   CopyKvBlocks(...)   blocks straight from one cache to another (another device's or another
+//                       process's, mapped into this one), all layers and heads in one launch.
 #pragma once
 
 #include <cstdint>
@@ -38,5 +40,31 @@ absl::Status GatherKvBlocks(DType dtype, const void* cache, const KvCacheShape& 
 absl::Status ScatterKvBlocks(DType dtype, const void* packed, const int32_t* block_ids,
                              int64_t num_listed, int head_begin, int head_end,
                              const KvCacheShape& shape, void* cache, Stream& stream);
+
+// KvShardArrays describes a whole KV cache (or one rank's or stage's part of it) as one device
+// allocation of layer arrays: [num_layers][K, V][num_blocks][num_heads][kBlockSize][head_dim],
+// holding the model's layers [layer_begin, layer_begin + num_layers) and kv heads
+// [head_begin, head_begin + num_heads).
+struct KvShardArrays {
+  void* base = nullptr;
+  int64_t num_blocks = 0;
+  int layer_begin = 0;
+  int num_layers = 0;
+  int head_begin = 0;
+  int num_heads = 0;
+  int head_dim = 0;
+};
+
+// CopyKvBlocks copies, for each i < num_pairs, block block_pairs[2i] of `source` into block
+// block_pairs[2i + 1] of `destination` (int32 pairs, device memory), for the model's layers
+// [layer_begin, layer_end) and kv heads [head_begin, head_end), which both shards must hold. One
+// launch moves every pair, layer, K/V and head: one (pair, layer, K or V) is a contiguous run of
+// (head_end - head_begin) * kBlockSize * head_dim elements on both sides. `source` may be on
+// another device (peer access enabled) or another process's memory (a CUDA IPC mapping); the
+// kernel runs on `stream`'s device.
+absl::Status CopyKvBlocks(DType dtype, const KvShardArrays& source,
+                          const KvShardArrays& destination, const int32_t* block_pairs,
+                          int64_t num_pairs, int layer_begin, int layer_end, int head_begin,
+                          int head_end, Stream& stream);
 
 }  // namespace troupe::gpu::attention

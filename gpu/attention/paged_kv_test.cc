@@ -123,6 +123,75 @@ TEST_P(PagedKvTest, GatherThenScatterMovesAHeadRangeOfBlocks) {
   }
 }
 
+// Two shards of different shapes (as a tensor-parallel rank and a pipeline stage would hold):
+// the copy moves exactly the shared layers and heads of the listed block pairs.
+TEST_P(PagedKvTest, CopyKvBlocksMovesTheSharedLayersAndHeadsOfEachPair) {
+  const DType dtype = GetParam();
+  const int head_dim = 64;
+  const size_t head_elements = static_cast<size_t>(kBlockSize) * head_dim;
+  // Source: layers [0, 4), heads [0, 6), 11 blocks. Destination: layers [2, 5), heads [2, 4),
+  // 7 blocks. Shared: layers [2, 4), heads [2, 4).
+  const KvShardArrays src_shape{nullptr, 11, 0, 4, 0, 6, head_dim};
+  const KvShardArrays dst_shape{nullptr, 7, 2, 3, 2, 2, head_dim};
+  const auto elements = [&](const KvShardArrays& s) {
+    return static_cast<size_t>(s.num_layers) * 2 * s.num_blocks * s.num_heads * head_elements;
+  };
+  const auto index = [&](const KvShardArrays& s, int layer, int kv, int64_t block, int head) {
+    return ((((static_cast<size_t>(layer - s.layer_begin) * 2 + kv) * s.num_blocks + block) *
+                 s.num_heads +
+             (head - s.head_begin)) *
+            head_elements);
+  };
+  std::vector<float> source =
+      testing::Quantized(dtype, testing::RandomFloats(elements(src_shape), 11));
+  DeviceArray src = *DeviceArray::FromHost(dtype, source);
+  DeviceArray dst = *DeviceArray::Poisoned(dtype, elements(dst_shape));
+  const std::vector<int32_t> pairs = {10, 3, 0, 6, 4, 0};  // (source block, destination block)
+  DeviceArray pair_ids = *DeviceArray::FromInts(pairs);
+  KvShardArrays from = src_shape, to = dst_shape;
+  from.base = src.data();
+  to.base = dst.data();
+  ASSERT_TRUE(CopyKvBlocks(dtype, from, to, static_cast<int32_t*>(pair_ids.data()), 3, 2, 4, 2, 4,
+                           *stream_)
+                  .ok());
+  std::vector<float> out = *dst.ToHost();
+  size_t copied = 0;
+  for (int layer = 2; layer < 5; ++layer) {
+    for (int kv = 0; kv < 2; ++kv) {
+      for (int block = 0; block < dst_shape.num_blocks; ++block) {
+        for (int head = 2; head < 4; ++head) {
+          int source_block = -1;
+          for (size_t p = 0; p < pairs.size(); p += 2) {
+            if (pairs[p + 1] == block) source_block = pairs[p];
+          }
+          const bool moved = layer < 4 && source_block >= 0;
+          for (size_t e = 0; e < head_elements; ++e) {
+            const float got = out[index(dst_shape, layer, kv, block, head) + e];
+            if (moved) {
+              ASSERT_EQ(got, source[index(src_shape, layer, kv, source_block, head) + e])
+                  << "layer " << layer << " kv " << kv << " block " << block << " head " << head;
+              ++copied;
+            } else {
+              ASSERT_TRUE(std::isnan(got)) << "layer " << layer << " block " << block;
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(copied, 2u * 2 * 3 * 2 * head_elements);  // layers x K/V x pairs x heads
+
+  // A range outside a shard is refused by name, and nothing runs.
+  EXPECT_THAT(CopyKvBlocks(dtype, from, to, static_cast<int32_t*>(pair_ids.data()), 3, 1, 4, 2, 4,
+                           *stream_)
+                  .message(),
+              HasSubstr("not all in the destination shard"));
+  EXPECT_THAT(CopyKvBlocks(dtype, from, to, static_cast<int32_t*>(pair_ids.data()), 3, 2, 4, 2, 7,
+                           *stream_)
+                  .message(),
+              HasSubstr("not all in the source shard"));
+}
+
 TEST_P(PagedKvTest, BadArgumentsAreRefused) {
   const DType dtype = GetParam();
   int dummy = 0;

@@ -63,6 +63,7 @@
 #include "gpu/kernels/rotary.h"
 #include "gpu/memory_pool.h"
 #include "gpu/stream.h"
+#include "serving/engine/internal/cuda_kv_copy.h"
 
 namespace troupe::serving::engine {
 namespace {
@@ -391,6 +392,25 @@ class CudaBackend : public ForwardBackend {
     }
     // The staging buffers go back to the pool when this returns: the stream must be done.
     return In(stream_.Synchronize(), "ImportKv");
+  }
+
+  std::vector<DeviceKvShard> DeviceKvShards() const override {
+    return {{options_.device, kv_cache_.data(), num_kv_blocks_, 0, config_.num_layers, 0,
+             config_.num_kv_heads}};
+  }
+
+  absl::StatusOr<std::unique_ptr<PendingKvCopy>> CopyKvFromDevice(
+      const std::vector<DeviceKvShard>& sources, const std::vector<int32_t>& src_blocks,
+      const std::vector<int32_t>& dst_blocks) override {
+    // Copies run on a stream of their own, so that a pull overlaps the steps (DistServe's
+    // released code copies on the compute stream and stalls decoding meanwhile).
+    if (!transfer_stream_) {
+      absl::StatusOr<gpu::Stream> stream = gpu::Stream::Create(options_.device);
+      if (!stream.ok()) return In(stream.status(), "the KV transfer stream");
+      transfer_stream_.emplace(*std::move(stream));
+    }
+    return internal::CopyKvBetweenShards(config_, dtype_, sources, DeviceKvShards(), src_blocks,
+                                         dst_blocks, *transfer_stream_, *pool_);
   }
 
   CudaGraphStats GraphStats() const {
@@ -1122,6 +1142,7 @@ class CudaBackend : public ForwardBackend {
 
   gpu::DeviceBuffer kv_cache_;
   int num_kv_blocks_ = 0;
+  std::optional<gpu::Stream> transfer_stream_;  // made by the first CopyKvFromDevice
 
   gpu::PooledBuffer scratch_;
   gpu::DeviceBuffer ones_;

@@ -1,8 +1,99 @@
 #include "serving/engine/forward_backend.h"
 
+#include <algorithm>
+#include <string>
+
 #include "absl/strings/str_cat.h"
 
 namespace troupe::serving::engine {
+
+absl::StatusOr<std::unique_ptr<PendingKvCopy>> ForwardBackend::CopyKvFromDevice(
+    const std::vector<DeviceKvShard>& /*sources*/, const std::vector<int32_t>& /*src_blocks*/,
+    const std::vector<int32_t>& /*dst_blocks*/) {
+  return absl::UnimplementedError(
+      "this backend's KV cache is not in device memory: it moves as bytes (kv_transport = "
+      "\"bytes\")");
+}
+
+namespace {
+
+std::string Describe(const DeviceKvShard& s) {
+  return absl::StrCat("cuda:", s.device, " layers [", s.layer_begin, ", ", s.layer_end,
+                      ") heads [", s.head_begin, ", ", s.head_end, ") of ", s.num_blocks,
+                      " blocks");
+}
+
+absl::Status CheckShard(const DeviceKvShard& s, const model::ModelConfig& config,
+                        const std::vector<int32_t>& blocks, const char* which) {
+  if (s.base == nullptr || s.num_blocks < 1 || s.layer_begin < 0 ||
+      s.layer_begin >= s.layer_end || s.layer_end > config.num_layers || s.head_begin < 0 ||
+      s.head_begin >= s.head_end || s.head_end > config.num_kv_heads) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KV copy: the ", which, " shard (", Describe(s), (s.base == nullptr ? ", no memory" : ""),
+        ") does not fit ", config.name, "'s ", config.num_layers, " layers and ",
+        config.num_kv_heads, " kv heads"));
+  }
+  for (int32_t block : blocks) {
+    if (block < 0 || block >= s.num_blocks) {
+      return absl::InvalidArgumentError(absl::StrCat("KV copy: ", which, " block ", block,
+                                                     " is outside the ", which, " shard's ",
+                                                     s.num_blocks, " blocks"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<KvShardCopy>> PlanKvShardCopies(
+    const model::ModelConfig& config, const std::vector<DeviceKvShard>& sources,
+    const std::vector<DeviceKvShard>& destinations, const std::vector<int32_t>& src_blocks,
+    const std::vector<int32_t>& dst_blocks) {
+  if (src_blocks.size() != dst_blocks.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("KV copy: ", src_blocks.size(),
+                                                   " source blocks for ", dst_blocks.size(),
+                                                   " destination blocks; give one per block"));
+  }
+  if (sources.empty()) return absl::InvalidArgumentError("KV copy: no source shards");
+  for (const DeviceKvShard& s : sources) {
+    if (absl::Status ok = CheckShard(s, config, src_blocks, "source"); !ok.ok()) return ok;
+  }
+  std::vector<KvShardCopy> copies;
+  for (size_t d = 0; d < destinations.size(); ++d) {
+    const DeviceKvShard& dst = destinations[d];
+    if (absl::Status ok = CheckShard(dst, config, dst_blocks, "destination"); !ok.ok()) return ok;
+    // Every (layer, head) of the destination must come from some source.
+    for (int l = dst.layer_begin; l < dst.layer_end; ++l) {
+      for (int h = dst.head_begin; h < dst.head_end; ++h) {
+        const bool covered = std::any_of(sources.begin(), sources.end(), [&](const auto& s) {
+          return l >= s.layer_begin && l < s.layer_end && h >= s.head_begin && h < s.head_end;
+        });
+        if (!covered) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "KV copy: no source shard holds layer ", l, " kv head ", h,
+              ", which the destination shard (", Describe(dst),
+              ") needs; pass every shard of the source backend (DeviceKvShards)"));
+        }
+      }
+    }
+    for (size_t i = 0; i < sources.size(); ++i) {
+      const DeviceKvShard& src = sources[i];
+      KvShardCopy copy;
+      copy.source = static_cast<int>(i);
+      copy.destination = static_cast<int>(d);
+      copy.range.layer_begin = std::max(src.layer_begin, dst.layer_begin);
+      copy.range.layer_end = std::min(src.layer_end, dst.layer_end);
+      copy.range.head_begin = std::max(src.head_begin, dst.head_begin);
+      copy.range.head_end = std::min(src.head_end, dst.head_end);
+      if (copy.range.layer_begin >= copy.range.layer_end ||
+          copy.range.head_begin >= copy.range.head_end) {
+        continue;
+      }
+      copies.push_back(copy);
+    }
+  }
+  return copies;
+}
 
 absl::Status ValidateStep(const SequenceStep& step, const model::ModelConfig& config,
                           int num_kv_blocks) {

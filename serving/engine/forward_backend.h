@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -46,6 +47,52 @@ struct KvRange {
 // KvRangeOf resolves -1 ends and checks the range against the model; the error names the field.
 absl::StatusOr<KvRange> KvRangeOf(const KvRange& range, const model::ModelConfig& config);
 
+// DeviceKvShard is one part of a backend's KV cache that sits in device memory as one array
+//   [layer_end - layer_begin][K, V][num_blocks][head_end - head_begin][16][head_dim]
+// of the backend's kv_dtype(): the whole cache of a one-GPU backend, one tensor-parallel rank's
+// kv heads, or one pipeline stage's layers. Device transports (serving/transfer: peer copies in
+// one process, CUDA IPC on one host, NCCL) copy blocks between shards directly, and only the
+// layers and heads two shards share. `base` is an allocation of its own (cudaMalloc's pointer),
+// so that CUDA IPC can export it.
+struct DeviceKvShard {
+  int device = -1;  // CUDA device index in the process that holds `base`
+  void* base = nullptr;
+  int64_t num_blocks = 0;
+  int layer_begin = 0;
+  int layer_end = 0;
+  int head_begin = 0;
+  int head_end = 0;
+};
+
+// KvShardCopy is one launch of a device KV copy: the layers and heads that source shard
+// `source` and destination shard `destination` (indices into the two lists) share.
+struct KvShardCopy {
+  int source = 0;
+  int destination = 0;
+  KvRange range;  // resolved
+};
+
+// PlanKvShardCopies checks a copy of src_blocks[i] of `sources` into dst_blocks[i] of
+// `destinations` and lists its launches, one per pair of shards that share layers and heads.
+// Refused (InvalidArgument naming what is wrong): lists of different lengths, no sources, a
+// shard outside the model, a block outside a shard, a destination layer and head no source
+// holds.
+absl::StatusOr<std::vector<KvShardCopy>> PlanKvShardCopies(
+    const model::ModelConfig& config, const std::vector<DeviceKvShard>& sources,
+    const std::vector<DeviceKvShard>& destinations, const std::vector<int32_t>& src_blocks,
+    const std::vector<int32_t>& dst_blocks);
+
+// PendingKvCopy is a copy of KV blocks enqueued on a backend's transfer stream. Its destructor
+// waits for the copy if it is still running, so the memory it reads and writes stays valid.
+class PendingKvCopy {
+ public:
+  virtual ~PendingKvCopy() = default;
+  // Done polls without blocking: true once every copy has finished; an error if one failed.
+  virtual absl::StatusOr<bool> Done() = 0;
+  // Wait blocks until every copy has finished.
+  virtual absl::Status Wait() = 0;
+};
+
 class ForwardBackend {
  public:
   virtual ~ForwardBackend() = default;
@@ -71,6 +118,25 @@ class ForwardBackend {
                                                         const KvRange& range) const = 0;
   virtual absl::Status ImportKv(const std::vector<int32_t>& blocks, const KvRange& range,
                                 const std::vector<uint8_t>& bytes) = 0;
+
+  // DeviceKvShards lists where the cache sits in device memory, one shard per GPU array (see
+  // DeviceKvShard); together they cover every layer and kv head. Empty for a cache that is not
+  // in device memory (the CPU backends): such a cache moves as bytes (ExportKv/ImportKv) only.
+  virtual std::vector<DeviceKvShard> DeviceKvShards() const { return {}; }
+
+  // CopyKvFromDevice enqueues, on this backend's transfer streams (not the ones its steps run
+  // on), copies of block src_blocks[i] of `sources` into block dst_blocks[i] of this cache, for
+  // every layer and kv head that a source shard and one of this cache's shards share: one
+  // launch per such pair of shards, all blocks at once. The sources are another backend's
+  // shards, mapped into this process (the same process, or opened from CUDA IPC handles) on
+  // devices this backend's devices can read (the same device, or peer access). The caller keeps
+  // the source blocks and dst_blocks out of every step until the copy is done. Lists of
+  // different lengths, a block outside either cache, or sources that do not cover this cache's
+  // layers and heads are InvalidArgument, and nothing is enqueued; a backend without device
+  // shards answers Unimplemented.
+  virtual absl::StatusOr<std::unique_ptr<PendingKvCopy>> CopyKvFromDevice(
+      const std::vector<DeviceKvShard>& sources, const std::vector<int32_t>& src_blocks,
+      const std::vector<int32_t>& dst_blocks);
 };
 
 // KvBytes is the size of ExportKv's result for `num_blocks` blocks of `range` (resolved).

@@ -51,7 +51,23 @@ struct InstanceState {
   absl::flat_hash_map<int64_t, caf::actor> pulling;  // admitted, KV on its way (decode role)
   double pull_share = 0.05;  // ColocatedInstanceOptions::decode_pull_share
   InstanceMetrics metrics;
+  transfer::KvTransports transports;  // decode role: how KV arrives
+  transfer::KvPullSpec pull_spec;     // sent with every pull
+  // Offers accepted whose copy is still running (device transports), polled between steps.
+  // Declared after `backend`: destroyed first, waiting for their copies.
+  struct Copying {
+    DecodeRequest request;
+    std::unique_ptr<engine::PendingKvCopy> copy;
+    bool release = false;    // the prefill side holds its blocks until (release_atom, id)
+    bool cancelled = false;  // the client was told; the blocks go when the copy is done
+  };
+  absl::flat_hash_map<int64_t, Copying> copying;
+  bool copy_poll_pending = false;
 };
+
+// How often an idle decode instance looks at its running KV copies. A busy one looks after every
+// step; 200 us is well under one decode step and a small share of any real transfer.
+constexpr auto kCopyPollInterval = std::chrono::microseconds(200);
 
 using InstanceActor = caf::stateful_actor<InstanceState>;
 
@@ -73,6 +89,7 @@ void StepIfIdle(InstanceActor* self) {
 }
 
 void TryAdmit(InstanceActor* self);
+void AcceptOffer(InstanceActor* self, const DecodeRequest& request, transfer::KvOffer& offer);
 
 // CancelRequest drops request `id` wherever it is (queued for admission, pulling its KV, in the
 // batcher), frees its blocks and tells its client; false if the request is not here.
@@ -89,6 +106,13 @@ bool CancelRequest(InstanceActor* self, int64_t id) {
     self->send(it->second, GeneratedToken{id, -1, true, kFinishedByCancel});
     s.pulling.erase(it);
     TryAdmit(self);
+    return true;
+  }
+  if (auto it = s.copying.find(id); it != s.copying.end()) {
+    if (it->second.cancelled) return false;
+    // The copy still writes into the blocks: they are freed when it is done (PollCopies).
+    it->second.cancelled = true;
+    self->send(it->second.request.client, GeneratedToken{id, -1, true, kFinishedByCancel});
     return true;
   }
   if (!s.batcher->Cancel(id).ok()) return false;
@@ -110,10 +134,12 @@ void TryAdmit(InstanceActor* self) {
     // decoding (here: whose KV is being pulled) hold less than a share of the cache (5%), and
     // the next prompt fits.
     int64_t pulling_blocks = 0;
-    for (const auto& [id, client] : s.pulling) {
+    const auto count = [&](int64_t id) {
       absl::StatusOr<std::vector<int32_t>> table = s.blocks->BlockTable(id);
       if (table.ok()) pulling_blocks += static_cast<int64_t>(table->size());
-    }
+    };
+    for (const auto& [id, client] : s.pulling) count(id);
+    for (const auto& [id, copy] : s.copying) count(id);
     if (static_cast<double>(pulling_blocks) >=
         s.pull_share * static_cast<double>(s.blocks->NumGpuBlocks())) {
       return;  // the pulls' answers call TryAdmit again
@@ -127,39 +153,105 @@ void TryAdmit(InstanceActor* self) {
     const int64_t id = request.request.id;
     if (!s.blocks->Allocate(id, prompt).ok()) return;
     s.pulling[id] = request.client;
-    self->request(request.prefill, caf::infinite, pull_atom::value, id)
-        .then(
-            [self, request](KvPayload& payload) {
-              InstanceState& st = self->state;
-              const int64_t id = request.request.id;
-              if (st.pulling.erase(id) == 0) return;  // cancelled while pulling
-              absl::Status done = [&]() -> absl::Status {
-                absl::StatusOr<std::vector<int32_t>> table = st.blocks->BlockTable(id);
-                if (!table.ok()) return table.status();
-                if (absl::Status s = st.backend->ImportKv(*table, {}, payload.bytes); !s.ok()) {
-                  return s;
-                }
-                return st.batcher->AddPrefilled(ToGenerationRequest(request.request),
-                                                request.first_token);
-              }();
-              if (!done.ok()) {  // the KV did not fit this cache: the request is lost
-                (void)st.blocks->Free(id);
+    self->request(request.prefill, caf::infinite, pull_atom::value, id, s.pull_spec)
+        .then([self, request](transfer::KvOffer& offer) { AcceptOffer(self, request, offer); },
+              [self, request](caf::error&) {  // the prefill instance is gone: give up the request
+                const int64_t id = request.request.id;
+                if (self->state.pulling.erase(id) == 0) return;  // cancelled while pulling
+                (void)self->state.blocks->Free(id);
                 self->send(request.client, GeneratedToken{id, -1, true, kFinishedByFailure});
                 TryAdmit(self);
-                return;
-              }
-              if (request.client != nullptr) self->monitor(request.client);
-              st.clients[id] = request.client;
-              StepIfIdle(self);
-            },
-            [self, request](caf::error&) {  // the prefill instance is gone: give up the request
-              const int64_t id = request.request.id;
-              if (self->state.pulling.erase(id) == 0) return;  // cancelled while pulling
-              (void)self->state.blocks->Free(id);
-              self->send(request.client, GeneratedToken{id, -1, true, kFinishedByFailure});
-              TryAdmit(self);
-            });
+              });
   }
+}
+
+// FailPulled ends a request whose KV could not be brought here: its blocks are freed, the
+// client is told, the next request may take its place.
+void FailPulled(InstanceActor* self, const DecodeRequest& request) {
+  const int64_t id = request.request.id;
+  (void)self->state.blocks->Free(id);
+  self->send(request.client, GeneratedToken{id, -1, true, kFinishedByFailure});
+  TryAdmit(self);
+}
+
+// StartDecoding hands a request whose KV has arrived to the batcher.
+void StartDecoding(InstanceActor* self, const DecodeRequest& request) {
+  InstanceState& st = self->state;
+  const int64_t id = request.request.id;
+  if (absl::Status added =
+          st.batcher->AddPrefilled(ToGenerationRequest(request.request), request.first_token);
+      !added.ok()) {
+    FailPulled(self, request);
+    return;
+  }
+  if (request.client != nullptr) self->monitor(request.client);
+  st.clients[id] = request.client;
+}
+
+// PollCopies finishes the requests whose KV copies are done, and looks again later while any
+// runs.
+void PollCopies(InstanceActor* self) {
+  InstanceState& st = self->state;
+  std::vector<std::pair<int64_t, absl::Status>> finished;
+  for (auto& [id, c] : st.copying) {
+    absl::StatusOr<bool> done = c.copy->Done();
+    if (!done.ok()) {
+      finished.emplace_back(id, done.status());
+    } else if (*done) {
+      finished.emplace_back(id, absl::OkStatus());
+    }
+  }
+  for (auto& [id, status] : finished) {
+    auto node = st.copying.extract(id);
+    InstanceState::Copying& c = node.mapped();
+    if (c.release) self->send(c.request.prefill, release_atom::value, id);
+    if (c.cancelled) {
+      (void)st.blocks->Free(id);
+    } else if (!status.ok()) {
+      FailPulled(self, c.request);
+    } else {
+      StartDecoding(self, c.request);
+    }
+  }
+  if (!finished.empty()) {
+    TryAdmit(self);
+    StepIfIdle(self);
+  }
+  if (!st.copying.empty() && !st.copy_poll_pending) {
+    st.copy_poll_pending = true;
+    self->delayed_send(self, kCopyPollInterval, copied_atom::value);
+  }
+}
+
+// AcceptOffer starts moving an offered KV into the request's blocks here.
+void AcceptOffer(InstanceActor* self, const DecodeRequest& request, transfer::KvOffer& offer) {
+  InstanceState& st = self->state;
+  const int64_t id = request.request.id;
+  const bool release = offer.holds_blocks();
+  if (st.pulling.erase(id) == 0) {  // cancelled while pulling (its blocks are free already)
+    if (release) self->send(request.prefill, release_atom::value, id);
+    return;
+  }
+  absl::StatusOr<std::unique_ptr<engine::PendingKvCopy>> copy =
+      [&]() -> absl::StatusOr<std::unique_ptr<engine::PendingKvCopy>> {
+    absl::StatusOr<std::vector<int32_t>> table = st.blocks->BlockTable(id);
+    if (!table.ok()) return table.status();
+    transfer::KvTransport* transport = transfer::FindTransport(st.transports, offer.kind);
+    if (transport == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "request ", id, ": a KV offer by ",
+          transfer::KvTransportName(static_cast<transfer::KvTransportKind>(offer.kind)),
+          ", which this instance cannot receive"));
+    }
+    return transport->Accept(*st.backend, offer, *table);
+  }();
+  if (!copy.ok()) {  // the KV did not fit this cache: the request is lost
+    if (release) self->send(request.prefill, release_atom::value, id);
+    FailPulled(self, request);
+    return;
+  }
+  st.copying.emplace(id, InstanceState::Copying{request, *std::move(copy), release, false});
+  PollCopies(self);
 }
 
 caf::behavior ColocatedInstance(InstanceActor* self,
@@ -171,6 +263,10 @@ caf::behavior ColocatedInstance(InstanceActor* self,
   state.pull_share = options->decode_pull_share;
   state.batcher.emplace(
       *engine::ContinuousBatcher::Create(state.backend.get(), &*state.blocks, options->batcher));
+  state.transports = options->transports;
+  if (state.transports.empty()) state.transports.push_back(transfer::MakeBytesKvTransport());
+  state.pull_spec =
+      transfer::PullSpecFor(state.transports, *state.backend, options->kv_transport_mask);
   // A client that goes away cancels its requests, so their blocks come back.
   self->set_down_handler([self](const caf::down_msg& down) {
     std::vector<int64_t> orphans;
@@ -224,6 +320,11 @@ caf::behavior ColocatedInstance(InstanceActor* self,
         }
         TryAdmit(self);  // finished requests freed blocks
         StepIfIdle(self);
+        if (!s.copying.empty()) PollCopies(self);
+      },
+      [self](copied_atom) {
+        self->state.copy_poll_pending = false;
+        PollCopies(self);
       },
       [self](cancel_atom, int64_t id) -> bool { return CancelRequest(self, id); },
       [self](stats_atom) {
@@ -250,6 +351,14 @@ absl::StatusOr<caf::actor> SpawnColocatedInstance(caf::actor_system& system,
     return absl::InvalidArgumentError(absl::StrCat(
         "instance ", options.name, ": decode_pull_share is ", options.decode_pull_share,
         "; it must be in (0, 1] (DistServe uses 0.05)"));
+  }
+  if (!options.transports.empty() &&
+      transfer::PullSpecFor(options.transports, *options.backend, options.kv_transport_mask)
+              .allowed == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "instance ", options.name,
+        ": kv_transport allows no way this backend can receive KV (device transports need a "
+        "GPU backend); use kv_transport = \"auto\" or \"bytes\""));
   }
   // Everything the actor builds is checked here, so that it cannot fail there.
   absl::StatusOr<kv::BlockManager> blocks = kv::BlockManager::Create(BlockOptions(options));

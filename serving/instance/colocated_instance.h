@@ -11,9 +11,12 @@
 //   (stats_atom)                -> InstanceStats
 //   (DecodeRequest)             -> as a DistServe decode instance: the request waits until its
 //                                  prompt fits the cache, its KV is pulled from the prefill
-//                                  instance ((pull_atom, id) -> KvPayload) into blocks of this
-//                                  cache, and it decodes; the client gets the tokens after the
-//                                  first (which came from the prefill instance)
+//                                  instance ((pull_atom, id, KvPullSpec) -> KvOffer) into blocks
+//                                  of this cache by the offer's transport (bytes, or a device
+//                                  copy on the backend's transfer stream that overlaps the
+//                                  steps; then (release_atom, id) to the prefill instance), and
+//                                  it decodes; the client gets the tokens after the first
+//                                  (which came from the prefill instance)
 // The instance runs one batch per internal step message, so requests and cancellations that
 // arrive during generation join or leave at the next step. It runs on a thread of its own
 // (a forward pass must not occupy a scheduler thread), and frees a request's KV blocks when it
@@ -33,6 +36,7 @@
 #include "serving/engine/continuous_batcher.h"
 #include "serving/engine/forward_backend.h"
 #include "serving/instance/messages.h"
+#include "serving/transfer/kv_transport.h"
 
 namespace troupe::serving::instance {
 
@@ -50,6 +54,10 @@ struct ColocatedInstanceOptions {
   // pulled hold less than this share of the cache (DistServe's decode scheduler: 5%), and the
   // next prompt fits.
   double decode_pull_share = 0.05;
+  // Decode role: how KV may arrive (serving/transfer/kv_transport.h), and which kinds this
+  // instance accepts (KvTransportMask: "auto" allows every kind). Empty: bytes only.
+  transfer::KvTransports transports;
+  uint32_t kv_transport_mask = ~0u;
 };
 
 absl::StatusOr<caf::actor> SpawnColocatedInstance(caf::actor_system& system,

@@ -14,6 +14,7 @@
 #include "caf/actor_system_config.hpp"
 #include "caf/meta/type_name.hpp"
 #include "caf/type_id.hpp"
+#include "serving/transfer/kv_transport.h"
 
 namespace troupe::serving::instance {
 
@@ -93,7 +94,8 @@ inline constexpr uint8_t kFinishedByFailure = 4;
 
 // DecodeRequest hands a prefilled request to a decode instance (DistServe's bridge): the
 // prompt's KV waits in `prefill`'s cache until the decode instance pulls it
-// ((pull_atom, id) -> KvPayload); `client` gets the rest of the tokens.
+// ((pull_atom, id, transfer::KvPullSpec) -> transfer::KvOffer, then (release_atom, id) once
+// copied; serving/transfer/kv_transport.h); `client` gets the rest of the tokens.
 struct DecodeRequest {
   GenerateRequest request;
   int32_t first_token = 0;
@@ -109,21 +111,6 @@ struct DecodeRequest {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, DecodeRequest& x) {
   return f(caf::meta::type_name("DecodeRequest"), x.request, x.first_token, x.prefill, x.client);
-}
-
-// KvPayload is a request's KV cache as bytes (ForwardBackend::ExportKv's layout and dtype).
-struct KvPayload {
-  int64_t request_id = 0;
-  std::vector<uint8_t> bytes;
-
-  friend bool operator==(const KvPayload& a, const KvPayload& b) {
-    return a.request_id == b.request_id && a.bytes == b.bytes;
-  }
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, KvPayload& x) {
-  return f(caf::meta::type_name("KvPayload"), x.request_id, x.bytes);
 }
 
 // RouterStats is the router's view of the cluster: instances up, requests in flight and
@@ -167,12 +154,15 @@ CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, step_atom, "step")
 CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, pull_atom, "pull")
 CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, poll_atom, "poll")
 CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, router_stats_atom, "routerstat")
+CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, release_atom, "release")
+CAF_ADD_ATOM(troupe_serving, troupe::serving::instance, copied_atom, "copied")
 
 CAF_BEGIN_TYPE_ID_BLOCK(troupe_serving, caf::id_block::troupe::end)
 CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::GenerateRequest))
 CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::GeneratedToken))
 CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::InstanceStats))
 CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::DecodeRequest))
-CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::KvPayload))
+CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::transfer::KvPullSpec))
+CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::transfer::KvOffer))
 CAF_ADD_TYPE_ID(troupe_serving, (troupe::serving::instance::RouterStats))
 CAF_END_TYPE_ID_BLOCK(troupe_serving)

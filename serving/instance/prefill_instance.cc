@@ -4,6 +4,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "actors/errors.h"
@@ -42,6 +43,10 @@ struct PrefillState {
   int max_batch_requests = 0;
   std::deque<Waiting> waiting;
   absl::flat_hash_set<int64_t> unpulled;  // requests whose KV waits for the decode instance
+  // Requests whose KV a puller is copying out of this cache (a device offer), and the puller:
+  // the blocks stay until it releases them or goes down.
+  absl::flat_hash_map<int64_t, caf::actor_addr> held;
+  transfer::KvTransports transports;
   bool step_pending = false;
   int64_t tokens_generated = 0;
   InstanceMetrics metrics;
@@ -51,7 +56,8 @@ using PrefillActor = caf::stateful_actor<PrefillState>;
 
 void StepIfIdle(PrefillActor* self) {
   PrefillState& s = self->state;
-  s.metrics.Update(static_cast<int64_t>(s.waiting.size()), static_cast<int64_t>(s.unpulled.size()),
+  s.metrics.Update(static_cast<int64_t>(s.waiting.size()),
+                   static_cast<int64_t>(s.unpulled.size() + s.held.size()),
                    s.blocks->NumGpuBlocks() - s.blocks->NumFreeGpuBlocks());
   if (s.step_pending || s.waiting.empty()) return;
   s.step_pending = true;
@@ -133,6 +139,21 @@ caf::behavior PrefillInstance(PrefillActor* self, std::shared_ptr<PrefillInstanc
   state.metrics = InstanceMetrics::Register(self->system(), options->name);
   state.max_batch_tokens = options->max_batch_tokens;
   state.max_batch_requests = options->max_batch_requests;
+  state.transports = options->transports;
+  if (state.transports.empty()) state.transports.push_back(transfer::MakeBytesKvTransport());
+  // A puller that goes down mid-copy releases nothing: free what it held.
+  self->set_down_handler([self](const caf::down_msg& down) {
+    PrefillState& s = self->state;
+    std::vector<int64_t> orphans;
+    for (const auto& [id, puller] : s.held) {
+      if (puller == down.source) orphans.push_back(id);
+    }
+    for (int64_t id : orphans) {
+      (void)s.blocks->Free(id);
+      s.held.erase(id);
+    }
+    if (!orphans.empty()) StepIfIdle(self);
+  });
   return {
       [self](GenerateRequest& request) -> caf::result<void> {
         PrefillState& s = self->state;
@@ -163,20 +184,43 @@ caf::behavior PrefillInstance(PrefillActor* self, std::shared_ptr<PrefillInstanc
         }
         StepIfIdle(self);
       },
-      [self](pull_atom, int64_t id) -> caf::result<KvPayload> {
+      [self](pull_atom, int64_t id,
+             const transfer::KvPullSpec& spec) -> caf::result<transfer::KvOffer> {
         PrefillState& s = self->state;
         if (!s.unpulled.contains(id)) {
           return actors::MakeCafError(absl::StatusCode::kNotFound,
                                       absl::StrCat("request ", id, " has no KV waiting here"));
         }
+        transfer::KvTransport* transport = transfer::ChooseTransport(s.transports, *s.backend, spec);
+        if (transport == nullptr) {
+          return actors::MakeCafError(
+              absl::StatusCode::kFailedPrecondition,
+              absl::StrCat("request ", id, ": no KV transport of this prefill instance reaches "
+                           "the puller (host ", spec.host, "); allow kv_transport = \"bytes\" "
+                           "there"));
+        }
         absl::StatusOr<std::vector<int32_t>> table = s.blocks->BlockTable(id);
         if (!table.ok()) return actors::ToCafError(table.status());
-        absl::StatusOr<std::vector<uint8_t>> bytes = s.backend->ExportKv(*table, {});
-        if (!bytes.ok()) return actors::ToCafError(bytes.status());
-        (void)s.blocks->Free(id);  // the bytes are a copy: the blocks are free now
+        absl::StatusOr<transfer::KvOffer> offer = transport->Offer(*s.backend, *table, id);
+        if (!offer.ok()) return actors::ToCafError(offer.status());
         s.unpulled.erase(id);
-        StepIfIdle(self);  // freed blocks may admit waiting prompts
-        return KvPayload{id, *std::move(bytes)};
+        if (offer->holds_blocks()) {
+          // The puller copies straight out of this cache: keep the blocks until it says done.
+          const auto puller = caf::actor_cast<caf::actor>(self->current_sender());
+          s.held[id] = puller.address();
+          if (puller != nullptr) self->monitor(puller);
+        } else {
+          (void)s.blocks->Free(id);  // the bytes are a copy: the blocks are free now
+          StepIfIdle(self);          // freed blocks may admit waiting prompts
+        }
+        return *std::move(offer);
+      },
+      [self](release_atom, int64_t id) {
+        PrefillState& s = self->state;
+        if (s.held.erase(id) == 0) return;  // unknown, or cancelled meanwhile
+        (void)s.blocks->Free(id);
+        for (const std::shared_ptr<transfer::KvTransport>& t : s.transports) t->Release(id);
+        StepIfIdle(self);
       },
       [self](cancel_atom, int64_t id) -> bool {
         PrefillState& s = self->state;
@@ -184,6 +228,11 @@ caf::behavior PrefillInstance(PrefillActor* self, std::shared_ptr<PrefillInstanc
           if (it->request.id != id) continue;
           self->send(it->client, GeneratedToken{id, -1, true, kFinishedByCancel});
           s.waiting.erase(it);
+          StepIfIdle(self);
+          return true;
+        }
+        if (s.held.erase(id) > 0) {  // the puller cancels its copy too
+          (void)s.blocks->Free(id);
           StepIfIdle(self);
           return true;
         }
@@ -196,7 +245,7 @@ caf::behavior PrefillInstance(PrefillActor* self, std::shared_ptr<PrefillInstanc
       [self](stats_atom) {
         const PrefillState& s = self->state;
         return InstanceStats{static_cast<int64_t>(s.waiting.size()),
-                             static_cast<int64_t>(s.unpulled.size()),
+                             static_cast<int64_t>(s.unpulled.size() + s.held.size()),
                              s.blocks->NumFreeGpuBlocks(),
                              s.blocks->NumGpuBlocks(),
                              s.tokens_generated,

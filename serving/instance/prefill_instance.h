@@ -8,11 +8,18 @@
 // Protocol (serving/instance/messages.h):
 //   (GenerateRequest)          -> the first GeneratedToken to the sender (finished if that was
 //                                 the last), the rest from the decode instance; or an error
-//   (pull_atom, int64_t id)    -> KvPayload: the request's KV, whose blocks are then freed
+//   (pull_atom, int64_t id, transfer::KvPullSpec)
+//                              -> transfer::KvOffer: the request's KV by the first of the
+//                                 instance's transports that reaches the puller
+//                                 (serving/transfer/kv_transport.h). Bytes free the blocks at
+//                                 once; a device offer keeps them until (release_atom, id)
+//   (release_atom, int64_t id) -> void: the puller has copied the KV; the blocks are freed (also
+//                                 when the puller goes down first)
 //   (cancel_atom, int64_t id)  -> bool: whether it was queued or its KV unpulled; a queued
 //                                 request's client gets GeneratedToken{id, -1, true, cancel},
 //                                 an unpulled KV is freed
-//   (stats_atom)               -> InstanceStats (running = requests whose KV awaits a pull)
+//   (stats_atom)               -> InstanceStats (running = requests whose KV awaits a pull or
+//                                 a puller's copy)
 //
 //   caf::actor prefill = *SpawnPrefillInstance(system, {.backend = ..., .decode = decode});
 #pragma once
@@ -26,6 +33,7 @@
 #include "caf/actor_system.hpp"
 #include "serving/engine/forward_backend.h"
 #include "serving/instance/messages.h"
+#include "serving/transfer/kv_transport.h"
 
 namespace troupe::serving::instance {
 
@@ -39,6 +47,8 @@ struct PrefillInstanceOptions {
   // Where prefilled requests go (DecodeRequest): a decode instance, or, if null, back to each
   // request's sender (the router, which places it on a decode instance).
   caf::actor decode;
+  // How pulled KV leaves, in order of preference; empty: bytes only.
+  transfer::KvTransports transports;
 };
 
 absl::StatusOr<caf::actor> SpawnPrefillInstance(caf::actor_system& system,
