@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "serving/cluster/cpu_backends.h"
+#include "serving/transfer/kv_transport.h"
 #include "serving/cluster/serving_roles.h"
 #include "serving/instance/messages.h"
 #include "tools/model_flags.h"
@@ -86,8 +87,9 @@ absl::StatusOr<std::string> EmbeddedServeConfig() {
 }
 
 void AddServing(actors::NodeOptions& options) {
-  serving::cluster::AddServingRoles(options.roles,
-                                    {TokenizerFlagOrDefault(), serving::cluster::CpuBackends()});
+  serving::cluster::AddServingRoles(
+      options.roles, {TokenizerFlagOrDefault(), serving::cluster::CpuBackends(),
+                      [] { return serving::transfer::CpuKvTransports(); }});
   options.register_types.push_back(serving::instance::RegisterServingMessageTypes);
 }
 

@@ -20,6 +20,7 @@
 #include "actors/node.h"
 #include "actors/runtime.h"
 #include "serving/cluster/cuda_backends.h"
+#include "serving/transfer/cuda_transports.h"
 #include "serving/cluster/serving_roles.h"
 #include "serving/instance/messages.h"
 
@@ -61,7 +62,8 @@ int RunServe(actors::ShutdownSignals& signals) {
   options.name = name;
   options.join = absl::GetFlag(FLAGS_join);
   serving::cluster::AddServingRoles(
-      options.roles, {absl::GetFlag(FLAGS_tokenizer), serving::cluster::CudaBackends()});
+      options.roles, {absl::GetFlag(FLAGS_tokenizer), serving::cluster::CudaBackends(),
+                      [] { return serving::transfer::CudaKvTransports(); }});
   options.register_types.push_back(serving::instance::RegisterServingMessageTypes);
   absl::StatusOr<std::unique_ptr<actors::Node>> node = actors::Node::Start(std::move(options));
   if (!node.ok()) return Fail(node.status());

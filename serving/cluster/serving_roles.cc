@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -136,6 +137,7 @@ absl::StatusOr<caf::actor> StartPrefill(const ServingRoleOptions& options,
   absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> backend = Backend(options, context);
   if (!backend.ok()) return backend.status();
   prefill.backend = *std::move(backend);
+  if (options.make_transports) prefill.transports = options.make_transports();
   prefill.max_batch_tokens = *tokens;
   prefill.max_batch_requests = *requests;
   return instance::SpawnPrefillInstance(context.system, std::move(prefill));
@@ -163,15 +165,26 @@ absl::StatusOr<caf::actor> StartEngine(const ServingRoleOptions& options,
   }
   absl::StatusOr<bool> chunked = BoolParam(spec, "chunked_prefill", false);
   if (!chunked.ok()) return chunked.status();
+  absl::StatusOr<std::string> transport = StringParam(spec, "kv_transport", "auto");
+  if (!transport.ok()) return transport.status();
+  absl::StatusOr<uint32_t> mask = transfer::KvTransportMask(*transport);
+  if (!mask.ok()) return ParamError(spec, "kv_transport", std::string(mask.status().message()));
   absl::StatusOr<std::unique_ptr<engine::ForwardBackend>> backend = Backend(options, context);
   if (!backend.ok()) return backend.status();
   engine.backend = *std::move(backend);
+  if (options.make_transports) engine.transports = options.make_transports();
+  engine.kv_transport_mask = *mask;
   engine.batcher.max_batch_tokens = *tokens;
   engine.batcher.max_batch_requests = *requests;
   engine.batcher.chunked_prefill = *chunked;
   engine.batcher.preemption = *preemption;
   engine.num_cpu_blocks = *swap_blocks;
-  return instance::SpawnColocatedInstance(context.system, std::move(engine));
+  absl::StatusOr<caf::actor> spawned =
+      instance::SpawnColocatedInstance(context.system, std::move(engine));
+  if (!spawned.ok() && absl::StrContains(spawned.status().message(), "kv_transport")) {
+    return ParamError(spec, "kv_transport", std::string(spawned.status().message()));
+  }
+  return spawned;
 }
 
 // Frontend is what a server actor owns: the tokenizer and the HTTP server (stopped when the
@@ -303,8 +316,12 @@ void AddServingRoles(actors::RoleCatalog& catalog, ServingRoleOptions options) {
                With({{"max_batch_tokens", "tokens per prefill batch (default 8192)"},
                      {"max_batch_requests", "requests per prefill batch (default 128)"}}),
                [options](const RoleContext& c) { return StartPrefill(options, c); }});
+  std::map<std::string, std::string> decode_params = engine_params;
+  decode_params["kv_transport"] =
+      "how KV may arrive: auto (the best the pair supports: local, cuda_ipc, nccl, then "
+      "bytes), or one of local, cuda_ipc, nccl, bytes (default auto)";
   catalog.Add({"decode", "DistServe's decode instance: pulls KV, continuous batching",
-               With(engine_params),
+               With(decode_params),
                [options](const RoleContext& c) { return StartEngine(options, c, true); }});
   std::map<std::string, std::string> colocated_params = engine_params;
   colocated_params["chunked_prefill"] = "Sarathi-style chunked prefill (default false)";

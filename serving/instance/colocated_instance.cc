@@ -1,11 +1,15 @@
 #include "serving/instance/colocated_instance.h"
 
+#include <cstdio>
 #include <deque>
 #include <optional>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "actors/errors.h"
 #include "caf/actor_cast.hpp"
 #include "caf/event_based_actor.hpp"
@@ -60,9 +64,17 @@ struct InstanceState {
     std::unique_ptr<engine::PendingKvCopy> copy;
     bool release = false;    // the prefill side holds its blocks until (release_atom, id)
     bool cancelled = false;  // the client was told; the blocks go when the copy is done
+    int64_t bytes = 0;       // of KV moved
   };
   absl::flat_hash_map<int64_t, Copying> copying;
   bool copy_poll_pending = false;
+  // When each pull was sent, and the totals of the finished ones (InstanceStats).
+  absl::flat_hash_map<int64_t, absl::Time> pull_started;
+  absl::flat_hash_set<int32_t> kinds_seen;  // transports that have brought KV here
+  std::string name;
+  int64_t kv_transfers = 0;
+  int64_t kv_transfer_bytes = 0;
+  double kv_transfer_seconds = 0;
 };
 
 // How often an idle decode instance looks at its running KV copies. A busy one looks after every
@@ -105,6 +117,7 @@ bool CancelRequest(InstanceActor* self, int64_t id) {
     (void)s.blocks->Free(id);
     self->send(it->second, GeneratedToken{id, -1, true, kFinishedByCancel});
     s.pulling.erase(it);
+    s.pull_started.erase(id);
     TryAdmit(self);
     return true;
   }
@@ -153,11 +166,13 @@ void TryAdmit(InstanceActor* self) {
     const int64_t id = request.request.id;
     if (!s.blocks->Allocate(id, prompt).ok()) return;
     s.pulling[id] = request.client;
+    s.pull_started[id] = absl::Now();
     self->request(request.prefill, caf::infinite, pull_atom::value, id, s.pull_spec)
         .then([self, request](transfer::KvOffer& offer) { AcceptOffer(self, request, offer); },
               [self, request](caf::error&) {  // the prefill instance is gone: give up the request
                 const int64_t id = request.request.id;
                 if (self->state.pulling.erase(id) == 0) return;  // cancelled while pulling
+                self->state.pull_started.erase(id);
                 (void)self->state.blocks->Free(id);
                 self->send(request.client, GeneratedToken{id, -1, true, kFinishedByFailure});
                 TryAdmit(self);
@@ -169,6 +184,7 @@ void TryAdmit(InstanceActor* self) {
 // client is told, the next request may take its place.
 void FailPulled(InstanceActor* self, const DecodeRequest& request) {
   const int64_t id = request.request.id;
+  self->state.pull_started.erase(id);
   (void)self->state.blocks->Free(id);
   self->send(request.client, GeneratedToken{id, -1, true, kFinishedByFailure});
   TryAdmit(self);
@@ -204,6 +220,11 @@ void PollCopies(InstanceActor* self) {
   for (auto& [id, status] : finished) {
     auto node = st.copying.extract(id);
     InstanceState::Copying& c = node.mapped();
+    if (auto started = st.pull_started.extract(id); !started.empty() && status.ok()) {
+      ++st.kv_transfers;
+      st.kv_transfer_bytes += c.bytes;
+      st.kv_transfer_seconds += absl::ToDoubleSeconds(absl::Now() - started.mapped());
+    }
     if (c.release) self->send(c.request.prefill, release_atom::value, id);
     if (c.cancelled) {
       (void)st.blocks->Free(id);
@@ -250,7 +271,20 @@ void AcceptOffer(InstanceActor* self, const DecodeRequest& request, transfer::Kv
     FailPulled(self, request);
     return;
   }
-  st.copying.emplace(id, InstanceState::Copying{request, *std::move(copy), release, false});
+  const int64_t bytes =
+      offer.kind == static_cast<int32_t>(transfer::KvTransportKind::kBytes)
+          ? static_cast<int64_t>(offer.bytes.size())
+          : engine::KvBytes(st.backend->config(), st.backend->kv_dtype(),
+                            static_cast<int64_t>(offer.blocks.size()),
+                            *engine::KvRangeOf({}, st.backend->config()));
+  if (st.kinds_seen.insert(offer.kind).second) {  // say once how KV arrives, for the logs
+    std::printf("%s: KV arrives by %s (first pull: request %lld, %lld bytes)\n", st.name.c_str(),
+                transfer::KvTransportName(static_cast<transfer::KvTransportKind>(offer.kind)),
+                static_cast<long long>(id), static_cast<long long>(bytes));
+    std::fflush(stdout);
+  }
+  st.copying.emplace(id,
+                     InstanceState::Copying{request, *std::move(copy), release, false, bytes});
   PollCopies(self);
 }
 
@@ -263,6 +297,7 @@ caf::behavior ColocatedInstance(InstanceActor* self,
   state.pull_share = options->decode_pull_share;
   state.batcher.emplace(
       *engine::ContinuousBatcher::Create(state.backend.get(), &*state.blocks, options->batcher));
+  state.name = options->name;
   state.transports = options->transports;
   if (state.transports.empty()) state.transports.push_back(transfer::MakeBytesKvTransport());
   state.pull_spec =
@@ -334,7 +369,10 @@ caf::behavior ColocatedInstance(InstanceActor* self,
                              s.blocks->NumFreeGpuBlocks(),
                              s.blocks->NumGpuBlocks(),
                              s.tokens_generated,
-                             s.batcher->num_preemptions()};
+                             s.batcher->num_preemptions(),
+                             s.kv_transfers,
+                             s.kv_transfer_bytes,
+                             s.kv_transfer_seconds};
       },
   };
 }

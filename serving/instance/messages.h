@@ -65,6 +65,8 @@ typename Inspector::result_type inspect(Inspector& f, GeneratedToken& x) {
 }
 
 // InstanceStats is a snapshot of an instance's queue and KV cache.
+// A decode instance also counts the KV it pulled: requests, bytes, and the seconds from sending
+// each pull to the KV being in place (the prefill side's answer, the transfer, the import).
 struct InstanceStats {
   int64_t waiting = 0;
   int64_t running = 0;
@@ -72,18 +74,24 @@ struct InstanceStats {
   int64_t total_kv_blocks = 0;
   int64_t tokens_generated = 0;
   int64_t preemptions = 0;
+  int64_t kv_transfers = 0;
+  int64_t kv_transfer_bytes = 0;
+  double kv_transfer_seconds = 0;
 
   friend bool operator==(const InstanceStats& a, const InstanceStats& b) {
     return a.waiting == b.waiting && a.running == b.running &&
            a.free_kv_blocks == b.free_kv_blocks && a.total_kv_blocks == b.total_kv_blocks &&
-           a.tokens_generated == b.tokens_generated && a.preemptions == b.preemptions;
+           a.tokens_generated == b.tokens_generated && a.preemptions == b.preemptions &&
+           a.kv_transfers == b.kv_transfers && a.kv_transfer_bytes == b.kv_transfer_bytes &&
+           a.kv_transfer_seconds == b.kv_transfer_seconds;
   }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, InstanceStats& x) {
   return f(caf::meta::type_name("InstanceStats"), x.waiting, x.running, x.free_kv_blocks,
-           x.total_kv_blocks, x.tokens_generated, x.preemptions);
+           x.total_kv_blocks, x.tokens_generated, x.preemptions, x.kv_transfers,
+           x.kv_transfer_bytes, x.kv_transfer_seconds);
 }
 
 inline constexpr uint8_t kFinishedByLength = 1;

@@ -278,6 +278,15 @@ void Export(RouterActor* self, const Member& m) {
       static_cast<double>(m.last.running));
   set("troupe_router_instance_kv_blocks_used", "KV cache blocks in use at an instance (polled).",
       static_cast<double>(m.last.total_kv_blocks - m.last.free_kv_blocks));
+  set("troupe_router_instance_kv_transfers",
+      "Requests whose KV a decode instance has pulled (polled, cumulative).",
+      static_cast<double>(m.last.kv_transfers));
+  set("troupe_router_instance_kv_transfer_bytes",
+      "Bytes of KV a decode instance has pulled (polled, cumulative).",
+      static_cast<double>(m.last.kv_transfer_bytes));
+  set("troupe_router_instance_kv_transfer_seconds",
+      "Seconds from each pull's request to its KV in place, summed (polled, cumulative).",
+      m.last.kv_transfer_seconds);
   set("troupe_router_instance_in_flight_requests",
       "Requests the router has placed on an instance and not seen finish.",
       static_cast<double>(m.in_flight));
@@ -431,6 +440,9 @@ caf::behavior Router(RouterActor* self, RouterOptions options) {
             total.total_kv_blocks += m.last.total_kv_blocks;
             total.tokens_generated += m.last.tokens_generated;
             total.preemptions += m.last.preemptions;
+            total.kv_transfers += m.last.kv_transfers;
+            total.kv_transfer_bytes += m.last.kv_transfer_bytes;
+            total.kv_transfer_seconds += m.last.kv_transfer_seconds;
           }
         }
         return total;
