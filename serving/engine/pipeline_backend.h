@@ -5,6 +5,8 @@
 // logits come back. The KV cache is the stages' together: ExportKv and ImportKv ask each stage for
 // the layers of the range it holds, so KV moves between instances of different pipeline depths
 // stage by stage, each stage moving only the layers it shares with the requested range.
+// DeviceKvShards lists every stage's shards and CopyKvFromDevice hands the copy to every stage,
+// so device transports move KV between pipelines of CUDA stages directly.
 //
 // A step's sequences are split into micro-batches (one per stage by default, as DistServe keeps
 // pp micro-batches in flight) that follow each other through the stages, so the stages work at

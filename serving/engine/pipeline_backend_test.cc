@@ -205,6 +205,129 @@ TEST_P(PipelineBackendTest, BadStagesAndRangesAreErrors) {
               HasSubstr("sequence 1"));
 }
 
+// FakeCopy is a PendingKvCopy that finishes when the test says so and counts its waits.
+struct CopyLog {
+  int made = 0;
+  int destroyed = 0;
+  bool done = false;
+};
+
+class FakeCopy : public PendingKvCopy {
+ public:
+  explicit FakeCopy(CopyLog* log) : log_(log) { ++log_->made; }
+  ~FakeCopy() override { ++log_->destroyed; }
+  absl::StatusOr<bool> Done() override { return log_->done; }
+  absl::Status Wait() override {
+    log_->done = true;
+    return absl::OkStatus();
+  }
+
+ private:
+  CopyLog* log_;
+};
+
+// DeviceStage is a CPU stage that reports a device shard of its layers and answers device
+// copies with FakeCopy (or refuses them), as a CUDA stage would.
+class DeviceStage : public StageBackend {
+ public:
+  DeviceStage(std::unique_ptr<StageBackend> stage, CopyLog* log, bool refuse)
+      : stage_(std::move(stage)), log_(log), refuse_(refuse) {}
+  const model::ModelConfig& config() const override { return stage_->config(); }
+  int layer_begin() const override { return stage_->layer_begin(); }
+  int layer_end() const override { return stage_->layer_end(); }
+  int num_kv_blocks() const override { return stage_->num_kv_blocks(); }
+  gpu::DType kv_dtype() const override { return stage_->kv_dtype(); }
+  absl::StatusOr<std::vector<float>> Run(const std::vector<SequenceStep>& batch,
+                                         const std::vector<float>& hidden) override {
+    return stage_->Run(batch, hidden);
+  }
+  absl::StatusOr<std::vector<uint8_t>> ExportKv(const std::vector<int32_t>& blocks,
+                                                const KvRange& range) const override {
+    return stage_->ExportKv(blocks, range);
+  }
+  absl::Status ImportKv(const std::vector<int32_t>& blocks, const KvRange& range,
+                        const std::vector<uint8_t>& bytes) override {
+    return stage_->ImportKv(blocks, range, bytes);
+  }
+  std::vector<DeviceKvShard> DeviceKvShards() const override {
+    return {{0, nullptr, num_kv_blocks(), layer_begin(), layer_end(), 0, config().num_kv_heads}};
+  }
+  absl::StatusOr<std::unique_ptr<PendingKvCopy>> CopyKvFromDevice(
+      const std::vector<DeviceKvShard>& sources, const std::vector<int32_t>& src_blocks,
+      const std::vector<int32_t>& dst_blocks) override {
+    if (refuse_) return absl::InvalidArgumentError("the sources miss my layers");
+    EXPECT_EQ(sources.size(), 1u);
+    EXPECT_EQ(src_blocks, (std::vector<int32_t>{3, 4}));
+    EXPECT_EQ(dst_blocks, (std::vector<int32_t>{7, 8}));
+    return std::unique_ptr<PendingKvCopy>(std::make_unique<FakeCopy>(log_));
+  }
+
+ private:
+  std::unique_ptr<StageBackend> stage_;
+  CopyLog* log_;
+  bool refuse_;
+};
+
+// A pipeline lists its stages' device shards in order and hands a device copy to every stage,
+// combining their pending copies; a pipeline of CPU stages has no device shards.
+TEST(PipelineDeviceKvTest, ShardsAndCopiesAreTheStages) {
+  std::unique_ptr<actors::Runtime> runtime = actors::StartTestRuntime(2);
+  model::ModelConfig config = *model::ModelPreset("tiny");
+  config.num_layers = 4;
+  std::unique_ptr<model::WeightSource> weights = model::RandomWeights(5);
+  const std::vector<DeviceKvShard> sources = {{1, nullptr, kBlocks, 0, 4, 0, config.num_kv_heads}};
+  const auto pipeline = [&](std::vector<CopyLog>* logs, int refusing) {
+    std::vector<std::unique_ptr<StageBackend>> stages;
+    for (int i = 0; i < 2; ++i) {
+      std::unique_ptr<StageBackend> cpu = *CreateCpuStage(config, *weights, {kBlocks, 2 * i, 2 * i + 2});
+      stages.push_back(std::make_unique<DeviceStage>(std::move(cpu), &(*logs)[i], i == refusing));
+    }
+    return *CreatePipelineBackend(runtime->system(), std::move(stages));
+  };
+
+  std::vector<CopyLog> logs(2);
+  std::unique_ptr<ForwardBackend> backend = pipeline(&logs, /*refusing=*/-1);
+  const std::vector<DeviceKvShard> shards = backend->DeviceKvShards();
+  ASSERT_EQ(shards.size(), 2u);
+  EXPECT_EQ(shards[0].layer_begin, 0);
+  EXPECT_EQ(shards[0].layer_end, 2);
+  EXPECT_EQ(shards[1].layer_begin, 2);
+  EXPECT_EQ(shards[1].layer_end, 4);
+  absl::StatusOr<std::unique_ptr<PendingKvCopy>> copy =
+      backend->CopyKvFromDevice(sources, {3, 4}, {7, 8});
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  EXPECT_EQ(logs[0].made, 1);
+  EXPECT_EQ(logs[1].made, 1);
+  logs[0].done = true;
+  EXPECT_FALSE(*(*copy)->Done()) << "stage 1's part is still running";
+  EXPECT_TRUE((*copy)->Wait().ok());
+  EXPECT_TRUE(*(*copy)->Done());
+  copy->reset();
+  EXPECT_EQ(logs[0].destroyed + logs[1].destroyed, 2);
+  EXPECT_THAT(backend->CopyKvFromDevice(sources, {3}, {7, 8}).status().message(),
+              HasSubstr("1 source blocks but 2 destination blocks"));
+
+  // Stage 1 refuses: the copy fails naming it, and stage 0's part is already waited for.
+  std::vector<CopyLog> refused(2);
+  std::unique_ptr<ForwardBackend> refusing = pipeline(&refused, /*refusing=*/1);
+  absl::StatusOr<std::unique_ptr<PendingKvCopy>> failed =
+      refusing->CopyKvFromDevice(sources, {3, 4}, {7, 8});
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(failed.status().message(), HasSubstr("pipeline stage [2, 4): the sources miss"));
+  EXPECT_EQ(refused[0].made, 1);
+  EXPECT_EQ(refused[0].destroyed, 1);
+
+  // CPU stages keep their caches on the host: no shards, and device copies are refused.
+  std::vector<std::unique_ptr<StageBackend>> cpu_stages;
+  cpu_stages.push_back(*CreateCpuStage(config, *weights, {kBlocks, 0, 2}));
+  cpu_stages.push_back(*CreateCpuStage(config, *weights, {kBlocks, 2, 4}));
+  std::unique_ptr<ForwardBackend> cpu =
+      *CreatePipelineBackend(runtime->system(), std::move(cpu_stages));
+  EXPECT_TRUE(cpu->DeviceKvShards().empty());
+  EXPECT_EQ(cpu->CopyKvFromDevice(sources, {3, 4}, {7, 8}).status().code(),
+            absl::StatusCode::kUnimplemented);
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, PipelineBackendTest, ::testing::Values("tiny", "tiny-llama"),
                          [](const auto& info) {
                            std::string name = info.param;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -43,6 +44,21 @@ class StageBackend {
                                                         const KvRange& range) const = 0;
   virtual absl::Status ImportKv(const std::vector<int32_t>& blocks, const KvRange& range,
                                 const std::vector<uint8_t>& bytes) = 0;
+
+  // DeviceKvShards and CopyKvFromDevice are ForwardBackend's (forward_backend.h) for this
+  // stage's part of the cache: its shards in device memory (none for a stage whose cache is on
+  // the host, the default), and copies into them of every layer and head they share with
+  // `sources`. A pipeline lists its stages' shards together and hands a copy to every stage.
+  virtual std::vector<DeviceKvShard> DeviceKvShards() const { return {}; }
+  virtual absl::StatusOr<std::unique_ptr<PendingKvCopy>> CopyKvFromDevice(
+      const std::vector<DeviceKvShard>& sources, const std::vector<int32_t>& src_blocks,
+      const std::vector<int32_t>& dst_blocks);
 };
+
+// CombinePendingKvCopies is one PendingKvCopy made of several (a pipeline's stages', a
+// tensor-parallel backend's ranks'): done when every part is, failed when one failed; its
+// destructor waits for every part.
+std::unique_ptr<PendingKvCopy> CombinePendingKvCopies(
+    std::vector<std::unique_ptr<PendingKvCopy>> parts);
 
 }  // namespace troupe::serving::engine
