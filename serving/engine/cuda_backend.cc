@@ -13,6 +13,19 @@
 // Row-major everywhere; a Linear weight is [out, in], so every projection is a GEMM with
 // transpose_b (gpu/gemm_args.h).
 //
+// A CudaBackend is one shard (internal/cuda_shard.h): layers [layer_begin, layer_end) of rank r
+// of `world`. What changes for a shard that is not the whole model on one rank:
+//   - a stage after the first starts from the previous stage's hidden states (fp32, uploaded
+//     with the step's metadata and converted by SumBuffers) instead of the embeddings, and
+//     applies its first layer's Norm1 itself;
+//   - a stage before the last ends with the plain residual add x += MLP(h) + b (BiasResidual):
+//     the next layer's Norm1, which a whole model fuses here, is the next stage's. Both kernels
+//     round x + b + input the same way, and Norm1 of the rounded x is what the fused kernel
+//     computes, so a pipeline is bit-exact with the whole model;
+//   - a rank holds heads_ = heads / world query heads, kv_heads_ kv heads (its cache's) and
+//     ffn_ = ffn / world FFN columns; the outputs of the out and down projections are partial
+//     sums, all-reduced (gpu::Collective) before ResidualNorm adds the bias, once.
+//
 // CUDA graphs (CudaBackendOptions::cuda_graphs). EnqueueStep, everything between the metadata
 // upload and the logits download, reads the step only through device memory (ids, positions,
 // slots, context lengths, block tables in the scratch arena) except for host scalars: the row
@@ -54,16 +67,21 @@
 #include "gpu/attention/paged_kv.h"
 #include "gpu/attention/prefill_attention.h"
 #include "gpu/buffer.h"
+#include "gpu/collective.h"
+#include "gpu/collective_kernels.h"
 #include "gpu/cublas.h"
 #include "gpu/cuda_allocator.h"
 #include "gpu/device.h"
 #include "gpu/kernels/activation.h"
 #include "gpu/kernels/embedding.h"
 #include "gpu/kernels/normalization.h"
+#include "gpu/kernels/residual.h"
 #include "gpu/kernels/rotary.h"
 #include "gpu/memory_pool.h"
 #include "gpu/stream.h"
+#include "serving/engine/cuda_parallel_plan.h"
 #include "serving/engine/internal/cuda_kv_copy.h"
+#include "serving/engine/internal/cuda_shard.h"
 
 namespace troupe::serving::engine {
 namespace {
@@ -143,7 +161,11 @@ struct StepPlan {
 // Byte offsets of one step's regions in the scratch arena.
 struct StepLayout {
   size_t ids, positions, slots, cu_seqlens, context_lens, block_tables, last_rows;
-  size_t ints_end;  // [0, ints_end) is uploaded from the host in one copy
+  size_t ints_end;
+  // A stage's hidden states in fp32 [T, hidden]: the previous stage's (uploaded), or this one's
+  // for the next (downloaded). Empty for a whole model.
+  size_t hidden;
+  size_t upload_end;  // [0, upload_end) is uploaded from the host in one copy
   size_t x, normed, qkv, attn, proj, mlp, act, gathered, logits, prefill_ws, decode_ws;
   size_t total;
 };
@@ -181,14 +203,22 @@ class GraphExec {
   cudaGraphExec_t exec_ = nullptr;
 };
 
-class CudaBackend : public ForwardBackend {
+class CudaBackend : public internal::CudaShard {
  public:
-  CudaBackend(ModelConfig config, CudaBackendOptions options, gpu::Stream stream, gpu::Blas blas,
-              std::shared_ptr<gpu::MemoryPool> pool)
+  CudaBackend(ModelConfig config, CudaBackendOptions options, internal::CudaShardSpec spec,
+              gpu::Stream stream, gpu::Blas blas, std::shared_ptr<gpu::MemoryPool> pool)
       : config_(std::move(config)),
         options_(options),
+        spec_(spec),
         dtype_(options.dtype),
         element_(gpu::SizeOf(options.dtype)),
+        heads_(config_.num_heads / spec.world),
+        kv_heads_(config_.num_kv_heads / spec.world),
+        ffn_(config_.ffn_size / spec.world),
+        layer_begin_(spec.layer_begin),
+        layer_end_(spec.layer_end),
+        head_begin_(spec.rank * kv_heads_),
+        head_end_((spec.rank + 1) * kv_heads_),
         stream_(std::move(stream)),
         blas_(std::move(blas)),
         pool_(std::move(pool)),
@@ -221,27 +251,15 @@ class CudaBackend : public ForwardBackend {
           DecodeWorkspace(options_.max_step_sequences, worst.max_blocks, worst.max_context);
       TROUPE_RETURN_IF_ERROR(EnsureScratch(Layout(worst), worst));
     }
-    const size_t block_bytes = KvBlockBytes();
-    int64_t blocks = options_.num_kv_blocks;
-    if (blocks == 0) {
-      absl::StatusOr<gpu::Device> device = gpu::Device::Get(options_.device);
-      if (!device.ok()) return device.status();
-      absl::StatusOr<size_t> free_bytes = device->FreeMemoryBytes();
-      if (!free_bytes.ok()) return free_bytes.status();
-      blocks = static_cast<int64_t>(static_cast<double>(*free_bytes) *
-                                    options_.gpu_memory_utilization / block_bytes);
-      if (blocks < 1) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "CudaBackend: ", *free_bytes, " bytes free on cuda:", options_.device,
-            " after the weights (", weight_bytes_, " bytes) hold no KV block of ", block_bytes,
-            " bytes; use a smaller model, fp16/bf16 weights or a GPU with more memory"));
-      }
-    }
-    // Slots are int32 (block * 16 + offset) in the kernels.
-    blocks = std::min<int64_t>(blocks, (int64_t{1} << 31) / kKvBlockTokens - 1);
-    num_kv_blocks_ = static_cast<int>(blocks);
-    absl::StatusOr<gpu::DeviceBuffer> cache =
-        gpu::DeviceBuffer::Allocate(static_cast<size_t>(blocks) * block_bytes, options_.device);
+    return absl::OkStatus();
+  }
+
+  absl::Status AllocateCache(int blocks) override {
+    absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
+    if (!scoped.ok()) return scoped.status();
+    num_kv_blocks_ = blocks;
+    absl::StatusOr<gpu::DeviceBuffer> cache = gpu::DeviceBuffer::Allocate(
+        static_cast<size_t>(blocks) * KvBlockBytes(), options_.device);
     if (!cache.ok()) return In(cache.status(), absl::StrCat("the KV cache of ", blocks, " blocks"));
     kv_cache_ = *std::move(cache);
     // Zeros, as CpuBackend's cache starts: exported blocks that were never written agree.
@@ -254,20 +272,57 @@ class CudaBackend : public ForwardBackend {
   const ModelConfig& config() const override { return config_; }
   int num_kv_blocks() const override { return num_kv_blocks_; }
   DType kv_dtype() const override { return dtype_; }
+  const internal::CudaShardSpec& spec() const override { return spec_; }
+  size_t WeightBytes() const override { return weight_bytes_; }
 
   absl::StatusOr<std::vector<std::vector<float>>> Forward(
       const std::vector<SequenceStep>& batch) override {
+    if (!first() || !last() || spec_.world != 1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "CudaBackend: Forward on a shard (layers [", layer_begin_, ", ", layer_end_,
+          "), rank ", spec_.rank, " of ", spec_.world,
+          "); run it through its pipeline or tensor-parallel backend"));
+    }
     for (const SequenceStep& step : batch) {
       if (absl::Status valid = ValidateStep(step, config_, num_kv_blocks_); !valid.ok()) {
         return valid;
       }
     }
     if (batch.empty()) return std::vector<std::vector<float>>{};
+    absl::StatusOr<std::vector<float>> logits = Run(batch, {});
+    if (!logits.ok()) return logits.status();
+    const int64_t vocab = config_.vocab_size;
+    std::vector<std::vector<float>> result(batch.size());
+    for (size_t s = 0; s < batch.size(); ++s) {
+      result[s].assign(logits->begin() + s * vocab, logits->begin() + (s + 1) * vocab);
+    }
+    return result;
+  }
+
+  absl::Status Prepare(const std::vector<SequenceStep>& batch) override {
+    if (batch.empty()) return absl::OkStatus();
+    absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
+    if (!scoped.ok()) return scoped.status();
+    const StepPlan plan = Plan(batch, nullptr);
+    return EnsureScratch(Layout(plan), plan);
+  }
+
+  absl::StatusOr<std::vector<float>> Run(const std::vector<SequenceStep>& batch,
+                                         const std::vector<float>& hidden) override {
+    if (batch.empty()) return std::vector<float>{};
     absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
     if (!scoped.ok()) return scoped.status();
 
     std::optional<GraphKey> key = GraphKeyFor(batch);
     const StepPlan plan = Plan(batch, key ? &*key : nullptr);
+    const int64_t T = plan.tokens;
+    const int64_t B = plan.sequences;
+    const int64_t h = config_.hidden_size;
+    if (!first() && static_cast<int64_t>(hidden.size()) != T * h) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CudaBackend stage [", layer_begin_, ", ", layer_end_, "): ", hidden.size(),
+          " hidden values for ", T, " tokens of width ", h, "; pass the previous stage's output"));
+    }
     const StepLayout layout = Layout(plan);
     TROUPE_RETURN_IF_ERROR(EnsureScratch(layout, plan));
     auto* base = static_cast<uint8_t*>(scratch_.data());
@@ -282,8 +337,9 @@ class CudaBackend : public ForwardBackend {
     copy_ints(layout.context_lens, plan.context_lens);
     copy_ints(layout.block_tables, plan.block_tables);
     copy_ints(layout.last_rows, plan.last_rows);
-    TROUPE_RETURN_IF_ERROR(
-        In(gpu::CopyToDeviceAsync(base, host, layout.ints_end, stream_), "step metadata upload"));
+    if (!first()) std::memcpy(host + layout.hidden, hidden.data(), hidden.size() * sizeof(float));
+    TROUPE_RETURN_IF_ERROR(In(gpu::CopyToDeviceAsync(base, host, layout.upload_end, stream_),
+                              "step metadata upload"));
 
     bool replayed = false;
     if (key) {
@@ -309,17 +365,17 @@ class CudaBackend : public ForwardBackend {
       TROUPE_RETURN_IF_ERROR(EnqueueStep(plan, layout));
       ++graph_stats_.eager_steps;
     }
-    const int64_t B = plan.sequences;
-    const size_t logits_bytes = static_cast<size_t>(B) * config_.vocab_size * sizeof(float);
-    TROUPE_RETURN_IF_ERROR(
-        In(gpu::CopyToHostAsync(host_logits_.data(), base + layout.logits, logits_bytes, stream_),
-           "logits download"));
-    TROUPE_RETURN_IF_ERROR(In(stream_.Synchronize(), "the step"));
-    std::vector<std::vector<float>> result(B);
-    const auto* logits = static_cast<const float*>(host_logits_.data());
-    for (int64_t s = 0; s < B; ++s) {
-      result[s].assign(logits + s * config_.vocab_size, logits + (s + 1) * config_.vocab_size);
+    // Rank 0 hands the output on: the logits at the model's end, the hidden states before it.
+    const size_t outputs = !HasOutput() ? 0 : last() ? B * config_.vocab_size : T * h;
+    if (outputs > 0) {
+      TROUPE_RETURN_IF_ERROR(In(gpu::CopyToHostAsync(host_output_.data(),
+                                                     base + (last() ? layout.logits : layout.hidden),
+                                                     outputs * sizeof(float), stream_),
+                                last() ? "logits download" : "hidden states download"));
     }
+    TROUPE_RETURN_IF_ERROR(In(stream_.Synchronize(), "the step"));
+    const auto* output = static_cast<const float*>(host_output_.data());
+    std::vector<float> result(output, output + outputs);
     // The key's first step ran eagerly (which also loads every kernel and settles cuBLAS's
     // choices outside the capture); capture it now for the next ones. The stream is idle.
     if (key && !replayed) CaptureGraph(*key, plan, layout);
@@ -329,7 +385,7 @@ class CudaBackend : public ForwardBackend {
   absl::StatusOr<std::vector<uint8_t>> ExportKv(const std::vector<int32_t>& blocks,
                                                 const KvRange& range) const override {
     if (absl::Status valid = CheckBlocks(blocks); !valid.ok()) return valid;
-    absl::StatusOr<KvRange> r = KvRangeOf(range, config_);
+    absl::StatusOr<KvRange> r = ShardRange(range);
     if (!r.ok()) return r.status();
     const int64_t total = KvBytes(config_, dtype_, blocks.size(), *r);
     std::vector<uint8_t> bytes(total);
@@ -347,7 +403,8 @@ class CudaBackend : public ForwardBackend {
         TROUPE_RETURN_IF_ERROR(In(
             gpu::attention::GatherKvBlocks(
                 dtype_, Cache(l, kv), CacheShape(), static_cast<const int32_t*>(ids->data()),
-                static_cast<int64_t>(blocks.size()), r->head_begin, r->head_end, packed, stream_),
+                static_cast<int64_t>(blocks.size()), r->head_begin - head_begin_,
+                r->head_end - head_begin_, packed, stream_),
             absl::StrCat("ExportKv layer ", l)));
         packed += part;
       }
@@ -361,7 +418,7 @@ class CudaBackend : public ForwardBackend {
   absl::Status ImportKv(const std::vector<int32_t>& blocks, const KvRange& range,
                         const std::vector<uint8_t>& bytes) override {
     if (absl::Status valid = CheckBlocks(blocks); !valid.ok()) return valid;
-    absl::StatusOr<KvRange> r = KvRangeOf(range, config_);
+    absl::StatusOr<KvRange> r = ShardRange(range);
     if (!r.ok()) return r.status();
     const int64_t expected = KvBytes(config_, dtype_, blocks.size(), *r);
     if (static_cast<int64_t>(bytes.size()) != expected) {
@@ -384,8 +441,9 @@ class CudaBackend : public ForwardBackend {
       for (int kv = 0; kv < 2; ++kv) {
         TROUPE_RETURN_IF_ERROR(In(gpu::attention::ScatterKvBlocks(
                                       dtype_, packed, static_cast<const int32_t*>(ids->data()),
-                                      static_cast<int64_t>(blocks.size()), r->head_begin,
-                                      r->head_end, CacheShape(), Cache(l, kv), stream_),
+                                      static_cast<int64_t>(blocks.size()),
+                                      r->head_begin - head_begin_, r->head_end - head_begin_,
+                                      CacheShape(), Cache(l, kv), stream_),
                                   absl::StrCat("ImportKv layer ", l)));
         packed += part;
       }
@@ -425,20 +483,23 @@ class CudaBackend : public ForwardBackend {
  private:
   // --- Weights ------------------------------------------------------------------------------
 
-  // Groups lists the tensors in upload order; each group's tensors are adjacent on the device.
+  // Groups lists the tensors this shard holds, in upload order; each group's tensors are
+  // adjacent on the device. The embedding is the first stage's, and for OPT, whose output head it
+  // is, the last stage's too.
   std::vector<std::vector<std::string>> Groups() const {
     const bool opt = config_.family == ModelFamily::kOpt;
     const std::string root = opt ? "model.decoder." : "model.";
-    std::vector<std::vector<std::string>> groups = {{root + "embed_tokens.weight"}};
-    if (opt) {
-      groups.push_back({"model.decoder.embed_positions.weight"});
+    std::vector<std::vector<std::string>> groups;
+    if (first() || (last() && opt)) groups.push_back({root + "embed_tokens.weight"});
+    if (opt && first()) groups.push_back({"model.decoder.embed_positions.weight"});
+    if (opt && last()) {
       groups.push_back({"model.decoder.final_layer_norm.weight"});
       groups.push_back({"model.decoder.final_layer_norm.bias"});
-    } else {
+    } else if (last()) {
       groups.push_back({"model.norm.weight"});
       groups.push_back({"lm_head.weight"});
     }
-    for (int l = 0; l < config_.num_layers; ++l) {
+    for (int l = layer_begin_; l < layer_end_; ++l) {
       const std::string p = absl::StrCat(root, "layers.", l, ".");
       groups.push_back({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
                         p + "self_attn.v_proj.weight"});
@@ -483,13 +544,16 @@ class CudaBackend : public ForwardBackend {
           return absl::InternalError(absl::StrCat("CudaBackend: tensor ", name,
                                                   " is not among the model's expected tensors"));
         }
-        const size_t bytes = NumElements(it->second.shape) * element_;
+        // This rank's shard of the tensor (all of it when the tensor is replicated).
+        absl::StatusOr<std::vector<int64_t>> shape = model::ShardShape(it->second, spec_.world);
+        if (!shape.ok()) return shape.status();
+        const size_t bytes = NumElements(*shape) * element_;
         placed.push_back({it->second, offset, bytes});
         offset += bytes;
         specs.erase(it);
       }
     }
-    if (!specs.empty()) {
+    if (first() && last() && !specs.empty()) {
       return absl::InternalError(absl::StrCat("CudaBackend: tensor ", specs.begin()->first,
                                               " of the model has no place on the device"));
     }
@@ -519,7 +583,7 @@ class CudaBackend : public ForwardBackend {
         const Placed& p = placed[i];
         absl::Status status;
         absl::StatusOr<std::vector<uint8_t>> bytes =
-            weights.Load(p.spec, dtype_, /*rank=*/0, /*world=*/1);
+            weights.Load(p.spec, dtype_, spec_.rank, spec_.world);
         if (!bytes.ok()) {
           status = bytes.status();
         } else if (bytes->size() != p.bytes) {
@@ -546,17 +610,17 @@ class CudaBackend : public ForwardBackend {
     for (const Placed& p : placed) at[p.spec.name] = base + p.offset;
     const bool opt = config_.family == ModelFamily::kOpt;
     const std::string root = opt ? "model.decoder." : "model.";
-    embed_ = at.at(root + "embed_tokens.weight");
-    if (opt) {
-      positions_table_ = at.at("model.decoder.embed_positions.weight");
+    if (first() || (last() && opt)) embed_ = at.at(root + "embed_tokens.weight");
+    if (opt && first()) positions_table_ = at.at("model.decoder.embed_positions.weight");
+    if (opt && last()) {
       final_w_ = at.at("model.decoder.final_layer_norm.weight");
       final_b_ = at.at("model.decoder.final_layer_norm.bias");
       head_ = embed_;  // OPT ties the output head to the token embedding.
-    } else {
+    } else if (last()) {
       final_w_ = at.at("model.norm.weight");
       head_ = at.at("lm_head.weight");
     }
-    for (int l = 0; l < config_.num_layers; ++l) {
+    for (int l = layer_begin_; l < layer_end_; ++l) {
       const std::string p = absl::StrCat(root, "layers.", l, ".");
       LayerWeights w;
       w.qkv_w = at.at(p + "self_attn.q_proj.weight");  // [q; k; v] follow each other
@@ -647,9 +711,10 @@ class CudaBackend : public ForwardBackend {
     return plan;
   }
 
-  // EnqueueStep enqueues the step's kernels and cuBLAS calls, from the embedding to the logits
-  // in the scratch arena: everything but the metadata upload before and the logits download
-  // after. It allocates nothing and never synchronizes, so a graph can capture it.
+  // EnqueueStep enqueues the step's kernels and cuBLAS calls, from the embedding (or the previous
+  // stage's hidden states) to the logits (or this stage's hidden states) in the scratch arena:
+  // everything but the metadata upload before and the output download after. It allocates
+  // nothing and never synchronizes, so a graph can capture it.
   absl::Status EnqueueStep(const StepPlan& plan, const StepLayout& layout) {
     auto* base = static_cast<uint8_t*>(scratch_.data());
     const auto ints = [&](size_t offset) {
@@ -662,8 +727,13 @@ class CudaBackend : public ForwardBackend {
     void* x = base + layout.x;
     void* normed = base + layout.normed;
 
-    // Embeddings.
-    if (opt) {
+    // Embeddings, or the previous stage's residual stream.
+    if (!first()) {
+      const void* hidden = base + layout.hidden;
+      TROUPE_RETURN_IF_ERROR(In(gpu::SumBuffers(&hidden, 1, DType::kFloat32, x, dtype_, T * h,
+                                                stream_),
+                                "the previous stage's hidden states"));
+    } else if (opt) {
       TROUPE_RETURN_IF_ERROR(
           In(gpu::kernels::EmbeddingWithPositions(
                  dtype_, ints(layout.ids), embed_, ints(layout.positions), positions_table_, x, T,
@@ -675,20 +745,29 @@ class CudaBackend : public ForwardBackend {
                                                         config_.vocab_size, h, stream_),
                                 "embedding"));
     }
-    TROUPE_RETURN_IF_ERROR(
-        In(Norm(x, layers_[0].norm1_w, layers_[0].norm1_b, normed, T), "layer 0 input norm"));
+    TROUPE_RETURN_IF_ERROR(In(Norm(x, layers_[0].norm1_w, layers_[0].norm1_b, normed, T),
+                              absl::StrCat("layer ", layer_begin_, " input norm")));
 
-    for (int l = 0; l < config_.num_layers; ++l) {
+    for (int l = layer_begin_; l < layer_end_; ++l) {
       TROUPE_RETURN_IF_ERROR(In(Layer(l, plan, layout), absl::StrCat("layer ", l)));
     }
 
+    // Only rank 0 hands an output on (every rank holds the same residual stream).
+    if (!HasOutput()) return absl::OkStatus();
+    if (!last()) {
+      const void* residual = x;
+      return In(gpu::SumBuffers(&residual, 1, dtype_, base + layout.hidden, DType::kFloat32,
+                                T * h, stream_),
+                "the hidden states for the next stage");
+    }
+
     // `normed` holds the final norm of every row; the logits need each sequence's last row.
-    const void* last = normed;
+    const void* last_rows = normed;
     if (!plan.last_rows_identity) {
       TROUPE_RETURN_IF_ERROR(In(gpu::kernels::Embedding(dtype_, ints(layout.last_rows), normed,
                                                         base + layout.gathered, B, T, h, stream_),
                                 "gathering the last rows"));
-      last = base + layout.gathered;
+      last_rows = base + layout.gathered;
     }
     gpu::GemmArgs head;
     head.m = B;
@@ -696,7 +775,7 @@ class CudaBackend : public ForwardBackend {
     head.k = h;
     head.dtype = dtype_;
     head.output_dtype = DType::kFloat32;
-    head.a = last;
+    head.a = last_rows;
     head.b = head_;
     head.transpose_b = true;
     head.c = base + layout.logits;
@@ -824,9 +903,8 @@ class CudaBackend : public ForwardBackend {
     const int64_t T = plan.tokens;
     const int64_t B = plan.sequences;
     const int64_t h = config_.hidden_size;
-    const int64_t qkv =
-        static_cast<int64_t>(config_.num_heads + 2 * config_.num_kv_heads) * config_.head_dim();
-    const int64_t attn = static_cast<int64_t>(config_.num_heads) * config_.head_dim();
+    const int64_t qkv = static_cast<int64_t>(heads_ + 2 * kv_heads_) * config_.head_dim();
+    const int64_t attn = static_cast<int64_t>(heads_) * config_.head_dim();
     const bool opt = config_.family == ModelFamily::kOpt;
     StepLayout l;
     size_t at = 0;
@@ -843,13 +921,16 @@ class CudaBackend : public ForwardBackend {
     l.block_tables = take(plan.paged_rows * plan.max_blocks * 4);
     l.last_rows = take(B * 4);
     l.ints_end = at;
+    l.hidden = take(first() && last() ? 0 : T * h * sizeof(float));
+    // A stage after the first uploads the previous stage's hidden states with the metadata.
+    l.upload_end = first() ? l.ints_end : at;
     l.x = take(T * h * element_);
     l.normed = take(T * h * element_);
     l.qkv = take(T * qkv * element_);
     l.attn = take(T * attn * element_);
     l.proj = take(T * h * element_);
-    l.mlp = take(T * config_.ffn_size * (opt ? 1 : 2) * element_);
-    l.act = take(opt ? 0 : T * config_.ffn_size * element_);
+    l.mlp = take(T * ffn_ * (opt ? 1 : 2) * element_);
+    l.act = take(opt ? 0 : T * ffn_ * element_);
     l.gathered = take(B * h * element_);
     l.logits = take(B * config_.vocab_size * sizeof(float));
     l.prefill_ws = take(gpu::attention::PrefillAttentionWorkspaceBytes({}));
@@ -870,17 +951,19 @@ class CudaBackend : public ForwardBackend {
       if (!scratch.ok()) return In(scratch.status(), "scratch memory for a step");
       scratch_ = *std::move(scratch);
     }
-    const size_t logits_bytes = plan.sequences * config_.vocab_size * sizeof(float);
-    if (host_staging_.bytes() < layout.ints_end) {
+    const size_t output_bytes =
+        (last() ? plan.sequences * config_.vocab_size : plan.tokens * config_.hidden_size) *
+        sizeof(float);
+    if (host_staging_.bytes() < layout.upload_end) {
       absl::StatusOr<gpu::PinnedHostBuffer> staging =
-          gpu::PinnedHostBuffer::Allocate(layout.ints_end);
+          gpu::PinnedHostBuffer::Allocate(layout.upload_end);
       if (!staging.ok()) return In(staging.status(), "pinned staging memory");
       host_staging_ = *std::move(staging);
     }
-    if (host_logits_.bytes() < logits_bytes) {
-      absl::StatusOr<gpu::PinnedHostBuffer> logits = gpu::PinnedHostBuffer::Allocate(logits_bytes);
-      if (!logits.ok()) return In(logits.status(), "pinned memory for the logits");
-      host_logits_ = *std::move(logits);
+    if (HasOutput() && host_output_.bytes() < output_bytes) {
+      absl::StatusOr<gpu::PinnedHostBuffer> output = gpu::PinnedHostBuffer::Allocate(output_bytes);
+      if (!output.ok()) return In(output.status(), "pinned memory for the step's output");
+      host_output_ = *std::move(output);
     }
     const size_t ones_bytes = plan.tokens * element_;
     if (ones_.bytes() < ones_bytes) {
@@ -907,6 +990,18 @@ class CudaBackend : public ForwardBackend {
     }
     return gpu::kernels::RmsNorm(dtype_, input, gamma, output, rows, config_.hidden_size,
                                  config_.norm_epsilon, stream_);
+  }
+
+  // HasOutput: whether this shard hands its step's output on. Every rank computes the same
+  // residual stream and, on the last stage, the same final norm; rank 0 alone computes and
+  // downloads the logits or the hidden states.
+  bool HasOutput() const { return spec_.rank == 0; }
+
+  // AllReduce sums a row-parallel projection's partial output [rows, hidden] over the ranks.
+  absl::Status AllReduce(void* partial, int64_t rows) {
+    if (spec_.world == 1) return absl::OkStatus();
+    return spec_.collective->AllReduceSum(
+        partial, static_cast<size_t>(rows) * config_.hidden_size, dtype_, stream_);
   }
 
   // ResidualNorm: x += input + bias (bias may be null), then output = Norm(x).
@@ -976,8 +1071,9 @@ class CudaBackend : public ForwardBackend {
     return blas_.GemmStridedBatched(product);
   }
 
+  // Layer runs layer l (the model's index) of this shard.
   absl::Status Layer(int l, const StepPlan& plan, const StepLayout& layout) {
-    const LayerWeights& w = layers_[l];
+    const LayerWeights& w = layers_[l - layer_begin_];
     auto* base = static_cast<uint8_t*>(scratch_.data());
     const auto ints = [&](size_t offset) {
       return reinterpret_cast<const int32_t*>(base + offset);
@@ -985,8 +1081,8 @@ class CudaBackend : public ForwardBackend {
     const int64_t T = plan.tokens;
     const int64_t h = config_.hidden_size;
     const int d = config_.head_dim();
-    const int64_t nq = static_cast<int64_t>(config_.num_heads) * d;
-    const int64_t nkv = static_cast<int64_t>(config_.num_kv_heads) * d;
+    const int64_t nq = static_cast<int64_t>(heads_) * d;
+    const int64_t nkv = static_cast<int64_t>(kv_heads_) * d;
     const bool opt = config_.family == ModelFamily::kOpt;
     void* x = base + layout.x;
     void* normed = base + layout.normed;
@@ -1012,8 +1108,8 @@ class CudaBackend : public ForwardBackend {
       rotary.theta = config_.rope_theta;
       rotary.style = gpu::kernels::RotaryStyle::kNeox;  // Hugging Face LLaMA's rotate_half
       TROUPE_RETURN_IF_ERROR(In(
-          gpu::kernels::RotaryEmbedding(dtype_, ints(layout.positions), q, k, T, config_.num_heads,
-                                        config_.num_kv_heads, d, d, rotary, stream_),
+          gpu::kernels::RotaryEmbedding(dtype_, ints(layout.positions), q, k, T, heads_,
+                                        kv_heads_, d, d, rotary, stream_),
           "rotary"));
     }
 
@@ -1026,8 +1122,8 @@ class CudaBackend : public ForwardBackend {
     if (plan.prefill_seqs > 0) {
       gpu::attention::PrefillAttentionParams p;
       p.batch = plan.prefill_seqs;
-      p.num_heads = config_.num_heads;
-      p.num_kv_heads = config_.num_kv_heads;
+      p.num_heads = heads_;
+      p.num_kv_heads = kv_heads_;
       p.head_dim = d;
       p.max_seqlen = plan.max_prefill_len;
       p.total_tokens = plan.prefill_rows;
@@ -1051,14 +1147,15 @@ class CudaBackend : public ForwardBackend {
                                 "paged decode attention"));
     }
 
-    // x += attn · Woᵀ + bo; normed = Norm2(x).
+    // x += attn · Woᵀ + bo; normed = Norm2(x). A rank's product is a partial sum over its heads.
     TROUPE_RETURN_IF_ERROR(In(Linear(attn, w.o_w, proj, T, h, nq), "output projection"));
+    TROUPE_RETURN_IF_ERROR(In(AllReduce(proj, T), "output projection all-reduce"));
     TROUPE_RETURN_IF_ERROR(In(ResidualNorm(proj, w.o_b, x, w.norm2_w, w.norm2_b, normed, T),
                               "attention residual and norm"));
 
     // The MLP, then x += its output and normed = the next layer's Norm1 (or the final norm).
     void* mlp = base + layout.mlp;
-    const int64_t f = config_.ffn_size;
+    const int64_t f = ffn_;
     const void* mlp_out_input = mlp;
     if (opt) {
       TROUPE_RETURN_IF_ERROR(In(Linear(normed, w.up_w, mlp, T, f, h), "fc1"));
@@ -1074,29 +1171,54 @@ class CudaBackend : public ForwardBackend {
       mlp_out_input = act;
     }
     TROUPE_RETURN_IF_ERROR(In(Linear(mlp_out_input, w.down_w, proj, T, h, f), "down projection"));
-    const bool last = l + 1 == config_.num_layers;
-    const void* gamma = last ? final_w_ : layers_[l + 1].norm1_w;
-    const void* beta = last ? final_b_ : layers_[l + 1].norm1_b;
+    TROUPE_RETURN_IF_ERROR(In(AllReduce(proj, T), "down projection all-reduce"));
+    if (l + 1 == layer_end_ && !last()) {
+      // The next layer's Norm1 is the next stage's: hand on the residual stream alone.
+      return In(gpu::kernels::BiasResidual(dtype_, proj, w.down_b, x, x, T, h, stream_),
+                "MLP residual");
+    }
+    const bool model_end = l + 1 == config_.num_layers;
+    const void* gamma = model_end ? final_w_ : layers_[l + 1 - layer_begin_].norm1_w;
+    const void* beta = model_end ? final_b_ : layers_[l + 1 - layer_begin_].norm1_b;
     return In(ResidualNorm(proj, w.down_b, x, gamma, beta, normed, T), "MLP residual and norm");
   }
 
   // --- The cache ----------------------------------------------------------------------------
 
+  // The cache holds this shard's layers [layer_begin_, layer_end_) and kv heads [head_begin_,
+  // head_end_) (kv_heads_ of them): the whole model's on one GPU.
   gpu::attention::KvCacheShape CacheShape() const {
-    return {num_kv_blocks_ > 0 ? num_kv_blocks_ : 1, config_.num_kv_heads, config_.head_dim()};
+    return {num_kv_blocks_ > 0 ? num_kv_blocks_ : 1, kv_heads_, config_.head_dim()};
   }
 
-  // KvBlockBytes is one block's K and V over all layers.
-  size_t KvBlockBytes() const {
-    return 2ull * config_.num_layers * config_.num_kv_heads * kKvBlockTokens * config_.head_dim() *
+  // KvBlockBytes is one block's K and V over the shard's layers.
+  size_t KvBlockBytes() const override {
+    return 2ull * (layer_end_ - layer_begin_) * kv_heads_ * kKvBlockTokens * config_.head_dim() *
            element_;
   }
 
-  // Cache is layer l's K (kv = 0) or V (kv = 1) array: the cache is [layer][K, V][block][...].
+  // Cache is layer l's (the model's index) K (kv = 0) or V (kv = 1) array: the cache is
+  // [layer - layer_begin_][K, V][block][...].
   void* Cache(int l, int kv) const {
-    const size_t array_bytes = KvBlockBytes() / (2 * config_.num_layers) * num_kv_blocks_;
+    const size_t array_bytes =
+        KvBlockBytes() / (2 * (layer_end_ - layer_begin_)) * num_kv_blocks_;
     return static_cast<uint8_t*>(kv_cache_.data()) +
-           (2 * static_cast<size_t>(l) + kv) * array_bytes;
+           (2 * static_cast<size_t>(l - layer_begin_) + kv) * array_bytes;
+  }
+
+  // ShardRange resolves `range` and checks that this shard holds all of it: ask the stage or
+  // rank that does otherwise.
+  absl::StatusOr<KvRange> ShardRange(const KvRange& range) const {
+    absl::StatusOr<KvRange> r = KvRangeOf(range, config_);
+    if (!r.ok()) return r.status();
+    if (r->layer_begin < layer_begin_ || r->layer_end > layer_end_ ||
+        r->head_begin < head_begin_ || r->head_end > head_end_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "KV layers [", r->layer_begin, ", ", r->layer_end, ") and heads [", r->head_begin, ", ",
+          r->head_end, ") are not all in this shard's layers [", layer_begin_, ", ", layer_end_,
+          ") and heads [", head_begin_, ", ", head_end_, "); ask the stage or rank that holds them"));
+    }
+    return r;
   }
 
   absl::Status CheckBlocks(const std::vector<int32_t>& blocks) const {
@@ -1124,8 +1246,18 @@ class CudaBackend : public ForwardBackend {
 
   const ModelConfig config_;
   const CudaBackendOptions options_;
+  const internal::CudaShardSpec spec_;
   const DType dtype_;
   const size_t element_;
+  // This shard's share of the model: per-rank head, kv head and FFN counts; its layers; its kv
+  // heads of the cache (the model's numbering).
+  const int heads_;
+  const int kv_heads_;
+  const int ffn_;
+  const int layer_begin_;
+  const int layer_end_;
+  const int head_begin_;
+  const int head_end_;
   // The kernels take a Stream&; ExportKv is const but enqueues work, hence mutable.
   mutable gpu::Stream stream_;
   gpu::Blas blas_;  // Bound to stream_ (declared after it, destroyed before it).
@@ -1147,7 +1279,7 @@ class CudaBackend : public ForwardBackend {
   gpu::PooledBuffer scratch_;
   gpu::DeviceBuffer ones_;
   gpu::PinnedHostBuffer host_staging_;
-  gpu::PinnedHostBuffer host_logits_;
+  gpu::PinnedHostBuffer host_output_;  // the logits, or a stage's hidden states
 
   // Graphs of pure-decode steps, most recently used first in lru_. Declared last: destroyed
   // before the memory they point into.
@@ -1162,7 +1294,11 @@ class CudaBackend : public ForwardBackend {
   CudaGraphStats graph_stats_;
 };
 
-absl::Status CheckSupported(const ModelConfig& config, const CudaBackendOptions& options) {
+}  // namespace
+
+namespace internal {
+
+absl::Status CheckCudaOptions(const ModelConfig& config, const CudaBackendOptions& options) {
   TROUPE_RETURN_IF_ERROR(model::Validate(config));
   const auto invalid = [](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat("CudaBackend: ", what));
@@ -1202,34 +1338,131 @@ absl::Status CheckSupported(const ModelConfig& config, const CudaBackendOptions&
     return invalid(absl::StrCat("max_cuda_graphs is ", options.max_cuda_graphs,
                                 "; keep at least 1 graph, or turn cuda_graphs off"));
   }
+  const int tp = options.tensor_parallel;
+  if (absl::Status split = CheckTensorParallel(config, tp); !split.ok()) {
+    return invalid(std::string(split.message()));
+  }
+  if (!options.tensor_parallel_devices.empty() &&
+      options.tensor_parallel_devices.size() != static_cast<size_t>(tp)) {
+    return invalid(absl::StrCat("tensor_parallel_devices names ",
+                                options.tensor_parallel_devices.size(),
+                                " devices for tensor_parallel ", tp,
+                                "; give one per rank, or none to put every rank on `device`"));
+  }
+  if (options.cuda_graphs && tp > 1) {
+    return invalid(absl::StrCat(
+        "cuda_graphs with tensor_parallel ", tp,
+        ": a graph cannot capture the ranks' all-reduce (the in-process collective meets on the "
+        "host); turn cuda_graphs off"));
+  }
+  const auto check_device = [&](int device, const std::string& name) {
+    absl::Status exists = gpu::Device::CheckIndex(device);
+    if (exists.ok()) return exists;
+    return absl::Status(exists.code(), absl::StrCat("CudaBackend: ", name, " is cuda:", device,
+                                                    ": ", exists.message()));
+  };
+  TROUPE_RETURN_IF_ERROR(check_device(options.device, "device"));
+  for (size_t r = 0; r < options.tensor_parallel_devices.size(); ++r) {
+    TROUPE_RETURN_IF_ERROR(check_device(options.tensor_parallel_devices[r],
+                                        absl::StrCat("tensor_parallel_devices[", r, "]")));
+  }
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCudaBackend(
-    const ModelConfig& config, const model::WeightSource& weights,
-    const CudaBackendOptions& options) {
-  TROUPE_RETURN_IF_ERROR(CheckSupported(config, options));
-  absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options.device);
+absl::StatusOr<std::unique_ptr<CudaShard>> CreateCudaShard(const ModelConfig& config,
+                                                           const model::WeightSource& weights,
+                                                           const CudaBackendOptions& options,
+                                                           const CudaShardSpec& spec) {
+  if (spec.layer_begin < 0 || spec.layer_begin >= spec.layer_end ||
+      spec.layer_end > config.num_layers || spec.world < 1 || spec.rank < 0 ||
+      spec.rank >= spec.world || (spec.world > 1 && spec.collective == nullptr)) {
+    return absl::InternalError(absl::StrCat(
+        "CudaBackend: shard of layers [", spec.layer_begin, ", ", spec.layer_end, "), rank ",
+        spec.rank, " of ", spec.world, " is not a shard of ", config.name, "'s ",
+        config.num_layers, " layers with a collective"));
+  }
+  CudaBackendOptions shard_options = options;
+  shard_options.device = spec.device;
+  absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(spec.device);
   if (!scoped.ok()) return scoped.status();
-  absl::StatusOr<gpu::Stream> stream = gpu::Stream::Create(options.device);
+  absl::StatusOr<gpu::Stream> stream = gpu::Stream::Create(spec.device);
   if (!stream.ok()) return stream.status();
   absl::StatusOr<gpu::Blas> blas = gpu::Blas::Create(*stream);
   if (!blas.ok()) return blas.status();
   absl::StatusOr<std::shared_ptr<gpu::MemoryPool>> pool = gpu::CreateCudaMemoryPool();
   if (!pool.ok()) return pool.status();
-  auto backend = std::make_unique<CudaBackend>(config, options, *std::move(stream),
-                                               *std::move(blas), *std::move(pool));
-  TROUPE_RETURN_IF_ERROR(backend->Init(weights));
-  return std::unique_ptr<ForwardBackend>(std::move(backend));
+  auto shard = std::make_unique<CudaBackend>(config, shard_options, spec, *std::move(stream),
+                                             *std::move(blas), *std::move(pool));
+  TROUPE_RETURN_IF_ERROR(shard->Init(weights));
+  return std::unique_ptr<CudaShard>(std::move(shard));
+}
+
+absl::Status AllocateCudaCaches(const std::vector<CudaShard*>& shards,
+                                const CudaBackendOptions& options) {
+  // Slots are int32 (block * 16 + offset) in the kernels.
+  constexpr int64_t kMaxBlocks = (int64_t{1} << 31) / kKvBlockTokens - 1;
+  int64_t blocks = options.num_kv_blocks;
+  if (blocks == 0) {
+    // Every shard's weights and scratch are in place: what is free now is for the caches, and
+    // the shards on one GPU share it.
+    std::map<int, size_t> block_bytes, weight_bytes;
+    std::map<int, int> count;
+    for (const CudaShard* shard : shards) {
+      block_bytes[shard->spec().device] += shard->KvBlockBytes();
+      weight_bytes[shard->spec().device] += shard->WeightBytes();
+      ++count[shard->spec().device];
+    }
+    blocks = kMaxBlocks;
+    for (const auto& [device_index, bytes] : block_bytes) {
+      absl::StatusOr<gpu::Device> device = gpu::Device::Get(device_index);
+      if (!device.ok()) return device.status();
+      absl::StatusOr<size_t> free_bytes = device->FreeMemoryBytes();
+      if (!free_bytes.ok()) return free_bytes.status();
+      const int64_t fits = static_cast<int64_t>(static_cast<double>(*free_bytes) *
+                                                options.gpu_memory_utilization / bytes);
+      if (fits < 1) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "CudaBackend: ", *free_bytes, " bytes free on cuda:", device_index,
+            " after the weights (", weight_bytes[device_index], " bytes of ", count[device_index],
+            " shard(s)) hold no KV block of ", bytes,
+            " bytes; use a smaller model, fp16/bf16 weights, more GPUs (tensor_parallel, "
+            "pipeline_stages) or a GPU with more memory"));
+      }
+      blocks = std::min(blocks, fits);
+    }
+  }
+  blocks = std::min(blocks, kMaxBlocks);
+  for (CudaShard* shard : shards) {
+    TROUPE_RETURN_IF_ERROR(shard->AllocateCache(static_cast<int>(blocks)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace internal
+
+absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCudaBackend(
+    const ModelConfig& config, const model::WeightSource& weights,
+    const CudaBackendOptions& options) {
+  TROUPE_RETURN_IF_ERROR(internal::CheckCudaOptions(config, options));
+  if (options.tensor_parallel > 1) {
+    return internal::CreateCudaTensorParallelBackend(config, weights, options);
+  }
+  internal::CudaShardSpec whole;
+  whole.layer_end = config.num_layers;
+  whole.device =
+      options.tensor_parallel_devices.empty() ? options.device : options.tensor_parallel_devices[0];
+  absl::StatusOr<std::unique_ptr<internal::CudaShard>> backend =
+      internal::CreateCudaShard(config, weights, options, whole);
+  if (!backend.ok()) return backend.status();
+  TROUPE_RETURN_IF_ERROR(internal::AllocateCudaCaches({backend->get()}, options));
+  return std::unique_ptr<ForwardBackend>(*std::move(backend));
 }
 
 absl::StatusOr<CudaGraphStats> GetCudaGraphStats(const ForwardBackend& backend) {
   const auto* cuda = dynamic_cast<const CudaBackend*>(&backend);
   if (cuda == nullptr) {
     return absl::InvalidArgumentError(
-        "GetCudaGraphStats: the backend was not made by CreateCudaBackend");
+        "GetCudaGraphStats: the backend is not a one-GPU CudaBackend made by CreateCudaBackend");
   }
   return cuda->GraphStats();
 }
@@ -1238,7 +1471,7 @@ absl::Status SetCudaGraphsEnabled(ForwardBackend& backend, bool enabled) {
   auto* cuda = dynamic_cast<CudaBackend*>(&backend);
   if (cuda == nullptr) {
     return absl::InvalidArgumentError(
-        "SetCudaGraphsEnabled: the backend was not made by CreateCudaBackend");
+        "SetCudaGraphsEnabled: the backend is not a one-GPU CudaBackend");
   }
   cuda->EnableGraphs(enabled);
   return absl::OkStatus();

@@ -1,4 +1,4 @@
-// CudaBackend: ForwardBackend on one NVIDIA GPU, for OPT and LLaMA models in fp16 or bf16, built
+// CudaBackend: ForwardBackend on NVIDIA GPUs (one, or several in parallel), for OPT and LLaMA models in fp16 or bf16, built
 // from the project's own GPU layer only: gpu/kernels (embeddings, norms, rotary, activations,
 // residual adds), gpu/attention (packed var-length prefill attention, paged decode attention,
 // the paged KV cache's writes and block moves) and cuBLAS through gpu/cublas.h. No LibTorch: it
@@ -6,9 +6,30 @@
 // with the same cache layout and the same ExportKv/ImportKv bytes, in the model's dtype
 // (kv_dtype() is that dtype).
 //
-// Scope: tensor-parallel degree 1 (the whole model on one GPU); the weight sources already give
-// tensor-parallel shards for a later multi-GPU backend. Head dimensions 64 and 128, and grouped
-// queries of 1, 2, 4 or 8 heads per kv head (what the attention kernels support).
+// Scope: head dimensions 64 and 128, and grouped queries of 1, 2, 4 or 8 heads per kv head (what
+// the attention kernels support).
+//
+// Parallelism (cuda_parallel.cc). CreateCudaStage holds layers [layer_begin, layer_end) only, as
+// one stage of a pipeline (pipeline_backend.h chains stages, each in an actor of its own): it
+// loads those layers (and the embeddings on the first stage, the final norm and the head on the
+// last), takes the previous stage's hidden states (the residual stream, fp32; fp16/bf16 -> fp32
+// -> fp16/bf16 is exact) and applies its first layer's input norm itself, since within a model
+// that norm is fused into the previous layer's last residual add. A pipeline of CUDA stages
+// computes what the whole model does, bit for bit, when a step is not split into micro-batches.
+// With tensor_parallel > 1 (CreateCudaBackend, and each stage of CreateCudaStage) the model is
+// split the Megatron way over that many ranks: rank r holds column-parallel shards of q, k, v and
+// fc1 (LLaMA: gate and up) and row-parallel shards of the out and fc2 (down) projections, its
+// heads, and kv heads [r * kv / tp, (r + 1) * kv / tp) of the cache; the partial outputs of the
+// out and down projections are all-reduced (gpu/collective.h: NCCL between distinct GPUs, the
+// in-process collective for ranks that share one) before the bias, residual add and norm (so the
+// bias is added once). The embeddings, the final norm and the head stay whole on every rank
+// (the simplest split: every rank computes the same residual stream; rank 0 computes the
+// logits). Each rank runs on a thread of its own (cuda_rank_threads.h). CUDA graphs are refused
+// with tensor_parallel > 1 (the in-process collective's host barrier cannot be captured); a
+// tensor-parallel step is all-reduced in the model's dtype, so it agrees with the one-GPU backend
+// to fp16/bf16 precision, not bit for bit. ExportKv/ImportKv take each head range from the ranks
+// and each layer range from the stages that hold it, so KV moves between instances of any
+// degrees; DeviceKvShards lists every rank's (and stage's) shard.
 //
 // How a step runs (see cuda_backend.cc): all new tokens of the batch are packed, fresh prompts
 // first. Fresh prompts (cached_tokens == 0) attend through the FlashAttention-style prefill kernel;
@@ -25,7 +46,8 @@
 // is captured after the first step of its key (batch size and decode-attention split) has run
 // eagerly, and replays the same launches on the step metadata uploaded before each replay: the
 // eager step's kernels on the same inputs. Every other step runs eagerly. CudaGraphStats tells
-// how steps ran.
+// how steps ran. Pipeline stages of one rank replay graphs the same way (a stage's hidden states
+// go in and out through the scratch memory too).
 //
 //   std::unique_ptr<model::WeightSource> weights = model::RandomWeights(/*seed=*/1);
 //   absl::StatusOr<std::unique_ptr<ForwardBackend>> backend =
@@ -35,10 +57,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "gpu/dtype.h"
+#include "serving/engine/cuda_parallel_plan.h"
 #include "serving/engine/forward_backend.h"
+#include "serving/engine/stage_backend.h"
 #include "serving/model/config.h"
 #include "serving/model/weights.h"
 
@@ -48,6 +73,16 @@ struct CudaBackendOptions {
   // The weights', activations' and KV cache's element type: kFloat16 or kBFloat16.
   gpu::DType dtype = gpu::DType::kFloat16;
   int device = 0;
+  // Megatron tensor parallelism over this many ranks (see above); it must divide the model's
+  // heads, kv heads and FFN size. Rank r runs on tensor_parallel_devices[r], or, when that is
+  // empty, on `device` like every other rank (the in-process collective sums ranks that share a
+  // GPU).
+  int tensor_parallel = 1;
+  std::vector<int> tensor_parallel_devices;
+  // The layers CreateCudaStage holds: [layer_begin, layer_end); -1 is the model's number of
+  // layers. CreateCudaBackend holds them all.
+  int layer_begin = 0;
+  int layer_end = -1;
   // Physical KV blocks of 16 tokens (per layer, K and V each). 0 sizes the cache from the free
   // device memory after the weights and the scratch memory, times gpu_memory_utilization.
   int num_kv_blocks = 0;
@@ -82,16 +117,33 @@ struct CudaGraphStats {
   std::string last_failure;   // Why the last failed key failed; empty if none did.
 };
 
-// CreateCudaBackend uploads every tensor of `config` from `weights` (converted to options.dtype)
-// and allocates the KV cache and the scratch memory. A missing or misshapen tensor is the weight
-// source's error, naming the tensor; an unsupported shape or option is InvalidArgument naming it;
-// too little device memory is ResourceExhausted with the sizes.
+// CreateCudaBackend uploads every tensor of `config` from `weights` (converted to options.dtype;
+// each tensor-parallel rank its shards) and allocates the KV cache and the scratch memory. A
+// missing or misshapen tensor is the weight source's error, naming the tensor; an unsupported
+// shape or option (a tensor_parallel that does not divide the heads, a device that does not
+// exist) is an error naming it; too little device memory is ResourceExhausted with the sizes.
 absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCudaBackend(
     const model::ModelConfig& config, const model::WeightSource& weights,
     const CudaBackendOptions& options);
 
-// GetCudaGraphStats reads the counters of a backend made by CreateCudaBackend (InvalidArgument
-// for any other backend).
+// CreateCudaStage is one pipeline stage (stage_backend.h): layers [options.layer_begin,
+// options.layer_end) over options.tensor_parallel ranks. A layer range outside the model is
+// InvalidArgument naming it. With num_kv_blocks 0, stages that share a GPU and are made one by
+// one size their caches differently, which a pipeline refuses: use CreateCudaStages then.
+absl::StatusOr<std::unique_ptr<StageBackend>> CreateCudaStage(const model::ModelConfig& config,
+                                                              const model::WeightSource& weights,
+                                                              const CudaBackendOptions& options);
+
+// CreateCudaStages makes every stage of `plan` (cuda_parallel_plan.h: each stage's layers and
+// its ranks' devices; options.device, tensor_parallel, tensor_parallel_devices, layer_begin and
+// layer_end are ignored) with one cache size: options.num_kv_blocks, or with 0 the most blocks
+// that every GPU's free memory affords for the shards it holds, once all weights are in place.
+absl::StatusOr<std::vector<std::unique_ptr<StageBackend>>> CreateCudaStages(
+    const model::ModelConfig& config, const model::WeightSource& weights,
+    const CudaBackendOptions& options, const CudaParallelPlan& plan);
+
+// GetCudaGraphStats reads the counters of a one-GPU backend made by CreateCudaBackend
+// (InvalidArgument for any other backend, tensor-parallel ones included).
 absl::StatusOr<CudaGraphStats> GetCudaGraphStats(const ForwardBackend& backend);
 
 // SetCudaGraphsEnabled turns graph replay of a CreateCudaBackend backend on or off from its next
