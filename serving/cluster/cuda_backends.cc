@@ -2,10 +2,15 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "actors/cluster_config.h"
+#include "gpu/device.h"
 #include "serving/engine/cuda_backend.h"
+#include "serving/engine/cuda_parallel_plan.h"
+#include "serving/engine/pipeline_backend.h"
 
 namespace troupe::serving::cluster {
 
@@ -20,15 +25,22 @@ BackendFactory CudaBackends() {
           "\": this binary serves on GPUs only; set device = \"cuda:N\", or run the node with "
           "troupe (the CPU build)"));
     }
-    if (request.pipeline_stages != 1 || request.tensor_parallel != 1) {
-      return absl::UnimplementedError(
-          "pipeline_stages and tensor_parallel > 1 are not implemented for the CUDA backend yet; "
-          "set them to 1");
-    }
+    absl::StatusOr<engine::CudaParallelPlan> plan =
+        engine::PlanCudaParallelism(request.config, request.pipeline_stages,
+                                    request.tensor_parallel, *index, gpu::Device::Count());
+    if (!plan.ok()) return plan.status();
     engine::CudaBackendOptions options;
-    options.device = *index;
     options.num_kv_blocks = request.num_kv_blocks;
-    return engine::CreateCudaBackend(request.config, request.weights, options);
+    if (plan->stages.size() == 1) {
+      options.device = plan->stages.front().devices.front();
+      options.tensor_parallel = plan->tensor_parallel;
+      options.tensor_parallel_devices = plan->stages.front().devices;
+      return engine::CreateCudaBackend(request.config, request.weights, options);
+    }
+    absl::StatusOr<std::vector<std::unique_ptr<engine::StageBackend>>> stages =
+        engine::CreateCudaStages(request.config, request.weights, options, *plan);
+    if (!stages.ok()) return stages.status();
+    return engine::CreatePipelineBackend(request.system, *std::move(stages));
   };
 }
 
