@@ -52,6 +52,15 @@ def metric_sum_count(text, name, labels=""):
     return found.get("sum"), found.get("count")
 
 
+def gauge_sum(text, name):
+    """The sum over label sets of gauge `name` (exactly that name)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
@@ -74,6 +83,7 @@ def main():
             tokens = sum(f.result()["usage"]["completion_tokens"] for f in futures)
         result["load"] = {"requests": args.load, "tokens": tokens,
                           "seconds": round(time.time() - start, 4)}
+    time.sleep(2)  # the router polls the instances' stats ten times a second
     with urllib.request.urlopen(args.url + "/metrics", timeout=30) as response:
         metrics = response.read().decode()
     phases = {}
@@ -85,6 +95,20 @@ def main():
     result["e2e"] = {"sum_s": e2e_sum, "count": e2e_count}
     if phases["handoff"]["sum_s"] and e2e_sum:
         result["handoff_share_of_e2e"] = round(phases["handoff"]["sum_s"] / e2e_sum, 4)
+    # The decode instances' pulls (polled gauges, summed over instances): the KV transfer proper,
+    # from each pull's request to its KV in place.
+    transfer = {name: gauge_sum(metrics, f"troupe_router_instance_kv_transfer{name}")
+                for name in ("s", "_bytes", "_seconds")}
+    result["kv_transfer"] = {"requests": transfer["s"], "bytes": transfer["_bytes"],
+                             "seconds": transfer["_seconds"]}
+    if transfer["s"]:
+        result["kv_transfer"]["mean_ms"] = round(1000 * transfer["_seconds"] / transfer["s"], 4)
+        result["kv_transfer"]["mean_bytes"] = round(transfer["_bytes"] / transfer["s"])
+        if e2e_sum and e2e_count:
+            # Mean transfer time over mean end-to-end latency (the warm-up and greedy requests
+            # are counted on both sides).
+            result["kv_transfer_share_of_e2e"] = round(
+                (transfer["_seconds"] / transfer["s"]) / (e2e_sum / e2e_count), 5)
     with open(args.out, "w") as out:
         json.dump(result, out, indent=2)
     print(json.dumps({k: v for k, v in result.items() if k != "greedy"}, indent=2))

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# DistServe's disaggregation as separate processes, measured by a client: a prefill instance and
-# a decode instance of MODEL (random weights) in processes of their own, with the server and
-# router in a third; KV moves as bytes over CAF's middleman. The same greedy prompts then run on
-# one colocated instance, and the texts must be equal. It also reports the hand-off share of
-# end-to-end latency (first to second token: decode queueing, the KV transfer and one decode
-# step) under a burst of concurrent requests.
+# DistServe's disaggregation measured by a client: a prefill instance and a decode instance of
+# MODEL (random weights), in processes of their own (SPLIT=processes, the default) or both in
+# one process (SPLIT=process), with the server and router in another; KV moves by the decode
+# instance's KV_TRANSPORT (default auto: in one process a device copy, between processes of one
+# GPU host CUDA IPC, on the CPU bytes over CAF's middleman). The same greedy prompts then run on
+# one colocated instance, and the texts must be equal. Under a burst of concurrent requests it
+# reports the hand-off share of end-to-end latency (first to second token: decode queueing, the
+# KV transfer and one decode step) and the KV transfer's own share (from each pull's request to
+# its KV in place, as the decode instance measures it).
 #
 #   tools/serving_cluster_run.sh cpu RESULTS_DIR     troupe (LibTorch), MODEL=opt-125m by default
 #   tools/serving_cluster_run.sh cuda RESULTS_DIR    on a GPU host: troupe_gpu from the bundle
@@ -44,10 +47,23 @@ else
   prefill_blocks="${PREFILL_BLOCKS:-512}"
   decode_blocks="${DECODE_BLOCKS:-512}"
 fi
-echo "model $model; prefill on $prefill_device, decode on $decode_device" | tee "$results/summary.txt"
+split="${SPLIT:-processes}"
+kv_transport="${KV_TRANSPORT:-auto}"
+decode_node=decode
+if [ "$split" = process ]; then decode_node=prefill; fi
+echo "model $model; prefill on $prefill_device, decode on $decode_device ($split);" \
+  "kv_transport $kv_transport" | tee "$results/summary.txt"
 
 write_config() {  # write_config FILE disaggregated|colocated NODE_PORT HTTP_PORT
-  local engine
+  local engine decode_node_block=""
+  if [ "$split" = processes ]; then
+    decode_node_block="[[node]]
+name = \"decode\"
+host = \"127.0.0.1\"
+$decode_gpus"
+  elif [ "$device" = cuda ] && [ "$decode_device" != "$prefill_device" ]; then
+    prefill_gpus="gpus = [0, ${decode_device#cuda:}]"
+  fi
   if [ "$2" = disaggregated ]; then
     engine="
 [[node]]
@@ -55,10 +71,7 @@ name = \"prefill\"
 host = \"127.0.0.1\"
 $prefill_gpus
 
-[[node]]
-name = \"decode\"
-host = \"127.0.0.1\"
-$decode_gpus
+$decode_node_block
 
 [[actor]]
 name = \"prefill0\"
@@ -72,13 +85,14 @@ kv_blocks = $prefill_blocks
 [[actor]]
 name = \"decode0\"
 role = \"decode\"
-node = \"decode\"
+node = \"$decode_node\"
 device = \"$decode_device\"
 [actor.params]
 model = \"$model\"
-kv_blocks = $decode_blocks"
+kv_blocks = $decode_blocks
+kv_transport = \"$kv_transport\""
     servers="prefill = \"prefill/prefill0\"
-decode = \"decode/decode0\""
+decode = \"$decode_node/decode0\""
   else
     engine="
 [[node]]
@@ -136,8 +150,14 @@ run_cluster() {  # run_cluster MODE NODE_PORT HTTP_PORT NODES...
   wait 2>/dev/null
 }
 
-run_cluster disaggregated 4310 8310 prefill decode
+if [ "$split" = processes ]; then
+  run_cluster disaggregated 4310 8310 prefill decode
+else
+  run_cluster disaggregated 4310 8310 prefill
+fi
 run_cluster colocated 4320 8320 colocated
+grep -h "KV arrives by" "$results"/disaggregated_*.log | sed 's/^/decode: /' \
+  | tee -a "$results/summary.txt"
 python3 - "$results" <<'PY' | tee -a "$results/summary.txt"
 import json, sys
 d = json.load(open(f"{sys.argv[1]}/disaggregated.json"))
@@ -149,4 +169,8 @@ for name, r in (("disaggregated", d), ("colocated", c)):
     print(f"{name}: burst of {load.get('requests')} requests, {load.get('tokens')} tokens in "
           f"{load.get('seconds')} s; hand-off share of end-to-end latency: "
           f"{r.get('handoff_share_of_e2e')}")
+t = d.get("kv_transfer", {})
+print(f"KV transfers: {t.get('requests')} requests, mean {t.get('mean_ms')} ms and "
+      f"{t.get('mean_bytes')} bytes each; share of mean end-to-end latency: "
+      f"{d.get('kv_transfer_share_of_e2e')}")
 PY

@@ -250,6 +250,9 @@ void AcceptOffer(InstanceActor* self, const DecodeRequest& request, transfer::Kv
   const int64_t id = request.request.id;
   const bool release = offer.holds_blocks();
   if (st.pulling.erase(id) == 0) {  // cancelled while pulling (its blocks are free already)
+    if (transfer::KvTransport* t = transfer::FindTransport(st.transports, offer.kind)) {
+      t->Drain(*st.backend, offer);
+    }
     if (release) self->send(request.prefill, release_atom::value, id);
     return;
   }

@@ -201,7 +201,7 @@ caf::behavior PrefillInstance(PrefillActor* self, std::shared_ptr<PrefillInstanc
         }
         absl::StatusOr<std::vector<int32_t>> table = s.blocks->BlockTable(id);
         if (!table.ok()) return actors::ToCafError(table.status());
-        absl::StatusOr<transfer::KvOffer> offer = transport->Offer(*s.backend, *table, id);
+        absl::StatusOr<transfer::KvOffer> offer = transport->Offer(*s.backend, *table, id, spec);
         if (!offer.ok()) return actors::ToCafError(offer.status());
         s.unpulled.erase(id);
         if (offer->holds_blocks()) {

@@ -33,7 +33,8 @@ class CudaIpcKvTransport : public KvTransport {
   }
 
   absl::StatusOr<KvOffer> Offer(const engine::ForwardBackend& source,
-                                const std::vector<int32_t>& blocks, int64_t request_id) override {
+                                const std::vector<int32_t>& blocks, int64_t request_id,
+                                const KvPullSpec&) override {
     KvOffer offer;
     offer.request_id = request_id;
     offer.kind = static_cast<int32_t>(kind());
@@ -98,7 +99,8 @@ std::shared_ptr<KvTransport> MakeCudaIpcKvTransport() {
 }
 
 KvTransports CudaKvTransports() {
-  return {MakeLocalKvTransport(), MakeCudaIpcKvTransport(), MakeBytesKvTransport()};
+  return {MakeLocalKvTransport(), MakeCudaIpcKvTransport(), MakeNcclKvTransport(),
+          MakeBytesKvTransport()};
 }
 
 }  // namespace troupe::serving::transfer

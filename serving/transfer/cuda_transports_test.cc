@@ -160,7 +160,7 @@ TEST_F(CudaTransportsTest, InProcessDeviceCopyMovesTheKvExactly) {
   KvTransport* chosen = ChooseTransport(transports, *source_, spec);
   ASSERT_NE(chosen, nullptr);
   ASSERT_EQ(chosen->kind(), KvTransportKind::kLocal);
-  absl::StatusOr<KvOffer> offer = chosen->Offer(*source_, kSourceBlocks, 1);
+  absl::StatusOr<KvOffer> offer = chosen->Offer(*source_, kSourceBlocks, 1, {});
   ASSERT_TRUE(offer.ok()) << offer.status();
   absl::StatusOr<std::unique_ptr<engine::PendingKvCopy>> copy =
       FindTransport(transports, offer->kind)->Accept(*sink, *offer, kSinkBlocks);
@@ -191,7 +191,7 @@ TEST_F(CudaTransportsTest, CudaIpcMovesTheKvToAnotherProcessExactly) {
   KvTransport* chosen = ChooseTransport(transports, *source_, spec);
   ASSERT_NE(chosen, nullptr);
   ASSERT_EQ(chosen->kind(), KvTransportKind::kCudaIpc);
-  absl::StatusOr<KvOffer> offer = chosen->Offer(*source_, kSourceBlocks, 1);
+  absl::StatusOr<KvOffer> offer = chosen->Offer(*source_, kSourceBlocks, 1, {});
   ASSERT_TRUE(offer.ok()) << offer.status();
   ASSERT_EQ(offer->shards.size(), 1u);
   EXPECT_EQ(offer->shards[0].ipc.handle.size(), gpu::IpcHandle::kSize);
@@ -216,8 +216,9 @@ TEST_F(CudaTransportsTest, ThePullerChoosesAndTheSourceRespects) {
   spec.host = "another host";
   spec.process = "another process";
   spec.allowed = *KvTransportMask("auto");
-  // Another host: neither in-process nor IPC reaches it; bytes do.
-  EXPECT_EQ(ChooseTransport(transports, *source_, spec)->kind(), KvTransportKind::kBytes);
+  // Another host: neither in-process nor IPC reaches it; NCCL does, and bytes when NCCL is not
+  // allowed.
+  EXPECT_EQ(ChooseTransport(transports, *source_, spec)->kind(), KvTransportKind::kNccl);
   spec.host = ThisHost();
   spec.allowed = *KvTransportMask("bytes");
   EXPECT_EQ(ChooseTransport(transports, *source_, spec)->kind(), KvTransportKind::kBytes);

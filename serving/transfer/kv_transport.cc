@@ -38,7 +38,8 @@ class BytesKvTransport : public KvTransport {
   bool Reaches(const engine::ForwardBackend&, const KvPullSpec&) const override { return true; }
 
   absl::StatusOr<KvOffer> Offer(const engine::ForwardBackend& source,
-                                const std::vector<int32_t>& blocks, int64_t request_id) override {
+                                const std::vector<int32_t>& blocks, int64_t request_id,
+                                const KvPullSpec&) override {
     absl::StatusOr<std::vector<uint8_t>> bytes = source.ExportKv(blocks, {});
     if (!bytes.ok()) return bytes.status();
     KvOffer offer;
@@ -73,7 +74,8 @@ class LocalKvTransport : public KvTransport {
   }
 
   absl::StatusOr<KvOffer> Offer(const engine::ForwardBackend& source,
-                                const std::vector<int32_t>& blocks, int64_t request_id) override {
+                                const std::vector<int32_t>& blocks, int64_t request_id,
+                                const KvPullSpec&) override {
     KvOffer offer;
     offer.request_id = request_id;
     offer.kind = static_cast<int32_t>(kind());

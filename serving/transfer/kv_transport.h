@@ -72,6 +72,7 @@ struct KvShardOffer {
   int32_t device = -1;
   uint64_t address = 0;
   gpu::IpcHandle ipc;
+  std::string nccl_id;  // kNccl, the first offer to a puller: the shard's communicator's id
   int64_t num_blocks = 0;
   int32_t layer_begin = 0;
   int32_t layer_end = 0;
@@ -80,6 +81,7 @@ struct KvShardOffer {
 
   friend bool operator==(const KvShardOffer& a, const KvShardOffer& b) {
     return a.device == b.device && a.address == b.address && a.ipc == b.ipc &&
+           a.nccl_id == b.nccl_id &&
            a.num_blocks == b.num_blocks && a.layer_begin == b.layer_begin &&
            a.layer_end == b.layer_end && a.head_begin == b.head_begin &&
            a.head_end == b.head_end;
@@ -88,19 +90,20 @@ struct KvShardOffer {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, KvShardOffer& x) {
-  return f(caf::meta::type_name("KvShardOffer"), x.device, x.address, x.ipc, x.num_blocks,
-           x.layer_begin, x.layer_end, x.head_begin, x.head_end);
+  return f(caf::meta::type_name("KvShardOffer"), x.device, x.address, x.ipc, x.nccl_id,
+           x.num_blocks, x.layer_begin, x.layer_end, x.head_begin, x.head_end);
 }
 
 // KvOffer is the prefill instance's answer to a pull: the request's KV as bytes (kBytes), or
-// where its blocks are (the device kinds), with a per-transport `channel` (NCCL: the sequence
-// number of the send the puller must receive).
+// where its blocks are (the device kinds). NCCL offers name their sender (`source`, one per
+// prefill-side transport) and number their sends on its channel to the puller (`channel`).
 struct KvOffer {
   int64_t request_id = 0;
   int32_t kind = 0;             // KvTransportKind
   std::vector<int32_t> blocks;  // the prefill cache's block ids, in token order
   std::vector<KvShardOffer> shards;
   std::vector<uint8_t> bytes;  // kBytes: ExportKv's bytes of every layer and head
+  std::string source;
   int64_t channel = 0;
 
   // holds_blocks: whether the prefill side keeps the blocks until (release_atom, id).
@@ -108,14 +111,15 @@ struct KvOffer {
 
   friend bool operator==(const KvOffer& a, const KvOffer& b) {
     return a.request_id == b.request_id && a.kind == b.kind && a.blocks == b.blocks &&
-           a.shards == b.shards && a.bytes == b.bytes && a.channel == b.channel;
+           a.shards == b.shards && a.bytes == b.bytes && a.source == b.source &&
+           a.channel == b.channel;
   }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, KvOffer& x) {
   return f(caf::meta::type_name("KvOffer"), x.request_id, x.kind, x.blocks, x.shards, x.bytes,
-           x.channel);
+           x.source, x.channel);
 }
 
 class KvTransport {
@@ -131,10 +135,11 @@ class KvTransport {
   // `spec` (same process, same host, ...), the kind being allowed there.
   virtual bool Reaches(const engine::ForwardBackend& source, const KvPullSpec& spec) const = 0;
 
-  // Offer is the prefill side's answer for `blocks` of `source` (request `request_id`).
+  // Offer is the prefill side's answer to the puller of `spec` for `blocks` of `source`
+  // (request `request_id`).
   virtual absl::StatusOr<KvOffer> Offer(const engine::ForwardBackend& source,
-                                        const std::vector<int32_t>& blocks,
-                                        int64_t request_id) = 0;
+                                        const std::vector<int32_t>& blocks, int64_t request_id,
+                                        const KvPullSpec& spec) = 0;
 
   // Accept starts moving `offer` into `dst_blocks` of `sink` (the puller's blocks for the
   // request, in token order). The copy may still run when it returns; the request may decode
@@ -144,9 +149,13 @@ class KvTransport {
       engine::ForwardBackend& sink, const KvOffer& offer,
       const std::vector<int32_t>& dst_blocks) = 0;
 
-  // Release is the prefill side's hook after (release_atom) for an offer it made: NCCL frees
-  // its staging memory. Most kinds have nothing to do.
+  // Release is the prefill side's hook after (release_atom) for an offer it made. Most kinds
+  // have nothing to do.
   virtual void Release(int64_t /*request_id*/) {}
+
+  // Drain is the puller's answer to an offer it will not use (the request was cancelled while
+  // its pull was on the way): NCCL still receives the send, which every later one queues behind.
+  virtual void Drain(engine::ForwardBackend& /*sink*/, const KvOffer& /*offer*/) {}
 };
 
 // KvTransports is an instance's set of transports, in order of preference (the first that

@@ -69,7 +69,7 @@ TEST_F(CpuTransportTest, BytesMoveAPromptsKvAndDecodingContinuesTheSame) {
   ASSERT_NE(chosen, nullptr);
   ASSERT_EQ(chosen->kind(), KvTransportKind::kBytes);
 
-  absl::StatusOr<KvOffer> offer = chosen->Offer(*prefill_, prefill_blocks, 1);
+  absl::StatusOr<KvOffer> offer = chosen->Offer(*prefill_, prefill_blocks, 1, {});
   ASSERT_TRUE(offer.ok()) << offer.status();
   EXPECT_FALSE(offer->holds_blocks());
   EXPECT_EQ(static_cast<int64_t>(offer->bytes.size()),
@@ -92,7 +92,7 @@ TEST_F(CpuTransportTest, BytesMoveAPromptsKvAndDecodingContinuesTheSame) {
 TEST_F(CpuTransportTest, AnOfferThatDoesNotFitIsRefusedAndWritesNothing) {
   KvTransports transports = CpuKvTransports();
   KvTransport* bytes = FindTransport(transports, static_cast<int32_t>(KvTransportKind::kBytes));
-  absl::StatusOr<KvOffer> offer = bytes->Offer(*prefill_, {1, 2}, 7);
+  absl::StatusOr<KvOffer> offer = bytes->Offer(*prefill_, {1, 2}, 7, {});
   ASSERT_TRUE(offer.ok());
   const std::vector<uint8_t> before = *decode_->ExportKv({0, 1, 2}, {});
   absl::StatusOr<std::unique_ptr<engine::PendingKvCopy>> copy =
@@ -172,7 +172,7 @@ TEST(LocalTransportTest, OffersTheSourceShardsAndThePullerCopiesFromThem) {
   ASSERT_NE(chosen, nullptr);
   ASSERT_EQ(chosen->kind(), KvTransportKind::kLocal);
 
-  absl::StatusOr<KvOffer> offer = chosen->Offer(source, {5, 6, 7}, 3);
+  absl::StatusOr<KvOffer> offer = chosen->Offer(source, {5, 6, 7}, 3, {});
   ASSERT_TRUE(offer.ok());
   EXPECT_TRUE(offer->holds_blocks());
   EXPECT_TRUE(offer->bytes.empty());
