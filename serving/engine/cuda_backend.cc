@@ -880,7 +880,7 @@ class CudaBackend : public internal::CudaShard {
                                                      int max_context) const {
     gpu::attention::DecodeAttentionParams p;
     p.batch = rows;
-    p.num_heads = config_.num_heads;
+    p.num_heads = heads_;
     p.cache = CacheShape();
     p.max_blocks_per_seq = max_blocks;
     p.max_context_len = max_context;
