@@ -284,8 +284,10 @@ const std::map<std::string, std::string>& ModelParamHelp() {
       {"weights", "safetensors checkpoint (file or directory); default: seeded random weights"},
       {"seed", "seed of the random weights (default 0); alike on every instance"},
       {"kv_blocks", "KV cache blocks of 16 tokens (default 256)"},
-      {"pipeline_stages", "stage actors the layers are split over (default 1; CPU only)"},
-      {"tensor_parallel", "Megatron ranks the heads and FFN are split over (default 1; CPU only)"},
+      {"pipeline_stages", "stage actors the layers are split over (default 1)"},
+      {"tensor_parallel",
+       "Megatron ranks the heads and FFN are split over (default 1; on GPUs: NCCL all-reduce, "
+       "or in-process for ranks that share a GPU)"},
   };
   return *help;
 }

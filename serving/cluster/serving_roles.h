@@ -21,7 +21,8 @@
 //              directory name ("node/name") on any node, waiting for them to come up
 // Every instance of one model must use the same model, weights and seed (KV moves between them).
 // An instance may be `pipeline_stages` stage actors and `tensor_parallel` Megatron ranks (on the
-// CPU); KV moves between instances of different depths and degrees, range by range.
+// CPU or on GPUs: cuda_backends.h); KV moves between instances of different depths and degrees,
+// range by range.
 // KV moves by the first transport (serving/transfer/kv_transport.h) that reaches the decode
 // instance and that its `kv_transport` allows: in-process device copies, CUDA IPC between
 // processes of one host, NCCL, or bytes over actor messages (CAF's middleman between processes).

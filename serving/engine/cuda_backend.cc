@@ -453,8 +453,8 @@ class CudaBackend : public internal::CudaShard {
   }
 
   std::vector<DeviceKvShard> DeviceKvShards() const override {
-    return {{options_.device, kv_cache_.data(), num_kv_blocks_, 0, config_.num_layers, 0,
-             config_.num_kv_heads}};
+    return {{options_.device, kv_cache_.data(), num_kv_blocks_, layer_begin_, layer_end_,
+             head_begin_, head_end_}};
   }
 
   absl::StatusOr<std::unique_ptr<PendingKvCopy>> CopyKvFromDevice(

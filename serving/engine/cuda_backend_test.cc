@@ -560,16 +560,17 @@ TEST_P(CudaBackendTest, CudaGraphDecodesMatchEagerBitForBit) {
       static_cast<long long>(stats->evictions), static_cast<long long>(stats->invalidations),
       static_cast<long long>(stats->cached_graphs), stats->last_failure.c_str());
   EXPECT_EQ(stats->failed_keys, 0) << stats->last_failure;
-  // Keys (batch, partitions) before G's prompt grows the scratch: (1..4, 1), (2..4, 2); after
-  // it: (1..4, 2). Each key's first step runs eagerly and is captured, the rest replay: 30
-  // rounds less 2 that graphs do not cover (mixed, batch 6), 1 with graphs off and 11 first
-  // uses. Prefill steps (4) run eagerly.
-  EXPECT_EQ(stats->captures, 11);
-  EXPECT_EQ(stats->graph_steps, 16);
-  EXPECT_EQ(stats->eager_steps, 18);
-  EXPECT_EQ(stats->invalidations, 1);
+  // Every decode round that graphs cover (30 rounds less the mixed one, the batch of 6, which
+  // is past max_step_sequences, and the one with graphs off) either replays a graph or is the
+  // first use of its key since the last invalidation, which runs eagerly and is then captured.
+  // The 4 prefills run eagerly. The scratch grows (dropping every graph) at least once: G's
+  // prompt and the batch of 6 are larger than what was preallocated.
+  EXPECT_GE(stats->captures, 4);
+  EXPECT_EQ(stats->graph_steps, 30 - 3 - stats->captures);
+  EXPECT_EQ(stats->eager_steps, 4 + 3 + stats->captures);
+  EXPECT_GE(stats->invalidations, 1);
   EXPECT_EQ(stats->evictions, 0);
-  EXPECT_EQ(stats->cached_graphs, 4);
+  EXPECT_LE(stats->cached_graphs, stats->captures);
   absl::StatusOr<CudaGraphStats> eager_stats = GetCudaGraphStats(*eager);
   ASSERT_TRUE(eager_stats.ok());
   EXPECT_FALSE(eager_stats->enabled);

@@ -480,6 +480,34 @@ TEST_P(CudaParallelTest, KvMovesBetweenTensorParallelPipelineAndOneGpu) {
   EXPECT_EQ(pipeline->DeviceKvShards().size(), 3u);
   EXPECT_EQ(pipeline_receiver->DeviceKvShards().size(), 4u);
 
+  // Device copies (what the in-process and CUDA IPC transports do): each receiver copies from
+  // the source's shards only the layers and heads its own shards share, into other blocks.
+  std::vector<int32_t> other_blocks;
+  for (int b = 0; b < static_cast<int>(blocks.size()); ++b) other_blocks.push_back(b);
+  const auto device_copy = [&](ForwardBackend& from, ForwardBackend& to, const std::string& what) {
+    absl::StatusOr<std::unique_ptr<PendingKvCopy>> copy =
+        to.CopyKvFromDevice(from.DeviceKvShards(), blocks, other_blocks);
+    ASSERT_TRUE(copy.ok()) << what << ": " << copy.status();
+    ASSERT_TRUE((*copy)->Wait().ok()) << what;
+    absl::StatusOr<std::vector<uint8_t>> sent = from.ExportKv(blocks, {});
+    absl::StatusOr<std::vector<uint8_t>> arrived = to.ExportKv(other_blocks, {});
+    ASSERT_TRUE(sent.ok() && arrived.ok()) << what;
+    EXPECT_TRUE(*sent == *arrived) << what << ": the device copy changed the bytes";
+  };
+  std::unique_ptr<ForwardBackend> whole_by_device = Whole();
+  ASSERT_NE(whole_by_device, nullptr);
+  device_copy(*tp, *whole_by_device, "tp 2 -> one GPU");
+  std::unique_ptr<ForwardBackend> tp_by_device = TensorParallel({0, 0});
+  ASSERT_NE(tp_by_device, nullptr);
+  device_copy(*whole, *tp_by_device, "one GPU -> tp 2");
+  std::unique_ptr<ForwardBackend> pipeline_by_device = Pipeline(2, 2, /*micro_batches=*/1);
+  ASSERT_NE(pipeline_by_device, nullptr);
+  device_copy(*pipeline, *pipeline_by_device, "pp 3 -> pp 2 x tp 2");
+  // A source without some of the receiver's heads is refused, and nothing is copied.
+  std::vector<DeviceKvShard> one_rank = tp->DeviceKvShards();
+  one_rank.pop_back();
+  EXPECT_FALSE(whole_by_device->CopyKvFromDevice(one_rank, blocks, other_blocks).ok());
+
   // Refused without writing: a bad block, a byte count that does not match.
   absl::StatusOr<std::vector<uint8_t>> before = tp->ExportKv(AllBlocks(), {});
   ASSERT_TRUE(before.ok());
