@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# What the serving engine shows on a GPU host, in one call of the device tool (each step has its
-# own timeout; STAGES picks some of them):
-#   tests    the GPU tests of the serving path: the KV copy kernel, the collective, the KV
-#            transports (in-process and CUDA IPC to another process), tensor and pipeline
-#            parallelism, the CUDA backend (CUDA graphs included);
-#   bench    serving_gpu_bench for BENCH_MODELS (default opt-1.3b opt-13b): decode steps eager and
-#            as CUDA-graph replays against the HBM floor, generation, prefill;
+# What the serving engine shows on a GPU host, in one call of the device tool. STEPS lists the
+# steps in order (each has its own timeout; the default runs them all, most telling first):
+#   transports, backend, parallel, paged_kv, collective
+#            the GPU tests of the serving path: the KV transports (in-process and CUDA IPC to
+#            another process), the CUDA backend (CUDA graphs included), tensor and pipeline
+#            parallelism (device copies between layouts included), the KV copy kernel, the
+#            collective;
+#   bench:MODEL
+#            serving_gpu_bench: decode steps eager and as CUDA-graph replays against the HBM
+#            floor, generation, prefill;
 #   cluster  tools/serving_cluster_run.sh cuda for CLUSTER_MODEL (default opt-13b): prefill and
 #            decode as processes (KV by CUDA IPC on one host) or in one process (SPLIT=process,
 #            an in-process device copy), greedy text against a colocated instance, the hand-off
 #            and KV-transfer shares of end-to-end latency.
-# Results go to RESULTS_DIR (and, tarred, to $OUT/serving_gpu_all.tgz when $OUT is set).
+# Results go to RESULTS_DIR, and after every step, tarred, to $OUT/serving_gpu_all.tgz when $OUT
+# is set (so a call cut short still brings back what ran).
 #
 #   tools/gpu_bundle.sh .gpu_bundle "//gpu/... + //serving/... + //tools:serving_gpu_bench + //tools:troupe_gpu"
 #   tools/serving_gpu_all.sh .gpu_bundle RESULTS_DIR            (on the GPU host)
@@ -28,7 +32,11 @@ summary="$results/summary.txt"
 : > "$summary"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null \
   | sed 's/^/gpu: /' | tee -a "$summary"
-stages="${STAGES:-tests bench cluster}"
+steps="${STEPS:-transports bench:opt-13b cluster backend bench:opt-1.3b parallel paged_kv collective}"
+
+pack() {  # what has run so far, for the device tool (whose $OUT takes a few files only)
+  if [ -n "${OUT:-}" ]; then tar czf "$OUT/serving_gpu_all.tgz" -C "$results" . 2>/dev/null; fi
+}
 
 step() {  # step NAME SECONDS COMMAND...: COMMAND under `timeout`, its output in RESULTS/NAME.log
   local name="$1" seconds="$2"
@@ -40,29 +48,36 @@ step() {  # step NAME SECONDS COMMAND...: COMMAND under `timeout`, its output in
   if [ "$code" -eq 124 ]; then verdict="timed out after ${seconds}s";
   elif [ "$code" -ne 0 ]; then verdict="exit $code"; fi
   echo "$name: $verdict ($((SECONDS - start)) s)" | tee -a "$summary"
-  grep -hE "^\[  (FAILED|PASSED|SKIPPED) |tests? ran|Skipped|skipped:" "$results/$name.log" \
+  grep -hE "^\[  (FAILED|PASSED|SKIPPED) |tests? ran|skipped:" "$results/$name.log" \
     | head -20 | sed 's/^/    /' | tee -a "$summary"
+  pack
 }
 
-if [[ " $stages " == *" tests "* ]]; then
-  for t in paged_kv_test collective_test cuda_transports_test cuda_parallel_test; do
-    step "$t" "${TEST_SECONDS:-120}" "$bundle/bin/$t" --gtest_output="xml:$results/$t.xml"
-  done
-  step cuda_backend_test "${BACKEND_TEST_SECONDS:-150}" "$bundle/bin/cuda_backend_test" \
-    --gtest_output="xml:$results/cuda_backend_test.xml"
-fi
-if [[ " $stages " == *" bench "* ]]; then
-  for model in ${BENCH_MODELS:-opt-1.3b opt-13b}; do
-    step "bench_$model" "${BENCH_SECONDS:-90}" "$bundle/bin/serving_gpu_bench" --model="$model" \
-      --json_out="$results/serving_$model.json"
-    grep -A8 "step ms" "$results/bench_$model.log" | tee -a "$summary"
-  done
-fi
-if [[ " $stages " == *" cluster "* ]]; then
-  BUNDLE="$bundle" MODEL="${CLUSTER_MODEL:-opt-13b}" LOAD="${LOAD:-32}" \
-    PREFILL_BLOCKS="${PREFILL_BLOCKS:-1024}" DECODE_BLOCKS="${DECODE_BLOCKS:-2048}" \
-    step cluster "${CLUSTER_SECONDS:-300}" bash "$tools/serving_cluster_run.sh" cuda \
-    "$results/cluster"
-  cat "$results/cluster/summary.txt" 2>/dev/null | tee -a "$summary"
-fi
-if [ -n "${OUT:-}" ]; then tar czf "$OUT/serving_gpu_all.tgz" -C "$results" .; fi
+test_step() {  # test_step BINARY SECONDS
+  step "$1" "$2" "$bundle/bin/$1" --gtest_output="xml:$results/$1.xml"
+}
+
+for s in $steps; do
+  case "$s" in
+    transports) test_step cuda_transports_test "${TEST_SECONDS:-90}" ;;
+    backend) test_step cuda_backend_test "${BACKEND_TEST_SECONDS:-150}" ;;
+    parallel) test_step cuda_parallel_test "${TEST_SECONDS:-120}" ;;
+    paged_kv) test_step paged_kv_test "${TEST_SECONDS:-60}" ;;
+    collective) test_step collective_test "${TEST_SECONDS:-60}" ;;
+    bench:*)
+      model="${s#bench:}"
+      step "bench_$model" "${BENCH_SECONDS:-90}" "$bundle/bin/serving_gpu_bench" --model="$model" \
+        --json_out="$results/serving_$model.json"
+      grep -A8 "step ms" "$results/bench_$model.log" | tee -a "$summary"
+      ;;
+    cluster)
+      BUNDLE="$bundle" MODEL="${CLUSTER_MODEL:-opt-13b}" LOAD="${LOAD:-32}" \
+        PREFILL_BLOCKS="${PREFILL_BLOCKS:-1024}" DECODE_BLOCKS="${DECODE_BLOCKS:-2048}" \
+        step cluster "${CLUSTER_SECONDS:-300}" bash "$tools/serving_cluster_run.sh" cuda \
+        "$results/cluster"
+      cat "$results/cluster/summary.txt" 2>/dev/null | tee -a "$summary"
+      pack
+      ;;
+    *) echo "unknown step $s" | tee -a "$summary" ;;
+  esac
+done
