@@ -6,6 +6,9 @@
 #            another process), the CUDA backend (CUDA graphs included), tensor and pipeline
 #            parallelism (device copies between layouts included), the KV copy kernel, the
 #            collective;
+#   backend:FILTER, parallel:FILTER
+#            those tests with a --gtest_filter;
+#   hf:MODEL Hugging Face transformers' generate on the same card (tools/hf_generate_peer.py);
 #   bench:MODEL
 #            serving_gpu_bench: decode steps eager and as CUDA-graph replays against the HBM
 #            floor, generation, prefill;
@@ -53,8 +56,11 @@ step() {  # step NAME SECONDS COMMAND...: COMMAND under `timeout`, its output in
   pack
 }
 
-test_step() {  # test_step BINARY SECONDS
-  step "$1" "$2" "$bundle/bin/$1" --gtest_output="xml:$results/$1.xml"
+test_step() {  # test_step BINARY SECONDS [FILTER]
+  local name="$1"
+  if [ -n "${3:-}" ]; then name="$1.filtered"; fi
+  step "$name" "$2" "$bundle/bin/$1" --gtest_output="xml:$results/$name.xml" \
+    ${3:+--gtest_filter="$3"}
 }
 
 for s in $steps; do
@@ -64,6 +70,13 @@ for s in $steps; do
     parallel) test_step cuda_parallel_test "${TEST_SECONDS:-120}" ;;
     paged_kv) test_step paged_kv_test "${TEST_SECONDS:-60}" ;;
     collective) test_step collective_test "${TEST_SECONDS:-60}" ;;
+    backend:*) test_step cuda_backend_test "${BACKEND_TEST_SECONDS:-150}" "${s#backend:}" ;;
+    parallel:*) test_step cuda_parallel_test "${TEST_SECONDS:-120}" "${s#parallel:}" ;;
+    hf:*)
+      model="${s#hf:}"
+      step "hf_$model" "${HF_SECONDS:-60}" python3 "$tools/hf_generate_peer.py" --model="$model" \
+        --out="$results/hf_$model.json"
+      ;;
     bench:*)
       model="${s#bench:}"
       step "bench_$model" "${BENCH_SECONDS:-90}" "$bundle/bin/serving_gpu_bench" --model="$model" \

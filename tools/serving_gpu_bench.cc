@@ -151,6 +151,7 @@ struct DecodeResult {
   int batch;
   double step_ms, eager_ms, floor_ms, weight_bytes, kv_bytes;
   int64_t graph_replays;  // Timed steps (of --steps) that replayed a graph.
+  double logits_ms;       // Forward's step, every row of logits copied back
 };
 
 struct PrefillResult {
@@ -249,13 +250,19 @@ int Main() {
   const auto graph_stats = [&] {
     return Check(serving::engine::GetCudaGraphStats(*backend), "CUDA graph stats");
   };
-  std::printf("%6s %10s %10s %10s %8s %8s %12s %8s\n", "batch", "step ms", "eager ms", "floor ms",
-              "ratio", "eager", "tokens/s", "graphs");
+  std::printf(
+      "step: a decode step as the engine runs it (ForwardAndSample, greedy: the tokens are\n"
+      "sampled on the GPU); eager: the same without CUDA graphs; logits: Forward, every row of\n"
+      "logits copied to the host; floor: weights + KV bytes over the copy bandwidth\n");
+  std::printf("%6s %10s %10s %10s %10s %8s %8s %12s %8s\n", "batch", "step ms", "eager ms",
+              "logits ms", "floor ms", "ratio", "eager", "tokens/s", "graphs");
   std::vector<DecodeResult> decode_results;
   for (int batch_size : batches) {
     // Times warmup + steps decode steps from position `context`; the mean step ms and how many
     // of the timed steps replayed a graph.
-    const auto time_steps = [&](bool graphs, double* kv_bytes) {
+    // With `sample`, a step is the engine's (ForwardAndSample: greedy tokens sampled on the
+    // device, only they come back); without, Forward's (every row of logits copied back).
+    const auto time_steps = [&](bool graphs, double* kv_bytes, bool sample = true) {
       Check(serving::engine::SetCudaGraphsEnabled(*backend, graphs), "turning CUDA graphs on/off");
       double total_ms = 0;
       int64_t replays = 0;
@@ -267,7 +274,13 @@ int Main() {
         }
         const int64_t replays_before = graph_stats().graph_steps;
         const Clock::time_point step_start = Clock::now();
-        Check(backend->Forward(batch).status(), "decode step");
+        if (sample) {
+          const std::vector<gpu::sampling::SamplingParams> greedy(
+              batch_size, gpu::sampling::SamplingParams{.temperature = 0.0f});
+          Check(backend->ForwardAndSample(batch, greedy).status(), "decode step");
+        } else {
+          Check(backend->Forward(batch).status(), "decode step");
+        }
         if (i >= warmup) {
           total_ms += Seconds(step_start) * 1e3;
           *kv_bytes += static_cast<double>(batch_size) * (context + i + 1) * kv_bytes_per_token;
@@ -278,12 +291,14 @@ int Main() {
     };
     double kv_bytes = 0;
     const double eager_ms = time_steps(false, &kv_bytes).first;
-    DecodeResult r{batch_size, eager_ms, eager_ms, 0, weight_bytes, kv_bytes / steps, 0};
+    DecodeResult r{batch_size, eager_ms, eager_ms, 0, weight_bytes, kv_bytes / steps, 0, 0};
     if (cuda_graphs) std::tie(r.step_ms, r.graph_replays) = time_steps(true, &kv_bytes);
+    r.logits_ms = time_steps(cuda_graphs, &kv_bytes, /*sample=*/false).first;
     r.floor_ms = (r.weight_bytes + r.kv_bytes) / (copy_gbps * 1e9) * 1e3;
-    std::printf("%6d %10.3f %10.3f %10.3f %8.2f %8.2f %12.0f %5lld/%d\n", r.batch, r.step_ms,
-                r.eager_ms, r.floor_ms, r.step_ms / r.floor_ms, r.eager_ms / r.floor_ms,
-                r.batch / (r.step_ms * 1e-3), static_cast<long long>(r.graph_replays), steps);
+    std::printf("%6d %10.3f %10.3f %10.3f %10.3f %8.2f %8.2f %12.0f %5lld/%d\n", r.batch,
+                r.step_ms, r.eager_ms, r.logits_ms, r.floor_ms, r.step_ms / r.floor_ms,
+                r.eager_ms / r.floor_ms, r.batch / (r.step_ms * 1e-3),
+                static_cast<long long>(r.graph_replays), steps);
     decode_results.push_back(r);
   }
   Check(serving::engine::SetCudaGraphsEnabled(*backend, cuda_graphs), "turning CUDA graphs on/off");
@@ -384,9 +399,10 @@ int Main() {
       absl::StrAppend(
           &json,
           absl::StrFormat("    {\"batch\": %d, \"step_ms\": %.4f, \"eager_step_ms\": %.4f, "
+                          "\"logits_step_ms\": %.4f, "
                           "\"graph_replays\": %d, \"floor_ms\": %.4f, \"ratio\": %.3f, "
                           "\"eager_ratio\": %.3f, \"kv_bytes\": %.0f, \"tokens_per_s\": %.1f}%s\n",
-                          r.batch, r.step_ms, r.eager_ms, r.graph_replays, r.floor_ms,
+                          r.batch, r.step_ms, r.eager_ms, r.logits_ms, r.graph_replays, r.floor_ms,
                           r.step_ms / r.floor_ms, r.eager_ms / r.floor_ms, r.kv_bytes,
                           r.batch / (r.step_ms * 1e-3), i + 1 < decode_results.size() ? "," : ""));
     }

@@ -283,27 +283,25 @@ absl::StatusOr<std::vector<TokenEvent>> ContinuousBatcher::Step() {
     step.block_table = *std::move(table);
     batch.push_back(std::move(step));
   }
-  absl::StatusOr<std::vector<std::vector<float>>> logits = backend_->Forward(batch);
-  if (!logits.ok()) return logits.status();
-
-  // 4. A request whose every known token is now cached gets its next token: one sampler call
-  // for all of them, the k-th new token of a request drawn at offset k of its seed.
-  // Each row is sampled where the backend left it: copying a batch of vocabulary-sized rows
-  // into one buffer cost more host time than the sampling itself.
+  // 4. A request whose every known token is now cached gets its next token, the k-th new token
+  // of a request drawn at offset k of its seed. The backend samples every row (on the GPU for
+  // the CUDA backend: the logits stay there); rows of prompts still being chunked are ignored.
+  std::vector<gpu::sampling::SamplingParams> params;
+  params.reserve(members.size());
+  for (size_t i = 0; i < members.size(); ++i) {
+    params.push_back(members[i]->request.sampling);
+    params.back().offset = static_cast<uint64_t>(members[i]->generated);
+  }
+  absl::StatusOr<std::vector<int32_t>> drawn = backend_->ForwardAndSample(batch, params);
+  if (!drawn.ok()) return drawn.status();
   std::vector<Active*> sampled;
   std::vector<int32_t> sampled_tokens;
-  const int64_t vocab = backend_->config().vocab_size;
   for (size_t i = 0; i < members.size(); ++i) {
     Active& active = *members[i];
     active.processed += chunks[i];
     if (active.processed < static_cast<int64_t>(active.tokens.size())) continue;
-    gpu::sampling::SamplingParams params = active.request.sampling;
-    params.offset = static_cast<uint64_t>(active.generated);
-    absl::StatusOr<std::vector<int32_t>> token =
-        gpu::sampling::SampleOnHost((*logits)[i], 1, vocab, {params});
-    if (!token.ok()) return token.status();
     sampled.push_back(&active);
-    sampled_tokens.push_back(token->front());
+    sampled_tokens.push_back((*drawn)[i]);
   }
   if (sampled.empty()) return std::vector<TokenEvent>{};
   const std::vector<int32_t>* tokens = &sampled_tokens;

@@ -78,6 +78,7 @@
 #include "gpu/kernels/residual.h"
 #include "gpu/kernels/rotary.h"
 #include "gpu/memory_pool.h"
+#include "gpu/sampling/sampling.h"
 #include "gpu/stream.h"
 #include "serving/engine/cuda_parallel_plan.h"
 #include "serving/engine/internal/cuda_kv_copy.h"
@@ -289,14 +290,27 @@ class CudaBackend : public internal::CudaShard {
       }
     }
     if (batch.empty()) return std::vector<std::vector<float>>{};
-    absl::StatusOr<std::vector<float>> logits = Run(batch, {});
-    if (!logits.ok()) return logits.status();
-    const int64_t vocab = config_.vocab_size;
-    std::vector<std::vector<float>> result(batch.size());
-    for (size_t s = 0; s < batch.size(); ++s) {
-      result[s].assign(logits->begin() + s * vocab, logits->begin() + (s + 1) * vocab);
+    absl::StatusOr<StepResult> result = RunStep(batch, {}, Output::kRows, nullptr);
+    if (!result.ok()) return result.status();
+    return std::move(result->rows);
+  }
+
+  absl::StatusOr<std::vector<int32_t>> ForwardAndSample(
+      const std::vector<SequenceStep>& batch,
+      const std::vector<gpu::sampling::SamplingParams>& params) override {
+    if (!first() || !last() || spec_.world != 1) {
+      return ForwardBackend::ForwardAndSample(batch, params);  // Forward says why it refuses
     }
-    return result;
+    if (absl::Status s = CheckSamplingParams(batch.size(), params.size()); !s.ok()) return s;
+    for (const SequenceStep& step : batch) {
+      if (absl::Status valid = ValidateStep(step, config_, num_kv_blocks_); !valid.ok()) {
+        return valid;
+      }
+    }
+    if (batch.empty()) return std::vector<int32_t>{};
+    absl::StatusOr<StepResult> result = RunStep(batch, {}, Output::kTokens, &params);
+    if (!result.ok()) return result.status();
+    return std::move(result->tokens);
   }
 
   absl::Status Prepare(const std::vector<SequenceStep>& batch) override {
@@ -310,6 +324,26 @@ class CudaBackend : public internal::CudaShard {
   absl::StatusOr<std::vector<float>> Run(const std::vector<SequenceStep>& batch,
                                          const std::vector<float>& hidden) override {
     if (batch.empty()) return std::vector<float>{};
+    absl::StatusOr<StepResult> result = RunStep(batch, hidden, Output::kFlat, nullptr);
+    if (!result.ok()) return result.status();
+    return std::move(result->flat);
+  }
+
+ private:
+  // What a step hands back to the host (rank 0 only): its output (the logits at the model's
+  // end, the hidden states before it) as one array (kFlat), the logits as one vector per
+  // sequence (kRows, Forward's), or one token per sequence sampled on the device (kTokens).
+  // Each is copied once from the pinned download buffer.
+  enum class Output { kFlat, kRows, kTokens };
+  struct StepResult {
+    std::vector<float> flat;
+    std::vector<std::vector<float>> rows;
+    std::vector<int32_t> tokens;
+  };
+
+  absl::StatusOr<StepResult> RunStep(const std::vector<SequenceStep>& batch,
+                                     const std::vector<float>& hidden, Output output,
+                                     const std::vector<gpu::sampling::SamplingParams>* params) {
     absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
     if (!scoped.ok()) return scoped.status();
 
@@ -365,22 +399,52 @@ class CudaBackend : public internal::CudaShard {
       TROUPE_RETURN_IF_ERROR(EnqueueStep(plan, layout));
       ++graph_stats_.eager_steps;
     }
-    // Rank 0 hands the output on: the logits at the model's end, the hidden states before it.
-    const size_t outputs = !HasOutput() ? 0 : last() ? B * config_.vocab_size : T * h;
-    if (outputs > 0) {
+    // Rank 0 hands the output on: the logits at the model's end, the hidden states before it,
+    // or the tokens sampled from the logits.
+    const int64_t vocab = config_.vocab_size;
+    const bool tokens = output == Output::kTokens && HasOutput() && last();
+    const size_t outputs = !HasOutput() ? 0 : tokens ? 0 : last() ? B * vocab : T * h;
+    if (tokens) {
+      if (sampled_.bytes() < static_cast<size_t>(B) * sizeof(int32_t)) {
+        absl::StatusOr<gpu::DeviceBuffer> grown =
+            gpu::DeviceBuffer::Allocate(B * sizeof(int32_t), options_.device);
+        if (!grown.ok()) return In(grown.status(), "the sampled tokens");
+        sampled_ = *std::move(grown);
+      }
+      auto* drawn = static_cast<int32_t*>(sampled_.data());
+      TROUPE_RETURN_IF_ERROR(In(gpu::sampling::Sample(DType::kFloat32, base + layout.logits, drawn,
+                                                      B, vocab, *params, stream_),
+                                "sampling"));
+      TROUPE_RETURN_IF_ERROR(In(
+          gpu::CopyToHostAsync(host_output_.data(), drawn, B * sizeof(int32_t), stream_),
+          "sampled tokens download"));
+    } else if (outputs > 0) {
       TROUPE_RETURN_IF_ERROR(In(gpu::CopyToHostAsync(host_output_.data(),
                                                      base + (last() ? layout.logits : layout.hidden),
                                                      outputs * sizeof(float), stream_),
                                 last() ? "logits download" : "hidden states download"));
     }
     TROUPE_RETURN_IF_ERROR(In(stream_.Synchronize(), "the step"));
-    const auto* output = static_cast<const float*>(host_output_.data());
-    std::vector<float> result(output, output + outputs);
+    StepResult result;
+    const auto* floats = static_cast<const float*>(host_output_.data());
+    if (tokens) {
+      const auto* drawn = static_cast<const int32_t*>(host_output_.data());
+      result.tokens.assign(drawn, drawn + B);
+    } else if (output == Output::kRows && last()) {
+      result.rows.resize(B);
+      for (int64_t s = 0; s < B && outputs > 0; ++s) {
+        result.rows[s].assign(floats + s * vocab, floats + (s + 1) * vocab);
+      }
+    } else {
+      result.flat.assign(floats, floats + outputs);
+    }
     // The key's first step ran eagerly (which also loads every kernel and settles cuBLAS's
     // choices outside the capture); capture it now for the next ones. The stream is idle.
     if (key && !replayed) CaptureGraph(*key, plan, layout);
     return result;
   }
+
+ public:
 
   absl::StatusOr<std::vector<uint8_t>> ExportKv(const std::vector<int32_t>& blocks,
                                                 const KvRange& range) const override {
@@ -1280,6 +1344,7 @@ class CudaBackend : public internal::CudaShard {
   gpu::DeviceBuffer ones_;
   gpu::PinnedHostBuffer host_staging_;
   gpu::PinnedHostBuffer host_output_;  // the logits, or a stage's hidden states
+  gpu::DeviceBuffer sampled_;          // ForwardAndSample's tokens, before their download
 
   // Graphs of pure-decode steps, most recently used first in lru_. Declared last: destroyed
   // before the memory they point into.

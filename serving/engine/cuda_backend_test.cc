@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "gpu/device.h"
 #include "gpu/dtype.h"
+#include "gpu/sampling/host_sampling.h"
 #include "gtest/gtest.h"
 #include "serving/engine/continuous_batcher.h"
 #include "serving/engine/cuda_backend_reference.h"
@@ -577,6 +578,41 @@ TEST_P(CudaBackendTest, CudaGraphDecodesMatchEagerBitForBit) {
   EXPECT_EQ(eager_stats->graph_steps, 0);
   EXPECT_EQ(eager_stats->captures, 0);
   EXPECT_FALSE(GetCudaGraphStats(*reference_).ok()) << "the reference is not a CudaBackend";
+}
+
+// ForwardAndSample samples on the device; its tokens are what the host sampler draws from the
+// logits Forward returns for the same step (two backends in step, greedy and seeded rows).
+TEST_P(CudaBackendTest, SamplesOnTheDeviceAsTheHostDoes) {
+  std::unique_ptr<ForwardBackend> by_logits = Cuda();
+  std::unique_ptr<ForwardBackend> by_tokens = Cuda();
+  ASSERT_TRUE(by_logits != nullptr && by_tokens != nullptr);
+  const int64_t vocab = GetParam().config.vocab_size;
+  int compared = 0;
+  for (const ScriptStep& step : TestScript(static_cast<int>(vocab))) {
+    std::vector<gpu::sampling::SamplingParams> params(step.batch.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      params[i].temperature = i % 3 == 0 ? 0.0f : 0.8f;  // greedy, and seeded draws
+      params[i].top_k = i % 3 == 2 ? 20 : 0;
+      params[i].top_p = i % 3 == 1 ? 0.9f : 1.0f;
+      params[i].seed = 1000 + i;
+      params[i].offset = static_cast<uint64_t>(compared);
+    }
+    absl::StatusOr<std::vector<std::vector<float>>> logits = by_logits->Forward(step.batch);
+    absl::StatusOr<std::vector<int32_t>> tokens = by_tokens->ForwardAndSample(step.batch, params);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    ASSERT_TRUE(tokens.ok()) << step.what << ": " << tokens.status();
+    ASSERT_EQ(tokens->size(), step.batch.size());
+    for (size_t i = 0; i < step.batch.size(); ++i) {
+      absl::StatusOr<std::vector<int32_t>> on_host =
+          gpu::sampling::SampleOnHost((*logits)[i], 1, vocab, {params[i]});
+      ASSERT_TRUE(on_host.ok());
+      EXPECT_EQ((*tokens)[i], on_host->front()) << step.what << ", sequence " << i;
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 10);
+  // One parameter set per sequence, or an error.
+  EXPECT_FALSE(by_tokens->ForwardAndSample({{1, {1}, 0, {0}}}, {}).ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, CudaBackendTest, ::testing::ValuesIn(AllCases()), CaseName);

@@ -4,8 +4,34 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "gpu/sampling/host_sampling.h"
 
 namespace troupe::serving::engine {
+
+absl::Status CheckSamplingParams(size_t batch, size_t params) {
+  if (batch == params) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("ForwardAndSample: ", params,
+                                                 " sampling parameters for ", batch,
+                                                 " sequences; give one per sequence"));
+}
+
+absl::StatusOr<std::vector<int32_t>> ForwardBackend::ForwardAndSample(
+    const std::vector<SequenceStep>& batch,
+    const std::vector<gpu::sampling::SamplingParams>& params) {
+  if (absl::Status s = CheckSamplingParams(batch.size(), params.size()); !s.ok()) return s;
+  absl::StatusOr<std::vector<std::vector<float>>> logits = Forward(batch);
+  if (!logits.ok()) return logits.status();
+  const int64_t vocab = config().vocab_size;
+  std::vector<int32_t> tokens;
+  tokens.reserve(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {  // each row where Forward left it
+    absl::StatusOr<std::vector<int32_t>> token =
+        gpu::sampling::SampleOnHost((*logits)[i], 1, vocab, {params[i]});
+    if (!token.ok()) return token.status();
+    tokens.push_back(token->front());
+  }
+  return tokens;
+}
 
 absl::StatusOr<std::unique_ptr<PendingKvCopy>> ForwardBackend::CopyKvFromDevice(
     const std::vector<DeviceKvShard>& /*sources*/, const std::vector<int32_t>& /*src_blocks*/,

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "gpu/attention/kv_layout.h"
 #include "gpu/dtype.h"
+#include "gpu/sampling/sampling_params.h"
 #include "serving/model/config.h"
 
 namespace troupe::serving::engine {
@@ -108,6 +109,16 @@ class ForwardBackend {
   virtual absl::StatusOr<std::vector<std::vector<float>>> Forward(
       const std::vector<SequenceStep>& batch) = 0;
 
+  // ForwardAndSample runs Forward's step and returns, per sequence in order, a token sampled
+  // from its logits with params[i] (gpu/sampling: greedy, temperature, top-k, top-p; seeded).
+  // The default samples Forward's logits on the host (SampleOnHost); the CUDA backend samples on
+  // the device, so that only the tokens leave it (a batch of 64 rows of OPT's 50k-word
+  // vocabulary is 13 MB of logits a step). Both give the same tokens for the same logits
+  // (host_sampling.h). params must have one entry per sequence (InvalidArgument otherwise).
+  virtual absl::StatusOr<std::vector<int32_t>> ForwardAndSample(
+      const std::vector<SequenceStep>& batch,
+      const std::vector<gpu::sampling::SamplingParams>& params);
+
   // ExportKv copies the keys and values of `blocks` (physical ids, in order) within `range` to
   // bytes laid out as [layer][K, V][block][head][16][head_dim] of the cache's element type
   // (kv_dtype). ImportKv writes such bytes into `blocks` of this cache. Together they move a
@@ -142,6 +153,9 @@ class ForwardBackend {
 // KvBytes is the size of ExportKv's result for `num_blocks` blocks of `range` (resolved).
 int64_t KvBytes(const model::ModelConfig& config, gpu::DType dtype, int64_t num_blocks,
                 const KvRange& range);
+
+// CheckSamplingParams: ForwardAndSample's check that there is one SamplingParams per sequence.
+absl::Status CheckSamplingParams(size_t batch, size_t params);
 
 // ValidateStep checks one step against the model and the cache size; the error names the
 // sequence, the field and the limit. Backends call it before touching the cache.

@@ -11,7 +11,7 @@
 #include "caf/actor_cast.hpp"
 #include "caf/event_based_actor.hpp"
 #include "caf/stateful_actor.hpp"
-#include "gpu/sampling/host_sampling.h"
+#include "gpu/sampling/sampling_params.h"
 #include "serving/engine/continuous_batcher.h"
 #include "serving/instance/instance_metrics.h"
 #include "serving/kv/block_manager.h"
@@ -87,14 +87,9 @@ absl::Status Step(PrefillActor* self) {
     s.waiting.pop_front();
   }
   if (batch.empty()) return absl::OkStatus();
-  absl::StatusOr<std::vector<std::vector<float>>> logits = s.backend->Forward(steps);
-  if (!logits.ok()) return logits.status();
-  const int64_t vocab = s.backend->config().vocab_size;
-  std::vector<float> rows;
   std::vector<gpu::sampling::SamplingParams> params;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    rows.insert(rows.end(), (*logits)[i].begin(), (*logits)[i].end());
-    const GenerateRequest& r = batch[i].request;
+  for (const Waiting& w : batch) {
+    const GenerateRequest& r = w.request;
     gpu::sampling::SamplingParams p;
     p.temperature = r.temperature;
     p.top_k = r.top_k;
@@ -103,8 +98,8 @@ absl::Status Step(PrefillActor* self) {
     p.offset = 0;  // the first new token: draw 0, as the colocated path
     params.push_back(p);
   }
-  absl::StatusOr<std::vector<int32_t>> first =
-      gpu::sampling::SampleOnHost(rows, static_cast<int64_t>(batch.size()), vocab, params);
+  // Sampled where the logits are (on the GPU for the CUDA backend).
+  absl::StatusOr<std::vector<int32_t>> first = s.backend->ForwardAndSample(steps, params);
   if (!first.ok()) return first.status();
   for (size_t i = 0; i < batch.size(); ++i) {
     const GenerateRequest& r = batch[i].request;
