@@ -47,6 +47,10 @@ struct OpenAiServer::Impl {
 
 namespace {
 
+// Worker threads beyond max_in_flight: they answer overload with 429 while every admitted
+// request holds one.
+constexpr size_t kSpareWorkers = 8;
+
 // Dump serializes a response. Generated text can end in a byte sequence that is not UTF-8 (a
 // model may stop inside a character, or emit byte tokens that form none): such bytes become
 // U+FFFD, as OpenAI's API and vLLM's server do, instead of failing the response.
@@ -413,6 +417,12 @@ absl::StatusOr<int> OpenAiServer::Start(const std::string& host, int port) {
     setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
   server->set_payload_max_length(impl_->options.max_body_bytes);
+  // A request holds a worker thread until its last token, so the pool must hold every request
+  // admitted (max_in_flight) plus some to answer the ones beyond with 429 at once. cpp-httplib's
+  // default (the core count) would queue every request past it, unbounded and unanswered, before
+  // the in-flight limit ever saw it.
+  const size_t workers = static_cast<size_t>(impl_->options.max_in_flight) + kSpareWorkers;
+  server->new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
   Impl* impl = impl_.get();
   const auto authorized = [impl](const httplib::Request& request) {
     return impl->options.api_key.empty() || request.get_header_value("Authorization") ==

@@ -2,9 +2,13 @@
 
 #include <httplib.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "actors/runtime.h"
 #include "caf/all.hpp"
 #include "gmock/gmock.h"
@@ -247,6 +251,59 @@ caf::behavior FixedTokens(caf::event_based_actor* self, std::vector<int32_t> tok
                                                        : uint8_t{0}});
     }
   }};
+}
+
+// An engine that takes requests and never answers: each holds its HTTP worker until the
+// server's token timeout.
+caf::behavior Silent(caf::event_based_actor*) {
+  return {[](const instance::GenerateRequest&) {}};
+}
+
+// Every admitted request holds a worker thread until it ends, so the server keeps a worker for
+// each of max_in_flight requests and spares to refuse the rest at once with 429, more than
+// cpp-httplib's default pool (the core count, at least 8): the request past the limit is
+// refused while all the admitted ones still wait, not queued behind them.
+TEST_F(OpenAiServerTest, RequestsPastTheLimitAreRefusedWhileTheAdmittedOnesWait) {
+  OpenAiServerOptions options;
+  options.max_in_flight = 12;
+  options.token_timeout = absl::Seconds(5);
+  options.model_name = "tiny";
+  options.context = config_.max_position_embeddings;
+  OpenAiServer server(runtime_->system(), runtime_->system().spawn(Silent), tokenizer_.get(),
+                      options);
+  absl::StatusOr<int> bound = server.Start("127.0.0.1", 0);
+  ASSERT_TRUE(bound.ok()) << bound.status();
+  const int port = *bound;
+  auto client = std::make_unique<httplib::Client>("127.0.0.1", port);
+  const std::string request = R"({"prompt": "Hello", "max_tokens": 4})";
+  std::vector<std::thread> waiting;
+  std::atomic<int> unavailable{0};
+  for (int i = 0; i < options.max_in_flight; ++i) {
+    waiting.emplace_back([&] {
+      httplib::Client c("127.0.0.1", port);
+      c.set_read_timeout(30, 0);
+      auto r = c.Post("/v1/completions", request, "application/json");
+      if (r && r->status == 503) ++unavailable;
+    });
+  }
+  // Wait until the server counts every one of them in flight.
+  bool all_in = false;
+  for (int attempt = 0; attempt < 200 && !all_in; ++attempt) {
+    auto metrics = client->Get("/metrics");
+    if (metrics) {
+      for (absl::string_view line : absl::StrSplit(metrics->body, '\n')) {
+        all_in |= absl::StartsWith(line, "troupe_requests_in_flight") &&
+                  absl::EndsWith(line, " 12");
+      }
+    }
+    if (!all_in) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(all_in) << "the server never had 12 requests in flight";
+  auto refused = client->Post("/v1/completions", request, "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429) << refused->body;
+  for (std::thread& t : waiting) t.join();
+  EXPECT_EQ(unavailable.load(), options.max_in_flight);  // the silent engine timed them out
 }
 
 // A model may end inside a UTF-8 character, or emit byte tokens that form none: the response
