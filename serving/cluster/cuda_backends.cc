@@ -31,6 +31,9 @@ BackendFactory CudaBackends() {
     if (!plan.ok()) return plan.status();
     engine::CudaBackendOptions options;
     options.num_kv_blocks = request.num_kv_blocks;
+    // Decode steps replay CUDA graphs (checked bit for bit against eager steps on an H200);
+    // tensor-parallel ranks cannot capture the in-process all-reduce, so they launch eagerly.
+    options.cuda_graphs = request.tensor_parallel == 1;
     if (plan->stages.size() == 1) {
       options.device = plan->stages.front().devices.front();
       options.tensor_parallel = plan->tensor_parallel;
