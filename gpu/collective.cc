@@ -7,6 +7,7 @@
 #include <thread>
 #include <utility>
 
+#include "actors/status_macros.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -20,13 +21,6 @@
 
 namespace troupe::gpu {
 namespace {
-
-#define TROUPE_COLLECTIVE_RETURN_IF_ERROR(expr)          \
-  do {                                                   \
-    if (absl::Status troupe_s = (expr); !troupe_s.ok()) { \
-      return troupe_s;                                   \
-    }                                                    \
-  } while (0)
 
 std::string DeviceList(const std::vector<int>& devices) {
   return absl::StrCat("[", absl::StrJoin(devices, ", "), "]");
@@ -191,16 +185,16 @@ class InProcessCollective : public Collective {
 
  private:
   absl::Status Run(void* data, size_t count, DType dtype, Stream& stream) {
-    TROUPE_COLLECTIVE_RETURN_IF_ERROR(
+    TROUPE_RETURN_IF_ERROR(
         CheckStreamFor(stream, device(), "Collective::AllReduceSum"));
     if (world_size() == 1) return absl::OkStatus();
     absl::StatusOr<ScopedDevice> scoped = ScopedDevice::Enter(device());
     if (!scoped.ok()) return scoped.status();
     const size_t bytes = count * SizeOf(dtype);
     // 1. This rank's partial is ready once its stream gets here; publish it and meet the others.
-    TROUPE_COLLECTIVE_RETURN_IF_ERROR(group_->ready(rank_).Record(stream));
+    TROUPE_RETURN_IF_ERROR(group_->ready(rank_).Record(stream));
     const InProcessGroup::Slot mine{data, count, dtype};
-    TROUPE_COLLECTIVE_RETURN_IF_ERROR(group_->Arrive(rank_, &mine));
+    TROUPE_RETURN_IF_ERROR(group_->Arrive(rank_, &mine));
     const std::vector<InProcessGroup::Slot> slots = group_->Slots();
     std::vector<const void*> inputs;
     for (int r = 0; r < world_size(); ++r) {
@@ -211,27 +205,27 @@ class InProcessCollective : public Collective {
             "; every rank must make the same calls"));
       }
       inputs.push_back(slots[r].data);
-      if (r != rank_) TROUPE_COLLECTIVE_RETURN_IF_ERROR(group_->ready(r).EnqueueWait(stream));
+      if (r != rank_) TROUPE_RETURN_IF_ERROR(group_->ready(r).EnqueueWait(stream));
     }
     // 2. Sum every partial into this rank's own buffer, then meet again: after the second
     // barrier every rank's stream waits until all have finished reading.
     if (sum_.bytes() < bytes) {
       // The old buffer may still be read by this stream's earlier work.
-      TROUPE_COLLECTIVE_RETURN_IF_ERROR(stream.Synchronize());
+      TROUPE_RETURN_IF_ERROR(stream.Synchronize());
       sum_ = DeviceBuffer();
       absl::StatusOr<DeviceBuffer> buffer = DeviceBuffer::Allocate(bytes, device());
       if (!buffer.ok()) return buffer.status();
       sum_ = *std::move(buffer);
     }
     if (count > 0) {
-      TROUPE_COLLECTIVE_RETURN_IF_ERROR(SumBuffers(inputs.data(), world_size(), dtype,
+      TROUPE_RETURN_IF_ERROR(SumBuffers(inputs.data(), world_size(), dtype,
                                                    sum_.data(), dtype,
                                                    static_cast<int64_t>(count), stream));
     }
-    TROUPE_COLLECTIVE_RETURN_IF_ERROR(group_->read(rank_).Record(stream));
-    TROUPE_COLLECTIVE_RETURN_IF_ERROR(group_->Arrive(rank_, nullptr));
+    TROUPE_RETURN_IF_ERROR(group_->read(rank_).Record(stream));
+    TROUPE_RETURN_IF_ERROR(group_->Arrive(rank_, nullptr));
     for (int r = 0; r < world_size(); ++r) {
-      if (r != rank_) TROUPE_COLLECTIVE_RETURN_IF_ERROR(group_->read(r).EnqueueWait(stream));
+      if (r != rank_) TROUPE_RETURN_IF_ERROR(group_->read(r).EnqueueWait(stream));
     }
     // 3. Nobody reads this rank's partial any more: the sum replaces it.
     if (count == 0) return absl::OkStatus();
@@ -280,7 +274,7 @@ absl::StatusOr<std::vector<std::unique_ptr<Collective>>> CreateInProcess(
         "in-process collective: ", devices.size(), " ranks over devices ", DeviceList(devices),
         "; it sums at most ", kMaxSumInputs, " ranks; use fewer ranks"));
   }
-  TROUPE_COLLECTIVE_RETURN_IF_ERROR(EnablePeerAccess(devices));
+  TROUPE_RETURN_IF_ERROR(EnablePeerAccess(devices));
   std::vector<Event> ready, read;
   for (int device : devices) {
     for (std::vector<Event>* events : {&ready, &read}) {
@@ -304,7 +298,7 @@ absl::StatusOr<std::vector<std::unique_ptr<Collective>>> CreateCollectives(
   if (devices.empty()) {
     return absl::InvalidArgumentError("CreateCollectives: no devices; give one per rank");
   }
-  for (int device : devices) TROUPE_COLLECTIVE_RETURN_IF_ERROR(Device::CheckIndex(device));
+  for (int device : devices) TROUPE_RETURN_IF_ERROR(Device::CheckIndex(device));
   const bool distinct = std::set<int>(devices.begin(), devices.end()).size() == devices.size();
   if (kind == CollectiveKind::kNccl && !distinct) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -63,6 +63,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "actors/status_macros.h"
 #include "gpu/attention/decode_attention.h"
 #include "gpu/attention/paged_kv.h"
 #include "gpu/attention/prefill_attention.h"
@@ -114,12 +115,6 @@ absl::Status In(absl::Status status, const std::string& where) {
   return absl::Status(status.code(), absl::StrCat("CudaBackend: ", where, ": ", status.message()));
 }
 
-#define TROUPE_RETURN_IF_ERROR(expr)                      \
-  do {                                                    \
-    if (absl::Status troupe_s = (expr); !troupe_s.ok()) { \
-      return troupe_s;                                    \
-    }                                                     \
-  } while (0)
 
 int64_t NumElements(const std::vector<int64_t>& shape) {
   int64_t n = 1;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "actors/status_macros.h"
 #include "gpu/attention/paged_kv.h"
 #include "gpu/buffer.h"
 #include "gpu/device.h"
@@ -13,13 +14,6 @@
 
 namespace troupe::serving::engine::internal {
 namespace {
-
-#define TROUPE_RETURN_IF_ERROR(expr)                      \
-  do {                                                    \
-    if (absl::Status troupe_s = (expr); !troupe_s.ok()) { \
-      return troupe_s;                                    \
-    }                                                     \
-  } while (0)
 
 // A copy in flight: the event marks its end on the transfer stream; the block pairs stay on
 // the device until then.
@@ -35,28 +29,6 @@ class EventKvCopy : public PendingKvCopy {
  private:
   gpu::Event done_;
   gpu::PooledBuffer pairs_;
-};
-
-class CombinedKvCopy : public PendingKvCopy {
- public:
-  explicit CombinedKvCopy(std::vector<std::unique_ptr<PendingKvCopy>> parts)
-      : parts_(std::move(parts)) {}
-
-  absl::StatusOr<bool> Done() override {
-    for (const std::unique_ptr<PendingKvCopy>& part : parts_) {
-      absl::StatusOr<bool> done = part->Done();
-      if (!done.ok() || !*done) return done;
-    }
-    return true;
-  }
-  absl::Status Wait() override {
-    absl::Status first;
-    for (const std::unique_ptr<PendingKvCopy>& part : parts_) first.Update(part->Wait());
-    return first;
-  }
-
- private:
-  std::vector<std::unique_ptr<PendingKvCopy>> parts_;
 };
 
 // EnsurePeerAccess lets `device` read memory of `peer` (a no-op for the same device).
@@ -139,10 +111,6 @@ absl::StatusOr<std::unique_ptr<PendingKvCopy>> CopyKvBetweenShards(
   // host vector may go now.
   return std::unique_ptr<PendingKvCopy>(
       std::make_unique<EventKvCopy>(*std::move(done), *std::move(device_pairs)));
-}
-
-std::unique_ptr<PendingKvCopy> CombineKvCopies(std::vector<std::unique_ptr<PendingKvCopy>> parts) {
-  return std::make_unique<CombinedKvCopy>(std::move(parts));
 }
 
 }  // namespace troupe::serving::engine::internal

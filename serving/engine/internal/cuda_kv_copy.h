@@ -30,7 +30,4 @@ absl::StatusOr<std::unique_ptr<PendingKvCopy>> CopyKvBetweenShards(
     const std::vector<DeviceKvShard>& destinations, const std::vector<int32_t>& src_blocks,
     const std::vector<int32_t>& dst_blocks, gpu::Stream& stream, gpu::MemoryPool& pool);
 
-// CombinedKvCopy is one PendingKvCopy made of several (one per rank or stage).
-std::unique_ptr<PendingKvCopy> CombineKvCopies(std::vector<std::unique_ptr<PendingKvCopy>> parts);
-
 }  // namespace troupe::serving::engine::internal
