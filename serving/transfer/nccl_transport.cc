@@ -45,46 +45,57 @@ int64_t ShardBlockBytes(const engine::ForwardBackend& backend, const KvShardOffe
 }
 
 // Worker runs jobs in order on a thread of its own; the first job of a channel joins its
-// communicators, which blocks until the other side joins too.
+// communicators, which blocks until the other side joins too. Its state is shared with the
+// thread, and the jobs hold what they use (their channel, the pool), so that a worker stuck in
+// NCCL (a peer that never joined or died mid-transfer) can be left behind at shutdown instead of
+// hanging it: the destructor drops the queued jobs and waits a few seconds for the running one.
 class Worker {
  public:
-  Worker() : thread_([this] { Loop(); }) {}
+  Worker() : state_(std::make_shared<State>()) {
+    std::thread([state = state_] { Loop(*state); }).detach();
+  }
   ~Worker() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
+    std::unique_lock<std::mutex> lock(state_->mutex);
+    state_->stopping = true;
+    state_->jobs.clear();
+    state_->wake.notify_all();
+    state_->wake.wait_for(lock, kShutdownGrace, [this] { return state_->exited; });
   }
   void Post(std::function<void()> job) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      jobs_.push_back(std::move(job));
-    }
-    wake_.notify_all();
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->jobs.push_back(std::move(job));
+    state_->wake.notify_all();
   }
 
  private:
-  void Loop() {
+  static constexpr auto kShutdownGrace = std::chrono::seconds(5);
+  struct State {
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::deque<std::function<void()>> jobs;
+    bool stopping = false;
+    bool exited = false;
+  };
+
+  static void Loop(State& state) {
     while (true) {
       std::function<void()> job;
       {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
-        if (jobs_.empty()) return;  // stopping, nothing left
-        job = std::move(jobs_.front());
-        jobs_.pop_front();
+        std::unique_lock<std::mutex> lock(state.mutex);
+        state.wake.wait(lock, [&] { return state.stopping || !state.jobs.empty(); });
+        if (state.stopping) {
+          state.exited = true;
+          state.wake.notify_all();
+          return;
+        }
+        job = std::move(state.jobs.front());
+        state.jobs.pop_front();
       }
       job();
     }
   }
 
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::function<void()>> jobs_;
-  bool stopping_ = false;
-  std::thread thread_;  // last: starts after the rest is built
+  std::shared_ptr<State> state_;
 };
 
 // A side of a channel: per source shard a communicator, a stream on its device, and (once
@@ -95,11 +106,18 @@ struct Peer {
   std::optional<gpu::Communicator> comm;
 };
 
+// A channel's communicators and state, shared by its jobs (touched by its worker only, but for
+// `next`, which the instance's thread numbers offers with).
 struct Channel {
   std::vector<Peer> peers;
   absl::Status status;  // a failed join or transfer fails every later job
   int64_t next = 0;     // the sequence number of the next offer (prefill side)
-  std::unique_ptr<Worker> worker;  // destroyed first: it uses the rest
+};
+
+// A channel and the worker that runs its jobs.
+struct ChannelSlot {
+  std::shared_ptr<Channel> channel;
+  std::unique_ptr<Worker> worker;
 };
 
 absl::Status Join(Channel& channel, const std::vector<std::string>& ids, int rank,
@@ -195,11 +213,6 @@ class NcclKvTransport : public KvTransport {
     name_ = absl::StrCat(ThisProcess(), "/nccl", count++);
   }
 
-  ~NcclKvTransport() override {
-    // Workers first: they use the channels' communicators and the pool.
-    for (auto& [key, channel] : sending_) channel->worker.reset();
-    for (auto& [key, channel] : receiving_) channel->worker.reset();
-  }
 
   KvTransportKind kind() const override { return KvTransportKind::kNccl; }
   bool Receives(const engine::ForwardBackend& sink) const override {
@@ -220,12 +233,12 @@ class NcclKvTransport : public KvTransport {
     offer.blocks = blocks;
     offer.shards = OfferShards(source);
     offer.source = name_;
-    std::unique_ptr<Channel>& channel = sending_[spec.process];
-    if (!channel) {
+    ChannelSlot& slot = sending_[spec.process];
+    if (!slot.channel) {
       // A new puller: one communicator per shard; the ids travel with this first offer and the
       // worker joins as rank 0 (it waits there until the puller's worker joins as rank 1).
-      channel = std::make_unique<Channel>();
-      channel->worker = std::make_unique<Worker>();
+      slot.channel = std::make_shared<Channel>();
+      slot.worker = std::make_unique<Worker>();
       std::vector<std::string> ids;
       std::vector<int> devices;
       for (size_t s = 0; s < shards.size(); ++s) {
@@ -235,17 +248,18 @@ class NcclKvTransport : public KvTransport {
         ids.push_back(id->bytes);
         devices.push_back(shards[s].device);
       }
-      Channel* c = channel.get();
-      c->worker->Post([c, ids, devices] { c->status = Join(*c, ids, /*rank=*/0, devices); });
+      slot.worker->Post([c = slot.channel, ids, devices] {
+        c->status = Join(*c, ids, /*rank=*/0, devices);
+      });
     }
-    offer.channel = channel->next++;
-    Channel* c = channel.get();
+    offer.channel = slot.channel->next++;
+    std::shared_ptr<Channel> c = slot.channel;
     std::shared_ptr<gpu::MemoryPool> pool = pool_;
     const gpu::DType dtype = source.kv_dtype();
     const int head_dim = source.config().head_dim();
     std::vector<int64_t> block_bytes;
     for (const KvShardOffer& shard : offer.shards) block_bytes.push_back(ShardBlockBytes(source, shard));
-    c->worker->Post([c, shards, blocks, pool, dtype, head_dim, block_bytes] {
+    slot.worker->Post([c, shards, blocks, pool, dtype, head_dim, block_bytes] {
       if (!c->status.ok() || blocks.empty()) return;
       c->status = [&]() -> absl::Status {
         std::vector<int32_t> pairs;
@@ -331,28 +345,27 @@ class NcclKvTransport : public KvTransport {
   // Receive queues the receive of `offer` on its channel (joining it on the first offer), so
   // that receives keep the order of the sends; null when the offer names no known channel.
   std::shared_ptr<NcclKvCopy::Shared> Receive(engine::ForwardBackend& sink, const KvOffer& offer) {
-    std::unique_ptr<Channel>& channel = receiving_[offer.source];
-    if (!channel) {
+    ChannelSlot& slot = receiving_[offer.source];
+    if (!slot.channel) {
       if (offer.shards.empty() || offer.shards.front().nccl_id.empty()) return nullptr;
-      channel = std::make_unique<Channel>();
-      channel->worker = std::make_unique<Worker>();
+      slot.channel = std::make_shared<Channel>();
+      slot.worker = std::make_unique<Worker>();
       std::vector<std::string> ids;
       const int device = sink.DeviceKvShards().front().device;
       for (const KvShardOffer& shard : offer.shards) ids.push_back(shard.nccl_id);
-      Channel* c = channel.get();
-      c->worker->Post([c, ids, device] {
+      slot.worker->Post([c = slot.channel, ids, device] {
         c->status = Join(*c, ids, /*rank=*/1, std::vector<int>(ids.size(), device));
       });
     }
     auto shared = std::make_shared<NcclKvCopy::Shared>();
-    Channel* c = channel.get();
+    std::shared_ptr<Channel> c = slot.channel;
     std::shared_ptr<gpu::MemoryPool> pool = pool_;
     const gpu::DType dtype = sink.kv_dtype();
     std::vector<int64_t> bytes;
     for (const KvShardOffer& shard : offer.shards) {
       bytes.push_back(ShardBlockBytes(sink, shard) * static_cast<int64_t>(offer.blocks.size()));
     }
-    c->worker->Post([c, shared, pool, dtype, bytes] {
+    slot.worker->Post([c, shared, pool, dtype, bytes] {
       absl::Status status = c->status;
       std::vector<gpu::PooledBuffer> staging;
       for (size_t s = 0; status.ok() && s < bytes.size() && s < c->peers.size(); ++s) {
@@ -381,8 +394,8 @@ class NcclKvTransport : public KvTransport {
 
   std::string name_;
   std::shared_ptr<gpu::MemoryPool> pool_;
-  std::map<std::string, std::unique_ptr<Channel>> sending_;    // by puller
-  std::map<std::string, std::unique_ptr<Channel>> receiving_;  // by source
+  std::map<std::string, ChannelSlot> sending_;    // by puller
+  std::map<std::string, ChannelSlot> receiving_;  // by source
 };
 
 }  // namespace
