@@ -5,7 +5,12 @@
 
 #include <cstdint>
 
+#include "gpu/kernels/internal/device_helpers.h"
+
 namespace troupe::gpu::internal {
+
+using kernels::internal::FromFloat;
+using kernels::internal::ToFloat;
 
 // The element types as collective_kernels.cc passes them: DType's order.
 enum SumElement { kSumFloat32 = 0, kSumFloat16 = 1, kSumBFloat16 = 2 };
@@ -19,33 +24,16 @@ struct SumInputs {
   int count;
 };
 
-__device__ __forceinline__ float Load(float x) { return x; }
-__device__ __forceinline__ float Load(__half x) { return __half2float(x); }
-__device__ __forceinline__ float Load(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <typename T>
-__device__ __forceinline__ T Store(float x);
-template <>
-__device__ __forceinline__ float Store<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ __half Store<__half>(float x) {
-  return __float2half_rn(x);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 Store<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-
 template <typename In, typename Out>
 __global__ void SumBuffersKernel(SumInputs inputs, Out* output, int64_t count) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += stride) {
-    float sum = Load(static_cast<const In*>(inputs.pointers[0])[i]);
-    for (int k = 1; k < inputs.count; ++k) sum += Load(static_cast<const In*>(inputs.pointers[k])[i]);
-    output[i] = Store<Out>(sum);
+    float sum = ToFloat(static_cast<const In*>(inputs.pointers[0])[i]);
+    for (int k = 1; k < inputs.count; ++k) {
+      sum += ToFloat(static_cast<const In*>(inputs.pointers[k])[i]);
+    }
+    output[i] = FromFloat<Out>(sum);
   }
 }
 
