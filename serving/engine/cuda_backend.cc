@@ -426,10 +426,7 @@ class CudaBackend : public internal::CudaShard {
       const auto* drawn = static_cast<const int32_t*>(host_output_.data());
       result.tokens.assign(drawn, drawn + B);
     } else if (output == Output::kRows && last()) {
-      result.rows.resize(B);
-      for (int64_t s = 0; s < B && outputs > 0; ++s) {
-        result.rows[s].assign(floats + s * vocab, floats + (s + 1) * vocab);
-      }
+      result.rows = LogitRows(floats, outputs > 0 ? B : 0, vocab);
     } else {
       result.flat.assign(floats, floats + outputs);
     }

@@ -273,12 +273,7 @@ class ReferenceBackend : public ForwardBackend {
         Norm(last, static_cast<int64_t>(last_rows.size()), *final_w_, final_b_);
     const std::vector<float> logits =
         Linear(normed, static_cast<int64_t>(last_rows.size()), h, *head_, nullptr);
-    std::vector<std::vector<float>> result(batch.size());
-    for (size_t s = 0; s < batch.size(); ++s) {
-      result[s].assign(logits.begin() + s * config_.vocab_size,
-                       logits.begin() + (s + 1) * config_.vocab_size);
-    }
-    return result;
+    return LogitRows(logits.data(), static_cast<int64_t>(batch.size()), config_.vocab_size);
   }
 
  private:

@@ -311,12 +311,7 @@ class CudaTensorParallelBackend : public ForwardBackend {
     if (batch.empty()) return std::vector<std::vector<float>>{};
     absl::StatusOr<std::vector<float>> logits = group_->Run(batch, {});
     if (!logits.ok()) return logits.status();
-    const int64_t vocab = config().vocab_size;
-    std::vector<std::vector<float>> rows(batch.size());
-    for (size_t s = 0; s < batch.size(); ++s) {
-      rows[s].assign(logits->begin() + s * vocab, logits->begin() + (s + 1) * vocab);
-    }
-    return rows;
+    return LogitRows(logits->data(), static_cast<int64_t>(batch.size()), config().vocab_size);
   }
 
   absl::StatusOr<std::vector<uint8_t>> ExportKv(const std::vector<int32_t>& blocks,

@@ -8,6 +8,12 @@
 
 namespace troupe::serving::engine {
 
+std::vector<std::vector<float>> LogitRows(const float* flat, int64_t rows, int64_t width) {
+  std::vector<std::vector<float>> result(rows);
+  for (int64_t r = 0; r < rows; ++r) result[r].assign(flat + r * width, flat + (r + 1) * width);
+  return result;
+}
+
 absl::Status CheckSamplingParams(size_t batch, size_t params) {
   if (batch == params) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat("ForwardAndSample: ", params,

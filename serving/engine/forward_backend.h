@@ -154,6 +154,10 @@ class ForwardBackend {
 int64_t KvBytes(const model::ModelConfig& config, gpu::DType dtype, int64_t num_blocks,
                 const KvRange& range);
 
+// LogitRows splits `rows` rows of `width` floats that follow each other at `flat` into one
+// vector per row: Forward's result from a backend's [batch, vocab] logits.
+std::vector<std::vector<float>> LogitRows(const float* flat, int64_t rows, int64_t width);
+
 // CheckSamplingParams: ForwardAndSample's check that there is one SamplingParams per sequence.
 absl::Status CheckSamplingParams(size_t batch, size_t params);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <future>
+#include <iterator>
 #include <optional>
 #include <utility>
 
@@ -99,9 +100,9 @@ class PipelineBackend : public ForwardBackend {
         if (failed.ok()) failed = logits.status();
         continue;
       }
-      for (size_t r = 0; r * static_cast<size_t>(vocab) < logits->size(); ++r) {
-        rows.emplace_back(logits->begin() + r * vocab, logits->begin() + (r + 1) * vocab);
-      }
+      std::vector<std::vector<float>> part_rows =
+          LogitRows(logits->data(), static_cast<int64_t>(logits->size()) / vocab, vocab);
+      std::move(part_rows.begin(), part_rows.end(), std::back_inserter(rows));
     }
     if (!failed.ok()) return failed;
     return rows;
