@@ -163,40 +163,15 @@ class TensorParallelGroup {
     return absl::OkStatus();
   }
 
-  std::vector<DeviceKvShard> DeviceKvShards() const {
-    std::vector<DeviceKvShard> shards;
-    for (const auto& rank : ranks_) {
-      std::vector<DeviceKvShard> own = rank->DeviceKvShards();
-      shards.insert(shards.end(), own.begin(), own.end());
-    }
-    return shards;
-  }
+  std::vector<DeviceKvShard> DeviceKvShards() const { return ConcatKvShards(ranks_); }
 
-  // CopyKvFromDevice hands the copy to every rank, which copies what its shard shares with the
-  // sources on its own transfer stream. A rank that refuses after others enqueued theirs fails
-  // the copy; the enqueued parts are waited for before the error returns.
+  // Every rank copies what its kv heads share with the sources (stage_backend.h:
+  // CopyKvIntoParts).
   absl::StatusOr<std::unique_ptr<PendingKvCopy>> CopyKvFromDevice(
       const std::vector<DeviceKvShard>& sources, const std::vector<int32_t>& src_blocks,
       const std::vector<int32_t>& dst_blocks) {
-    if (src_blocks.size() != dst_blocks.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "CopyKvFromDevice: ", src_blocks.size(), " source blocks but ", dst_blocks.size(),
-          " destination blocks; give one destination per source"));
-    }
-    if (ranks_.size() == 1) {
-      return ranks_.front()->CopyKvFromDevice(sources, src_blocks, dst_blocks);
-    }
-    std::vector<std::unique_ptr<PendingKvCopy>> parts;
-    for (size_t r = 0; r < ranks_.size(); ++r) {
-      absl::StatusOr<std::unique_ptr<PendingKvCopy>> part =
-          ranks_[r]->CopyKvFromDevice(sources, src_blocks, dst_blocks);
-      if (!part.ok()) {
-        return absl::Status(part.status().code(), absl::StrCat("tensor-parallel rank ", r, ": ",
-                                                               part.status().message()));
-      }
-      parts.push_back(*std::move(part));
-    }
-    return CombinePendingKvCopies(std::move(parts));
+    return CopyKvIntoParts(ranks_, sources, src_blocks, dst_blocks,
+                           [](size_t r) { return absl::StrCat("tensor-parallel rank ", r); });
   }
 
  private:

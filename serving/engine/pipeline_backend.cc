@@ -154,38 +154,16 @@ class PipelineBackend : public ForwardBackend {
     return absl::OkStatus();
   }
 
-  std::vector<DeviceKvShard> DeviceKvShards() const override {
-    std::vector<DeviceKvShard> shards;
-    for (const auto& stage : stages_) {
-      std::vector<DeviceKvShard> own = stage->DeviceKvShards();
-      shards.insert(shards.end(), own.begin(), own.end());
-    }
-    return shards;
-  }
+  std::vector<DeviceKvShard> DeviceKvShards() const override { return ConcatKvShards(stages_); }
 
-  // Every stage copies the layers it holds, on its own transfer stream. A stage that refuses
-  // after earlier ones enqueued theirs fails the whole copy; the earlier parts are waited for
-  // (their destructors) before the error returns, so no copy outlives the call that failed.
+  // Every stage copies the layers it holds (stage_backend.h: CopyKvIntoParts).
   absl::StatusOr<std::unique_ptr<PendingKvCopy>> CopyKvFromDevice(
       const std::vector<DeviceKvShard>& sources, const std::vector<int32_t>& src_blocks,
       const std::vector<int32_t>& dst_blocks) override {
-    if (src_blocks.size() != dst_blocks.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "CopyKvFromDevice: ", src_blocks.size(), " source blocks but ", dst_blocks.size(),
-          " destination blocks; give one destination per source"));
-    }
-    std::vector<std::unique_ptr<PendingKvCopy>> parts;
-    for (const auto& stage : stages_) {
-      absl::StatusOr<std::unique_ptr<PendingKvCopy>> part =
-          stage->CopyKvFromDevice(sources, src_blocks, dst_blocks);
-      if (!part.ok()) {
-        return absl::Status(part.status().code(),
-                            absl::StrCat("pipeline stage [", stage->layer_begin(), ", ",
-                                         stage->layer_end(), "): ", part.status().message()));
-      }
-      parts.push_back(*std::move(part));
-    }
-    return CombinePendingKvCopies(std::move(parts));
+    return CopyKvIntoParts(stages_, sources, src_blocks, dst_blocks, [&](size_t i) {
+      return absl::StrCat("pipeline stage [", stages_[i]->layer_begin(), ", ",
+                          stages_[i]->layer_end(), ")");
+    });
   }
 
  private:

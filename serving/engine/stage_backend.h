@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "gpu/dtype.h"
 #include "serving/engine/forward_backend.h"
 #include "serving/model/config.h"
@@ -60,5 +61,46 @@ class StageBackend {
 // destructor waits for every part.
 std::unique_ptr<PendingKvCopy> CombinePendingKvCopies(
     std::vector<std::unique_ptr<PendingKvCopy>> parts);
+
+// ConcatKvShards lists the DeviceKvShards of every part of a cache split into parts (a
+// pipeline's stages, a tensor-parallel backend's ranks), in order.
+template <class Parts>
+std::vector<DeviceKvShard> ConcatKvShards(const Parts& parts) {
+  std::vector<DeviceKvShard> shards;
+  for (const auto& part : parts) {
+    std::vector<DeviceKvShard> own = part->DeviceKvShards();
+    shards.insert(shards.end(), own.begin(), own.end());
+  }
+  return shards;
+}
+
+// CopyKvIntoParts checks that the block lists pair up, then hands a CopyKvFromDevice to every
+// part, each copying what its shards share with the sources on its own transfer stream, and
+// combines them. A part that refuses after others enqueued theirs fails the whole copy, its
+// error prefixed by describe(index); the enqueued parts are waited for (their destructors)
+// before the error returns.
+template <class Parts, class Describe>
+absl::StatusOr<std::unique_ptr<PendingKvCopy>> CopyKvIntoParts(
+    const Parts& parts, const std::vector<DeviceKvShard>& sources,
+    const std::vector<int32_t>& src_blocks, const std::vector<int32_t>& dst_blocks,
+    const Describe& describe) {
+  if (src_blocks.size() != dst_blocks.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CopyKvFromDevice: ", src_blocks.size(), " source blocks but ", dst_blocks.size(),
+        " destination blocks; give one destination per source"));
+  }
+  if (parts.size() == 1) return parts.front()->CopyKvFromDevice(sources, src_blocks, dst_blocks);
+  std::vector<std::unique_ptr<PendingKvCopy>> copies;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    absl::StatusOr<std::unique_ptr<PendingKvCopy>> copy =
+        parts[i]->CopyKvFromDevice(sources, src_blocks, dst_blocks);
+    if (!copy.ok()) {
+      return absl::Status(copy.status().code(),
+                          absl::StrCat(describe(i), ": ", copy.status().message()));
+    }
+    copies.push_back(*std::move(copy));
+  }
+  return CombinePendingKvCopies(std::move(copies));
+}
 
 }  // namespace troupe::serving::engine
