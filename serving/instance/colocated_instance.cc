@@ -52,7 +52,12 @@ struct InstanceState {
   bool step_pending = false;
   int64_t tokens_generated = 0;
   std::deque<DecodeRequest> to_admit;  // prefilled requests waiting for blocks (decode role)
-  absl::flat_hash_map<int64_t, caf::actor> pulling;  // admitted, KV on its way (decode role)
+  // Admitted, KV on its way (decode role): who gets the tokens, and when the pull was sent.
+  struct Pulling {
+    caf::actor client;
+    absl::Time started;
+  };
+  absl::flat_hash_map<int64_t, Pulling> pulling;
   double pull_share = 0.05;  // ColocatedInstanceOptions::decode_pull_share
   InstanceMetrics metrics;
   transfer::KvTransports transports;  // decode role: how KV arrives
@@ -65,11 +70,11 @@ struct InstanceState {
     bool release = false;    // the prefill side holds its blocks until (release_atom, id)
     bool cancelled = false;  // the client was told; the blocks go when the copy is done
     int64_t bytes = 0;       // of KV moved
+    absl::Time started;      // when the pull was sent
   };
   absl::flat_hash_map<int64_t, Copying> copying;
   bool copy_poll_pending = false;
-  // When each pull was sent, and the totals of the finished ones (InstanceStats).
-  absl::flat_hash_map<int64_t, absl::Time> pull_started;
+  // The finished pulls (InstanceStats).
   absl::flat_hash_set<int32_t> kinds_seen;  // transports that have brought KV here
   std::string name;
   int64_t kv_transfers = 0;
@@ -115,9 +120,8 @@ bool CancelRequest(InstanceActor* self, int64_t id) {
   }
   if (auto it = s.pulling.find(id); it != s.pulling.end()) {  // the pull's answer is dropped
     (void)s.blocks->Free(id);
-    self->send(it->second, GeneratedToken{id, -1, true, kFinishedByCancel});
+    self->send(it->second.client, GeneratedToken{id, -1, true, kFinishedByCancel});
     s.pulling.erase(it);
-    s.pull_started.erase(id);
     TryAdmit(self);
     return true;
   }
@@ -151,7 +155,7 @@ void TryAdmit(InstanceActor* self) {
       absl::StatusOr<std::vector<int32_t>> table = s.blocks->BlockTable(id);
       if (table.ok()) pulling_blocks += static_cast<int64_t>(table->size());
     };
-    for (const auto& [id, client] : s.pulling) count(id);
+    for (const auto& [id, pull] : s.pulling) count(id);
     for (const auto& [id, copy] : s.copying) count(id);
     if (static_cast<double>(pulling_blocks) >=
         s.pull_share * static_cast<double>(s.blocks->NumGpuBlocks())) {
@@ -165,14 +169,12 @@ void TryAdmit(InstanceActor* self) {
     s.to_admit.pop_front();
     const int64_t id = request.request.id;
     if (!s.blocks->Allocate(id, prompt).ok()) return;
-    s.pulling[id] = request.client;
-    s.pull_started[id] = absl::Now();
+    s.pulling[id] = {request.client, absl::Now()};
     self->request(request.prefill, caf::infinite, pull_atom::value, id, s.pull_spec)
         .then([self, request](transfer::KvOffer& offer) { AcceptOffer(self, request, offer); },
               [self, request](caf::error&) {  // the prefill instance is gone: give up the request
                 const int64_t id = request.request.id;
                 if (self->state.pulling.erase(id) == 0) return;  // cancelled while pulling
-                self->state.pull_started.erase(id);
                 (void)self->state.blocks->Free(id);
                 self->send(request.client, GeneratedToken{id, -1, true, kFinishedByFailure});
                 TryAdmit(self);
@@ -184,7 +186,6 @@ void TryAdmit(InstanceActor* self) {
 // client is told, the next request may take its place.
 void FailPulled(InstanceActor* self, const DecodeRequest& request) {
   const int64_t id = request.request.id;
-  self->state.pull_started.erase(id);
   (void)self->state.blocks->Free(id);
   self->send(request.client, GeneratedToken{id, -1, true, kFinishedByFailure});
   TryAdmit(self);
@@ -220,10 +221,10 @@ void PollCopies(InstanceActor* self) {
   for (auto& [id, status] : finished) {
     auto node = st.copying.extract(id);
     InstanceState::Copying& c = node.mapped();
-    if (auto started = st.pull_started.extract(id); !started.empty() && status.ok()) {
+    if (status.ok()) {
       ++st.kv_transfers;
       st.kv_transfer_bytes += c.bytes;
-      st.kv_transfer_seconds += absl::ToDoubleSeconds(absl::Now() - started.mapped());
+      st.kv_transfer_seconds += absl::ToDoubleSeconds(absl::Now() - c.started);
     }
     if (c.release) self->send(c.request.prefill, release_atom::value, id);
     if (c.cancelled) {
@@ -249,7 +250,8 @@ void AcceptOffer(InstanceActor* self, const DecodeRequest& request, transfer::Kv
   InstanceState& st = self->state;
   const int64_t id = request.request.id;
   const bool release = offer.holds_blocks();
-  if (st.pulling.erase(id) == 0) {  // cancelled while pulling (its blocks are free already)
+  auto pull = st.pulling.extract(id);
+  if (pull.empty()) {  // cancelled while pulling (its blocks are free already)
     if (transfer::KvTransport* t = transfer::FindTransport(st.transports, offer.kind)) {
       t->Drain(*st.backend, offer);
     }
@@ -286,8 +288,8 @@ void AcceptOffer(InstanceActor* self, const DecodeRequest& request, transfer::Kv
                 static_cast<long long>(id), static_cast<long long>(bytes));
     std::fflush(stdout);
   }
-  st.copying.emplace(id,
-                     InstanceState::Copying{request, *std::move(copy), release, false, bytes});
+  st.copying.emplace(id, InstanceState::Copying{request, *std::move(copy), release, false, bytes,
+                                                pull.mapped().started});
   PollCopies(self);
 }
 

@@ -214,7 +214,6 @@ caf::behavior PrefillInstance(PrefillActor* self, std::shared_ptr<PrefillInstanc
         PrefillState& s = self->state;
         if (s.held.erase(id) == 0) return;  // unknown, or cancelled meanwhile
         (void)s.blocks->Free(id);
-        for (const std::shared_ptr<transfer::KvTransport>& t : s.transports) t->Release(id);
         StepIfIdle(self);
       },
       [self](cancel_atom, int64_t id) -> bool {

@@ -20,12 +20,9 @@ int64_t ShardBytes(const engine::ForwardBackend& backend, const engine::DeviceKv
          backend.config().head_dim() * static_cast<int64_t>(gpu::SizeOf(backend.kv_dtype()));
 }
 
-class CudaIpcKvTransport : public KvTransport {
+class CudaIpcKvTransport : public DeviceKvTransport {
  public:
   KvTransportKind kind() const override { return KvTransportKind::kCudaIpc; }
-  bool Receives(const engine::ForwardBackend& sink) const override {
-    return !sink.DeviceKvShards().empty();
-  }
   bool Reaches(const engine::ForwardBackend& source, const KvPullSpec& spec) const override {
     // CUDA does not let a process map its own handles: one process uses kLocal instead.
     return spec.host == ThisHost() && spec.process != ThisProcess() &&

@@ -63,12 +63,9 @@ class BytesKvTransport : public KvTransport {
   }
 };
 
-class LocalKvTransport : public KvTransport {
+class LocalKvTransport : public DeviceKvTransport {
  public:
   KvTransportKind kind() const override { return KvTransportKind::kLocal; }
-  bool Receives(const engine::ForwardBackend& sink) const override {
-    return !sink.DeviceKvShards().empty();
-  }
   bool Reaches(const engine::ForwardBackend& source, const KvPullSpec& spec) const override {
     return spec.process == ThisProcess() && !source.DeviceKvShards().empty();
   }

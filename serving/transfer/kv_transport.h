@@ -149,13 +149,18 @@ class KvTransport {
       engine::ForwardBackend& sink, const KvOffer& offer,
       const std::vector<int32_t>& dst_blocks) = 0;
 
-  // Release is the prefill side's hook after (release_atom) for an offer it made. Most kinds
-  // have nothing to do.
-  virtual void Release(int64_t /*request_id*/) {}
-
   // Drain is the puller's answer to an offer it will not use (the request was cancelled while
   // its pull was on the way): NCCL still receives the send, which every later one queues behind.
   virtual void Drain(engine::ForwardBackend& /*sink*/, const KvOffer& /*offer*/) {}
+};
+
+// DeviceKvTransport is a transport that copies between caches in device memory (local,
+// cuda_ipc, nccl): it reaches only pullers whose cache has device shards.
+class DeviceKvTransport : public KvTransport {
+ public:
+  bool Receives(const engine::ForwardBackend& sink) const override {
+    return !sink.DeviceKvShards().empty();
+  }
 };
 
 // KvTransports is an instance's set of transports, in order of preference (the first that

@@ -206,7 +206,7 @@ class NcclKvCopy : public engine::PendingKvCopy {
   std::unique_ptr<engine::PendingKvCopy> copy_;
 };
 
-class NcclKvTransport : public KvTransport {
+class NcclKvTransport : public DeviceKvTransport {
  public:
   NcclKvTransport() {
     static std::atomic<int64_t> count{0};
@@ -215,9 +215,6 @@ class NcclKvTransport : public KvTransport {
 
 
   KvTransportKind kind() const override { return KvTransportKind::kNccl; }
-  bool Receives(const engine::ForwardBackend& sink) const override {
-    return !sink.DeviceKvShards().empty();
-  }
   bool Reaches(const engine::ForwardBackend& source, const KvPullSpec&) const override {
     return !source.DeviceKvShards().empty();
   }
