@@ -39,26 +39,6 @@ using gpu::DType;
 constexpr double kTolerance = 2e-2;
 constexpr uint64_t kWeightSeed = 7;
 
-struct Case {
-  model::ModelConfig config;
-  DType dtype;
-};
-
-std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
-  std::string name = absl::StrCat(info.param.config.name, "_", gpu::DTypeName(info.param.dtype));
-  for (char& c : name) {
-    if (c == '-') c = '_';
-  }
-  return name;
-}
-
-std::vector<Case> AllCases() {
-  std::vector<Case> cases;
-  for (const model::ModelConfig& config : CudaTestModels()) {
-    for (DType dtype : {DType::kFloat16, DType::kBFloat16}) cases.push_back({config, dtype});
-  }
-  return cases;
-}
 
 // AsFloats reads KV bytes of `dtype` as floats; FromFloats writes them.
 class CudaBackendTest : public ::testing::TestWithParam<Case> {

@@ -50,27 +50,6 @@ constexpr double kTolerance = 2e-2;
 constexpr uint64_t kWeightSeed = 7;
 constexpr int kLayers = 3;
 
-struct Case {
-  model::ModelConfig config;
-  DType dtype;
-};
-
-std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
-  std::string name = absl::StrCat(info.param.config.name, "_", gpu::DTypeName(info.param.dtype));
-  for (char& c : name) {
-    if (c == '-') c = '_';
-  }
-  return name;
-}
-
-std::vector<Case> AllCases() {
-  std::vector<Case> cases;
-  for (model::ModelConfig config : CudaTestModels()) {
-    config.num_layers = kLayers;
-    for (DType dtype : {DType::kFloat16, DType::kBFloat16}) cases.push_back({config, dtype});
-  }
-  return cases;
-}
 
 // CountDifferent is how many floats of a and b differ in their bits (a.size() if sizes differ).
 size_t CountDifferent(const std::vector<float>& a, const std::vector<float>& b) {
@@ -437,7 +416,8 @@ TEST_P(CudaParallelTest, KvMovesBetweenTensorParallelPipelineAndOneGpu) {
   EXPECT_TRUE(*after == *before) << "a refused call changed the tp 2 cache";
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, CudaParallelTest, ::testing::ValuesIn(AllCases()), CaseName);
+INSTANTIATE_TEST_SUITE_P(Models, CudaParallelTest, ::testing::ValuesIn(AllCases(kLayers)),
+                         CaseName);
 
 TEST(CudaParallelOptionsTest, BadConfigurationsNameTheParameter) {
   if (gpu::Device::Count() == 0) GTEST_SKIP() << "no CUDA device";

@@ -2,11 +2,31 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "serving/engine/cuda_backend_reference.h"
 #include "serving/kv/block_manager.h"
 
 namespace troupe::serving::engine {
+
+std::vector<Case> AllCases(int num_layers) {
+  std::vector<Case> cases;
+  for (model::ModelConfig config : CudaTestModels()) {
+    if (num_layers > 0) config.num_layers = num_layers;
+    for (gpu::DType dtype : {gpu::DType::kFloat16, gpu::DType::kBFloat16}) {
+      cases.push_back({config, dtype});
+    }
+  }
+  return cases;
+}
+
+std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
+  std::string name = absl::StrCat(info.param.config.name, "_", gpu::DTypeName(info.param.dtype));
+  for (char& c : name) {
+    if (c == '-') c = '_';
+  }
+  return name;
+}
 
 std::vector<float> AsFloats(const std::vector<uint8_t>& bytes, gpu::DType dtype) {
   const size_t size = gpu::SizeOf(dtype);

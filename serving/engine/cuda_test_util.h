@@ -9,13 +9,28 @@
 #include <cmath>
 #include <cstdint>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "gpu/dtype.h"
+#include "gtest/gtest.h"
 #include "serving/engine/continuous_batcher.h"
 #include "serving/engine/forward_backend.h"
+#include "serving/model/config.h"
 
 namespace troupe::serving::engine {
+
+// Case is one parameter of the GPU tests: a test model (CudaTestModels) in fp16 or bf16.
+struct Case {
+  model::ModelConfig config;
+  gpu::DType dtype;
+};
+
+// AllCases is every test model in fp16 and bf16; with num_layers > 0, each made that deep.
+std::vector<Case> AllCases(int num_layers = 0);
+
+// CaseName names a case for gtest: "<model>_<dtype>", dashes as underscores.
+std::string CaseName(const ::testing::TestParamInfo<Case>& info);
 
 // AsFloats reads KV bytes of `dtype` as floats; FromFloats writes them; Convert does both.
 std::vector<float> AsFloats(const std::vector<uint8_t>& bytes, gpu::DType dtype);
