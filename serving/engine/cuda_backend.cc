@@ -273,17 +273,7 @@ class CudaBackend : public internal::CudaShard {
 
   absl::StatusOr<std::vector<std::vector<float>>> Forward(
       const std::vector<SequenceStep>& batch) override {
-    if (!first() || !last() || spec_.world != 1) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "CudaBackend: Forward on a shard (layers [", layer_begin_, ", ", layer_end_,
-          "), rank ", spec_.rank, " of ", spec_.world,
-          "); run it through its pipeline or tensor-parallel backend"));
-    }
-    for (const SequenceStep& step : batch) {
-      if (absl::Status valid = ValidateStep(step, config_, num_kv_blocks_); !valid.ok()) {
-        return valid;
-      }
-    }
+    if (absl::Status s = CheckWholeStep(batch); !s.ok()) return s;
     if (batch.empty()) return std::vector<std::vector<float>>{};
     absl::StatusOr<StepResult> result = RunStep(batch, {}, Output::kRows, nullptr);
     if (!result.ok()) return result.status();
@@ -293,15 +283,8 @@ class CudaBackend : public internal::CudaShard {
   absl::StatusOr<std::vector<int32_t>> ForwardAndSample(
       const std::vector<SequenceStep>& batch,
       const std::vector<gpu::sampling::SamplingParams>& params) override {
-    if (!first() || !last() || spec_.world != 1) {
-      return ForwardBackend::ForwardAndSample(batch, params);  // Forward says why it refuses
-    }
     if (absl::Status s = CheckSamplingParams(batch.size(), params.size()); !s.ok()) return s;
-    for (const SequenceStep& step : batch) {
-      if (absl::Status valid = ValidateStep(step, config_, num_kv_blocks_); !valid.ok()) {
-        return valid;
-      }
-    }
+    if (absl::Status s = CheckWholeStep(batch); !s.ok()) return s;
     if (batch.empty()) return std::vector<int32_t>{};
     absl::StatusOr<StepResult> result = RunStep(batch, {}, Output::kTokens, &params);
     if (!result.ok()) return result.status();
@@ -325,6 +308,23 @@ class CudaBackend : public internal::CudaShard {
   }
 
  private:
+  // CheckWholeStep: Forward and ForwardAndSample run a whole model (a shard runs through its
+  // pipeline or tensor-parallel backend), on valid steps only.
+  absl::Status CheckWholeStep(const std::vector<SequenceStep>& batch) const {
+    if (!first() || !last() || spec_.world != 1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "CudaBackend: Forward on a shard (layers [", layer_begin_, ", ", layer_end_,
+          "), rank ", spec_.rank, " of ", spec_.world,
+          "); run it through its pipeline or tensor-parallel backend"));
+    }
+    for (const SequenceStep& step : batch) {
+      if (absl::Status valid = ValidateStep(step, config_, num_kv_blocks_); !valid.ok()) {
+        return valid;
+      }
+    }
+    return absl::OkStatus();
+  }
+
   // What a step hands back to the host (rank 0 only): its output (the logits at the model's
   // end, the hidden states before it) as one array (kFlat), the logits as one vector per
   // sequence (kRows, Forward's), or one token per sequence sampled on the device (kTokens).
