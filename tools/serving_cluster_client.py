@@ -97,18 +97,18 @@ def main():
         result["handoff_share_of_e2e"] = round(phases["handoff"]["sum_s"] / e2e_sum, 4)
     # The decode instances' pulls (polled gauges, summed over instances): the KV transfer proper,
     # from each pull's request to its KV in place.
-    transfer = {name: gauge_sum(metrics, f"troupe_router_instance_kv_transfer{name}")
-                for name in ("s", "_bytes", "_seconds")}
-    result["kv_transfer"] = {"requests": transfer["s"], "bytes": transfer["_bytes"],
-                             "seconds": transfer["_seconds"]}
-    if transfer["s"]:
-        result["kv_transfer"]["mean_ms"] = round(1000 * transfer["_seconds"] / transfer["s"], 4)
-        result["kv_transfer"]["mean_bytes"] = round(transfer["_bytes"] / transfer["s"])
+    requests = gauge_sum(metrics, "troupe_router_instance_kv_transfers")
+    moved = gauge_sum(metrics, "troupe_router_instance_kv_transfer_bytes")
+    seconds = gauge_sum(metrics, "troupe_router_instance_kv_transfer_seconds")
+    result["kv_transfer"] = {"requests": requests, "bytes": moved, "seconds": seconds}
+    if requests:
+        result["kv_transfer"]["mean_ms"] = round(1000 * seconds / requests, 4)
+        result["kv_transfer"]["mean_bytes"] = round(moved / requests)
         if e2e_sum and e2e_count:
             # Mean transfer time over mean end-to-end latency (the warm-up and greedy requests
             # are counted on both sides).
             result["kv_transfer_share_of_e2e"] = round(
-                (transfer["_seconds"] / transfer["s"]) / (e2e_sum / e2e_count), 5)
+                (seconds / requests) / (e2e_sum / e2e_count), 5)
     with open(args.out, "w") as out:
         json.dump(result, out, indent=2)
     print(json.dumps({k: v for k, v in result.items() if k != "greedy"}, indent=2))
