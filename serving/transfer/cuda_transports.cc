@@ -32,12 +32,8 @@ class CudaIpcKvTransport : public DeviceKvTransport {
   absl::StatusOr<KvOffer> Offer(const engine::ForwardBackend& source,
                                 const std::vector<int32_t>& blocks, int64_t request_id,
                                 const KvPullSpec&) override {
-    KvOffer offer;
-    offer.request_id = request_id;
-    offer.kind = static_cast<int32_t>(kind());
-    offer.blocks = blocks;
+    KvOffer offer = ShardOffer(source, blocks, request_id);
     const std::vector<engine::DeviceKvShard> shards = source.DeviceKvShards();
-    offer.shards = OfferShards(source);
     absl::MutexLock lock(&mutex_);
     for (size_t i = 0; i < shards.size(); ++i) {
       auto it = exported_.find(shards[i].base);

@@ -73,12 +73,7 @@ class LocalKvTransport : public DeviceKvTransport {
   absl::StatusOr<KvOffer> Offer(const engine::ForwardBackend& source,
                                 const std::vector<int32_t>& blocks, int64_t request_id,
                                 const KvPullSpec&) override {
-    KvOffer offer;
-    offer.request_id = request_id;
-    offer.kind = static_cast<int32_t>(kind());
-    offer.blocks = blocks;
-    offer.shards = OfferShards(source);
-    return offer;
+    return ShardOffer(source, blocks, request_id);
   }
 
   absl::StatusOr<std::unique_ptr<engine::PendingKvCopy>> Accept(
@@ -178,6 +173,17 @@ KvTransport* FindTransport(const KvTransports& transports, int32_t kind) {
     if (static_cast<int32_t>(t->kind()) == kind) return t.get();
   }
   return nullptr;
+}
+
+KvOffer DeviceKvTransport::ShardOffer(const engine::ForwardBackend& source,
+                                      const std::vector<int32_t>& blocks,
+                                      int64_t request_id) const {
+  KvOffer offer;
+  offer.request_id = request_id;
+  offer.kind = static_cast<int32_t>(kind());
+  offer.blocks = blocks;
+  offer.shards = OfferShards(source);
+  return offer;
 }
 
 std::shared_ptr<KvTransport> MakeBytesKvTransport() {

@@ -161,6 +161,12 @@ class DeviceKvTransport : public KvTransport {
   bool Receives(const engine::ForwardBackend& sink) const override {
     return !sink.DeviceKvShards().empty();
   }
+
+ protected:
+  // ShardOffer is an offer of this kind for `blocks` of `source`, naming its device shards
+  // (OfferShards) for the kind to complete (IPC handles, NCCL ids).
+  KvOffer ShardOffer(const engine::ForwardBackend& source, const std::vector<int32_t>& blocks,
+                     int64_t request_id) const;
 };
 
 // KvTransports is an instance's set of transports, in order of preference (the first that

@@ -224,11 +224,7 @@ class NcclKvTransport : public DeviceKvTransport {
                                 const KvPullSpec& spec) override {
     if (absl::Status pool = EnsurePool(); !pool.ok()) return pool;
     const std::vector<engine::DeviceKvShard> shards = source.DeviceKvShards();
-    KvOffer offer;
-    offer.request_id = request_id;
-    offer.kind = static_cast<int32_t>(kind());
-    offer.blocks = blocks;
-    offer.shards = OfferShards(source);
+    KvOffer offer = ShardOffer(source, blocks, request_id);
     offer.source = name_;
     ChannelSlot& slot = sending_[spec.process];
     if (!slot.channel) {
