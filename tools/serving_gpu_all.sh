@@ -6,6 +6,7 @@
 #            another process), the CUDA backend (CUDA graphs included), tensor and pipeline
 #            parallelism (device copies between layouts included), the KV copy kernel, the
 #            collective;
+#   skinny   the skinny GEMM of the decode steps' projections (gpu/kernels/skinny_gemm_test);
 #   backend:FILTER, parallel:FILTER
 #            those tests with a --gtest_filter;
 #   hf:MODEL Hugging Face transformers' generate on the same card (tools/hf_generate_peer.py);
@@ -70,6 +71,7 @@ for s in $steps; do
     parallel) test_step cuda_parallel_test "${TEST_SECONDS:-120}" ;;
     paged_kv) test_step paged_kv_test "${TEST_SECONDS:-60}" ;;
     collective) test_step collective_test "${TEST_SECONDS:-60}" ;;
+    skinny) test_step skinny_gemm_test "${TEST_SECONDS:-60}" ;;
     backend:*) test_step cuda_backend_test "${BACKEND_TEST_SECONDS:-150}" "${s#backend:}" ;;
     parallel:*) test_step cuda_parallel_test "${TEST_SECONDS:-120}" "${s#parallel:}" ;;
     hf:*)

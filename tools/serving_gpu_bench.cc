@@ -9,7 +9,8 @@
 //      hold --context tokens (filled by prefilling random prompts first); host wall time per
 //      step, which includes the logits' copy to the host (Forward returns them), mean of --steps
 //      after --warmup; with --cuda_graphs replayed from CUDA graphs (captured during the warmup,
-//      CudaBackendOptions::cuda_graphs), and in the same run without them ("eager");
+//      CudaBackendOptions::cuda_graphs), and in the same run without them ("eager"); for
+//      batches the skinny GEMM takes, also with every product on cuBLAS ("cublas");
 //  (b) its floor: the bytes a decode step must read (the weights it multiplies by, the KV it
 //      attends to) over the device-to-device copy bandwidth measured in the same run (1 GiB
 //      cudaMemcpyAsync, bytes read plus bytes written, as gpu_kernel_bench counts it), and the
@@ -152,6 +153,7 @@ struct DecodeResult {
   double step_ms, eager_ms, floor_ms, weight_bytes, kv_bytes;
   int64_t graph_replays;  // Timed steps (of --steps) that replayed a graph.
   double logits_ms;       // Forward's step, every row of logits copied back
+  double cublas_ms;       // The step with every product on cuBLAS (no skinny GEMM)
 };
 
 struct PrefillResult {
@@ -253,9 +255,11 @@ int Main() {
   std::printf(
       "step: a decode step as the engine runs it (ForwardAndSample, greedy: the tokens are\n"
       "sampled on the GPU); eager: the same without CUDA graphs; logits: Forward, every row of\n"
-      "logits copied to the host; floor: weights + KV bytes over the copy bandwidth\n");
-  std::printf("%6s %10s %10s %10s %10s %8s %8s %12s %8s\n", "batch", "step ms", "eager ms",
-              "logits ms", "floor ms", "ratio", "eager", "tokens/s", "graphs");
+      "logits copied to the host; cublas: the step with every product on cuBLAS (batches up\n"
+      "to skinny_gemm_max_rows use the skinny GEMM); floor: weights + KV bytes over the copy\n"
+      "bandwidth\n");
+  std::printf("%6s %10s %10s %10s %10s %10s %8s %8s %12s %8s\n", "batch", "step ms", "eager ms",
+              "logits ms", "cublas ms", "floor ms", "ratio", "eager", "tokens/s", "graphs");
   std::vector<DecodeResult> decode_results;
   for (int batch_size : batches) {
     // Times warmup + steps decode steps from position `context`; the mean step ms and how many
@@ -291,12 +295,19 @@ int Main() {
     };
     double kv_bytes = 0;
     const double eager_ms = time_steps(false, &kv_bytes).first;
-    DecodeResult r{batch_size, eager_ms, eager_ms, 0, weight_bytes, kv_bytes / steps, 0, 0};
+    DecodeResult r{batch_size, eager_ms, eager_ms, 0, weight_bytes, kv_bytes / steps, 0, 0, 0};
     if (cuda_graphs) std::tie(r.step_ms, r.graph_replays) = time_steps(true, &kv_bytes);
     r.logits_ms = time_steps(cuda_graphs, &kv_bytes, /*sample=*/false).first;
+    r.cublas_ms = r.step_ms;  // Batches past skinny_gemm_max_rows run on cuBLAS anyway.
+    if (batch_size <= options.skinny_gemm_max_rows) {
+      Check(serving::engine::SetSkinnyGemmMaxRows(*backend, 0), "turning the skinny GEMM off");
+      r.cublas_ms = time_steps(cuda_graphs, &kv_bytes).first;
+      Check(serving::engine::SetSkinnyGemmMaxRows(*backend, options.skinny_gemm_max_rows),
+            "turning the skinny GEMM on");
+    }
     r.floor_ms = (r.weight_bytes + r.kv_bytes) / (copy_gbps * 1e9) * 1e3;
-    std::printf("%6d %10.3f %10.3f %10.3f %10.3f %8.2f %8.2f %12.0f %5lld/%d\n", r.batch,
-                r.step_ms, r.eager_ms, r.logits_ms, r.floor_ms, r.step_ms / r.floor_ms,
+    std::printf("%6d %10.3f %10.3f %10.3f %10.3f %10.3f %8.2f %8.2f %12.0f %5lld/%d\n", r.batch,
+                r.step_ms, r.eager_ms, r.logits_ms, r.cublas_ms, r.floor_ms, r.step_ms / r.floor_ms,
                 r.eager_ms / r.floor_ms, r.batch / (r.step_ms * 1e-3),
                 static_cast<long long>(r.graph_replays), steps);
     decode_results.push_back(r);
@@ -399,11 +410,11 @@ int Main() {
       absl::StrAppend(
           &json,
           absl::StrFormat("    {\"batch\": %d, \"step_ms\": %.4f, \"eager_step_ms\": %.4f, "
-                          "\"logits_step_ms\": %.4f, "
+                          "\"logits_step_ms\": %.4f, \"cublas_step_ms\": %.4f, "
                           "\"graph_replays\": %d, \"floor_ms\": %.4f, \"ratio\": %.3f, "
                           "\"eager_ratio\": %.3f, \"kv_bytes\": %.0f, \"tokens_per_s\": %.1f}%s\n",
-                          r.batch, r.step_ms, r.eager_ms, r.logits_ms, r.graph_replays, r.floor_ms,
-                          r.step_ms / r.floor_ms, r.eager_ms / r.floor_ms, r.kv_bytes,
+                          r.batch, r.step_ms, r.eager_ms, r.logits_ms, r.cublas_ms, r.graph_replays,
+                          r.floor_ms, r.step_ms / r.floor_ms, r.eager_ms / r.floor_ms, r.kv_bytes,
                           r.batch / (r.step_ms * 1e-3), i + 1 < decode_results.size() ? "," : ""));
     }
     absl::StrAppend(

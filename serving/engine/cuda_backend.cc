@@ -78,6 +78,7 @@
 #include "gpu/kernels/normalization.h"
 #include "gpu/kernels/residual.h"
 #include "gpu/kernels/rotary.h"
+#include "gpu/kernels/skinny_gemm.h"
 #include "gpu/memory_pool.h"
 #include "gpu/sampling/sampling.h"
 #include "gpu/stream.h"
@@ -114,7 +115,6 @@ absl::Status In(absl::Status status, const std::string& where) {
   if (status.ok()) return status;
   return absl::Status(status.code(), absl::StrCat("CudaBackend: ", where, ": ", status.message()));
 }
-
 
 int64_t NumElements(const std::vector<int64_t>& shape) {
   int64_t n = 1;
@@ -218,7 +218,8 @@ class CudaBackend : public internal::CudaShard {
         stream_(std::move(stream)),
         blas_(std::move(blas)),
         pool_(std::move(pool)),
-        graphs_enabled_(options.cuda_graphs) {}
+        graphs_enabled_(options.cuda_graphs),
+        skinny_gemm_max_rows_(options.skinny_gemm_max_rows) {}
 
   ~CudaBackend() override {
     // cudaGraphExecDestroy wants the graphs' device current; every step has finished (Forward
@@ -254,8 +255,8 @@ class CudaBackend : public internal::CudaShard {
     absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
     if (!scoped.ok()) return scoped.status();
     num_kv_blocks_ = blocks;
-    absl::StatusOr<gpu::DeviceBuffer> cache = gpu::DeviceBuffer::Allocate(
-        static_cast<size_t>(blocks) * KvBlockBytes(), options_.device);
+    absl::StatusOr<gpu::DeviceBuffer> cache =
+        gpu::DeviceBuffer::Allocate(static_cast<size_t>(blocks) * KvBlockBytes(), options_.device);
     if (!cache.ok()) return In(cache.status(), absl::StrCat("the KV cache of ", blocks, " blocks"));
     kv_cache_ = *std::move(cache);
     // Zeros, as CpuBackend's cache starts: exported blocks that were never written agree.
@@ -312,10 +313,10 @@ class CudaBackend : public internal::CudaShard {
   // pipeline or tensor-parallel backend), on valid steps only.
   absl::Status CheckWholeStep(const std::vector<SequenceStep>& batch) const {
     if (!first() || !last() || spec_.world != 1) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "CudaBackend: Forward on a shard (layers [", layer_begin_, ", ", layer_end_,
-          "), rank ", spec_.rank, " of ", spec_.world,
-          "); run it through its pipeline or tensor-parallel backend"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("CudaBackend: Forward on a shard (layers [", layer_begin_, ", ", layer_end_,
+                       "), rank ", spec_.rank, " of ", spec_.world,
+                       "); run it through its pipeline or tensor-parallel backend"));
     }
     for (const SequenceStep& step : batch) {
       if (absl::Status valid = ValidateStep(step, config_, num_kv_blocks_); !valid.ok()) {
@@ -367,8 +368,8 @@ class CudaBackend : public internal::CudaShard {
     copy_ints(layout.block_tables, plan.block_tables);
     copy_ints(layout.last_rows, plan.last_rows);
     if (!first()) std::memcpy(host + layout.hidden, hidden.data(), hidden.size() * sizeof(float));
-    TROUPE_RETURN_IF_ERROR(In(gpu::CopyToDeviceAsync(base, host, layout.upload_end, stream_),
-                              "step metadata upload"));
+    TROUPE_RETURN_IF_ERROR(
+        In(gpu::CopyToDeviceAsync(base, host, layout.upload_end, stream_), "step metadata upload"));
 
     bool replayed = false;
     if (key) {
@@ -410,14 +411,14 @@ class CudaBackend : public internal::CudaShard {
       TROUPE_RETURN_IF_ERROR(In(gpu::sampling::Sample(DType::kFloat32, base + layout.logits, drawn,
                                                       B, vocab, *params, stream_),
                                 "sampling"));
-      TROUPE_RETURN_IF_ERROR(In(
-          gpu::CopyToHostAsync(host_output_.data(), drawn, B * sizeof(int32_t), stream_),
-          "sampled tokens download"));
+      TROUPE_RETURN_IF_ERROR(
+          In(gpu::CopyToHostAsync(host_output_.data(), drawn, B * sizeof(int32_t), stream_),
+             "sampled tokens download"));
     } else if (outputs > 0) {
-      TROUPE_RETURN_IF_ERROR(In(gpu::CopyToHostAsync(host_output_.data(),
-                                                     base + (last() ? layout.logits : layout.hidden),
-                                                     outputs * sizeof(float), stream_),
-                                last() ? "logits download" : "hidden states download"));
+      TROUPE_RETURN_IF_ERROR(In(
+          gpu::CopyToHostAsync(host_output_.data(), base + (last() ? layout.logits : layout.hidden),
+                               outputs * sizeof(float), stream_),
+          last() ? "logits download" : "hidden states download"));
     }
     TROUPE_RETURN_IF_ERROR(In(stream_.Synchronize(), "the step"));
     StepResult result;
@@ -437,7 +438,6 @@ class CudaBackend : public internal::CudaShard {
   }
 
  public:
-
   absl::StatusOr<std::vector<uint8_t>> ExportKv(const std::vector<int32_t>& blocks,
                                                 const KvRange& range) const override {
     if (absl::Status valid = CheckBlocks(blocks); !valid.ok()) return valid;
@@ -456,12 +456,12 @@ class CudaBackend : public internal::CudaShard {
     auto* packed = static_cast<uint8_t*>(staging->data());
     for (int l = r->layer_begin; l < r->layer_end; ++l) {
       for (int kv = 0; kv < 2; ++kv) {
-        TROUPE_RETURN_IF_ERROR(In(
-            gpu::attention::GatherKvBlocks(
-                dtype_, Cache(l, kv), CacheShape(), static_cast<const int32_t*>(ids->data()),
-                static_cast<int64_t>(blocks.size()), r->head_begin - head_begin_,
-                r->head_end - head_begin_, packed, stream_),
-            absl::StrCat("ExportKv layer ", l)));
+        TROUPE_RETURN_IF_ERROR(
+            In(gpu::attention::GatherKvBlocks(
+                   dtype_, Cache(l, kv), CacheShape(), static_cast<const int32_t*>(ids->data()),
+                   static_cast<int64_t>(blocks.size()), r->head_begin - head_begin_,
+                   r->head_end - head_begin_, packed, stream_),
+               absl::StrCat("ExportKv layer ", l)));
         packed += part;
       }
     }
@@ -495,12 +495,12 @@ class CudaBackend : public internal::CudaShard {
     const auto* packed = static_cast<const uint8_t*>(staging->data());
     for (int l = r->layer_begin; l < r->layer_end; ++l) {
       for (int kv = 0; kv < 2; ++kv) {
-        TROUPE_RETURN_IF_ERROR(In(gpu::attention::ScatterKvBlocks(
-                                      dtype_, packed, static_cast<const int32_t*>(ids->data()),
-                                      static_cast<int64_t>(blocks.size()),
-                                      r->head_begin - head_begin_, r->head_end - head_begin_,
-                                      CacheShape(), Cache(l, kv), stream_),
-                                  absl::StrCat("ImportKv layer ", l)));
+        TROUPE_RETURN_IF_ERROR(
+            In(gpu::attention::ScatterKvBlocks(
+                   dtype_, packed, static_cast<const int32_t*>(ids->data()),
+                   static_cast<int64_t>(blocks.size()), r->head_begin - head_begin_,
+                   r->head_end - head_begin_, CacheShape(), Cache(l, kv), stream_),
+               absl::StrCat("ImportKv layer ", l)));
         packed += part;
       }
     }
@@ -535,6 +535,14 @@ class CudaBackend : public internal::CudaShard {
   }
 
   void EnableGraphs(bool enabled) { graphs_enabled_ = enabled; }
+
+  // SetSkinnyGemmMaxRows changes which products use the skinny GEMM from the next step; the
+  // graphs captured so far hold the other kernels, so they go.
+  void SetSkinnyGemmMaxRows(int rows) {
+    if (rows == skinny_gemm_max_rows_) return;
+    skinny_gemm_max_rows_ = rows;
+    DropGraphs();
+  }
 
  private:
   // --- Weights ------------------------------------------------------------------------------
@@ -786,9 +794,9 @@ class CudaBackend : public internal::CudaShard {
     // Embeddings, or the previous stage's residual stream.
     if (!first()) {
       const void* hidden = base + layout.hidden;
-      TROUPE_RETURN_IF_ERROR(In(gpu::SumBuffers(&hidden, 1, DType::kFloat32, x, dtype_, T * h,
-                                                stream_),
-                                "the previous stage's hidden states"));
+      TROUPE_RETURN_IF_ERROR(
+          In(gpu::SumBuffers(&hidden, 1, DType::kFloat32, x, dtype_, T * h, stream_),
+             "the previous stage's hidden states"));
     } else if (opt) {
       TROUPE_RETURN_IF_ERROR(
           In(gpu::kernels::EmbeddingWithPositions(
@@ -812,8 +820,8 @@ class CudaBackend : public internal::CudaShard {
     if (!HasOutput()) return absl::OkStatus();
     if (!last()) {
       const void* residual = x;
-      return In(gpu::SumBuffers(&residual, 1, dtype_, base + layout.hidden, DType::kFloat32,
-                                T * h, stream_),
+      return In(gpu::SumBuffers(&residual, 1, dtype_, base + layout.hidden, DType::kFloat32, T * h,
+                                stream_),
                 "the hidden states for the next stage");
     }
 
@@ -824,6 +832,17 @@ class CudaBackend : public internal::CudaShard {
                                                         base + layout.gathered, B, T, h, stream_),
                                 "gathering the last rows"));
       last_rows = base + layout.gathered;
+    }
+    if (const gpu::kernels::SkinnyGemmArgs skinny{.dtype = dtype_,
+                                                  .output_dtype = DType::kFloat32,
+                                                  .x = last_rows,
+                                                  .w = head_,
+                                                  .y = base + layout.logits,
+                                                  .rows = B,
+                                                  .cols = config_.vocab_size,
+                                                  .depth = h};
+        UseSkinnyGemm(skinny)) {
+      return In(gpu::kernels::SkinnyGemm(skinny, stream_), "output head");
     }
     gpu::GemmArgs head;
     head.m = B;
@@ -1056,8 +1075,8 @@ class CudaBackend : public internal::CudaShard {
   // AllReduce sums a row-parallel projection's partial output [rows, hidden] over the ranks.
   absl::Status AllReduce(void* partial, int64_t rows) {
     if (spec_.world == 1) return absl::OkStatus();
-    return spec_.collective->AllReduceSum(
-        partial, static_cast<size_t>(rows) * config_.hidden_size, dtype_, stream_);
+    return spec_.collective->AllReduceSum(partial, static_cast<size_t>(rows) * config_.hidden_size,
+                                          dtype_, stream_);
   }
 
   // ResidualNorm: x += input + bias (bias may be null), then output = Norm(x).
@@ -1071,9 +1090,28 @@ class CudaBackend : public internal::CudaShard {
                                          config_.hidden_size, config_.norm_epsilon, stream_);
   }
 
+  // UseSkinnyGemm: whether a product of these few rows runs on the skinny GEMM (a decode step's
+  // projections at small batches, where cuBLAS reads the weights more slowly; see
+  // gpu/kernels/skinny_gemm.h) rather than on cuBLAS.
+  bool UseSkinnyGemm(const gpu::kernels::SkinnyGemmArgs& args) const {
+    return args.rows <= skinny_gemm_max_rows_ && gpu::kernels::SkinnyGemmFits(args);
+  }
+
   // Linear: y[m, n] = x[m, k] · w[n, k]ᵀ (+ what y holds when beta is 1).
   absl::Status Linear(const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k,
                       float beta = 0.0f) {
+    if (const gpu::kernels::SkinnyGemmArgs skinny{.dtype = dtype_,
+                                                  .output_dtype = dtype_,
+                                                  .x = x,
+                                                  .w = w,
+                                                  .y = y,
+                                                  .rows = m,
+                                                  .cols = n,
+                                                  .depth = k,
+                                                  .accumulate = beta != 0.0f};
+        UseSkinnyGemm(skinny)) {
+      return gpu::kernels::SkinnyGemm(skinny, stream_);
+    }
     gpu::GemmArgs g;
     g.m = m;
     g.n = n;
@@ -1093,6 +1131,19 @@ class CudaBackend : public internal::CudaShard {
   // is broadcast first as ones[m, 1] · bias[1, n], and the product accumulates onto it (beta 1).
   absl::Status Projections(const void* x, const void* w, const void* bias, void* y, int64_t m,
                            int64_t n, int64_t k, int64_t count) {
+    if (const gpu::kernels::SkinnyGemmArgs skinny{.dtype = dtype_,
+                                                  .output_dtype = dtype_,
+                                                  .x = x,
+                                                  .w = w,
+                                                  .bias = bias,
+                                                  .y = y,
+                                                  .rows = m,
+                                                  .cols = n,
+                                                  .depth = k,
+                                                  .count = count};
+        UseSkinnyGemm(skinny)) {
+      return gpu::kernels::SkinnyGemm(skinny, stream_);
+    }
     if (bias != nullptr) {
       gpu::BatchedGemmArgs broadcast;
       broadcast.gemm.m = m;
@@ -1163,10 +1214,10 @@ class CudaBackend : public internal::CudaShard {
       gpu::kernels::RotaryOptions rotary;
       rotary.theta = config_.rope_theta;
       rotary.style = gpu::kernels::RotaryStyle::kNeox;  // Hugging Face LLaMA's rotate_half
-      TROUPE_RETURN_IF_ERROR(In(
-          gpu::kernels::RotaryEmbedding(dtype_, ints(layout.positions), q, k, T, heads_,
-                                        kv_heads_, d, d, rotary, stream_),
-          "rotary"));
+      TROUPE_RETURN_IF_ERROR(
+          In(gpu::kernels::RotaryEmbedding(dtype_, ints(layout.positions), q, k, T, heads_,
+                                           kv_heads_, d, d, rotary, stream_),
+             "rotary"));
     }
 
     // Every new token's K and V into its slot, then attention.
@@ -1256,8 +1307,7 @@ class CudaBackend : public internal::CudaShard {
   // Cache is layer l's (the model's index) K (kv = 0) or V (kv = 1) array: the cache is
   // [layer - layer_begin_][K, V][block][...].
   void* Cache(int l, int kv) const {
-    const size_t array_bytes =
-        KvBlockBytes() / (2 * (layer_end_ - layer_begin_)) * num_kv_blocks_;
+    const size_t array_bytes = KvBlockBytes() / (2 * (layer_end_ - layer_begin_)) * num_kv_blocks_;
     return static_cast<uint8_t*>(kv_cache_.data()) +
            (2 * static_cast<size_t>(l - layer_begin_) + kv) * array_bytes;
   }
@@ -1267,12 +1317,13 @@ class CudaBackend : public internal::CudaShard {
   absl::StatusOr<KvRange> ShardRange(const KvRange& range) const {
     absl::StatusOr<KvRange> r = KvRangeOf(range, config_);
     if (!r.ok()) return r.status();
-    if (r->layer_begin < layer_begin_ || r->layer_end > layer_end_ ||
-        r->head_begin < head_begin_ || r->head_end > head_end_) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "KV layers [", r->layer_begin, ", ", r->layer_end, ") and heads [", r->head_begin, ", ",
-          r->head_end, ") are not all in this shard's layers [", layer_begin_, ", ", layer_end_,
-          ") and heads [", head_begin_, ", ", head_end_, "); ask the stage or rank that holds them"));
+    if (r->layer_begin < layer_begin_ || r->layer_end > layer_end_ || r->head_begin < head_begin_ ||
+        r->head_end > head_end_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("KV layers [", r->layer_begin, ", ", r->layer_end, ") and heads [",
+                       r->head_begin, ", ", r->head_end, ") are not all in this shard's layers [",
+                       layer_begin_, ", ", layer_end_, ") and heads [", head_begin_, ", ",
+                       head_end_, "); ask the stage or rank that holds them"));
     }
     return r;
   }
@@ -1345,6 +1396,7 @@ class CudaBackend : public internal::CudaShard {
     std::list<GraphKey>::iterator recency;
   };
   bool graphs_enabled_ = false;
+  int skinny_gemm_max_rows_ = 0;
   std::map<GraphKey, CachedGraph> graphs_;
   std::list<GraphKey> lru_;
   std::set<GraphKey> failed_keys_;
@@ -1395,6 +1447,11 @@ absl::Status CheckCudaOptions(const ModelConfig& config, const CudaBackendOption
     return invalid(absl::StrCat("max_cuda_graphs is ", options.max_cuda_graphs,
                                 "; keep at least 1 graph, or turn cuda_graphs off"));
   }
+  if (options.skinny_gemm_max_rows < 0 ||
+      options.skinny_gemm_max_rows > gpu::kernels::kMaxSkinnyRows) {
+    return invalid(absl::StrCat("skinny_gemm_max_rows is ", options.skinny_gemm_max_rows,
+                                "; give 0 (off) to ", gpu::kernels::kMaxSkinnyRows));
+  }
   const int tp = options.tensor_parallel;
   if (absl::Status split = CheckTensorParallel(config, tp); !split.ok()) {
     return invalid(std::string(split.message()));
@@ -1433,10 +1490,10 @@ absl::StatusOr<std::unique_ptr<CudaShard>> CreateCudaShard(const ModelConfig& co
   if (spec.layer_begin < 0 || spec.layer_begin >= spec.layer_end ||
       spec.layer_end > config.num_layers || spec.world < 1 || spec.rank < 0 ||
       spec.rank >= spec.world || (spec.world > 1 && spec.collective == nullptr)) {
-    return absl::InternalError(absl::StrCat(
-        "CudaBackend: shard of layers [", spec.layer_begin, ", ", spec.layer_end, "), rank ",
-        spec.rank, " of ", spec.world, " is not a shard of ", config.name, "'s ",
-        config.num_layers, " layers with a collective"));
+    return absl::InternalError(absl::StrCat("CudaBackend: shard of layers [", spec.layer_begin,
+                                            ", ", spec.layer_end, "), rank ", spec.rank, " of ",
+                                            spec.world, " is not a shard of ", config.name, "'s ",
+                                            config.num_layers, " layers with a collective"));
   }
   CudaBackendOptions shard_options = options;
   shard_options.device = spec.device;
@@ -1531,6 +1588,21 @@ absl::Status SetCudaGraphsEnabled(ForwardBackend& backend, bool enabled) {
         "SetCudaGraphsEnabled: the backend is not a one-GPU CudaBackend");
   }
   cuda->EnableGraphs(enabled);
+  return absl::OkStatus();
+}
+
+absl::Status SetSkinnyGemmMaxRows(ForwardBackend& backend, int rows) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  if (cuda == nullptr) {
+    return absl::InvalidArgumentError(
+        "SetSkinnyGemmMaxRows: the backend is not a one-GPU CudaBackend");
+  }
+  if (rows < 0 || rows > gpu::kernels::kMaxSkinnyRows) {
+    return absl::InvalidArgumentError(absl::StrCat("SetSkinnyGemmMaxRows: rows ", rows,
+                                                   " is outside 0 (off) to ",
+                                                   gpu::kernels::kMaxSkinnyRows));
+  }
+  cuda->SetSkinnyGemmMaxRows(rows);
   return absl::OkStatus();
 }
 

@@ -102,6 +102,9 @@ struct CudaBackendOptions {
   // partition of 256 to 1024 context tokens), and 64 covers a batch-size sweep at a few context
   // lengths. A graph holds launch parameters, not activations: those stay in the scratch memory.
   int max_cuda_graphs = 64;
+  // Products of at most this many token rows (a decode step of a small batch) run on the skinny
+  // GEMM of gpu/kernels/skinny_gemm.h instead of cuBLAS; 0 turns it off, 8 is its most.
+  int skinny_gemm_max_rows = 8;
 };
 
 // CudaGraphStats: how a CudaBackend's steps ran, for tests and benchmarks.
@@ -149,5 +152,10 @@ absl::StatusOr<CudaGraphStats> GetCudaGraphStats(const ForwardBackend& backend);
 // SetCudaGraphsEnabled turns graph replay of a CreateCudaBackend backend on or off from its next
 // step, keeping the graphs captured so far: benchmarks time both ways on one backend.
 absl::Status SetCudaGraphsEnabled(ForwardBackend& backend, bool enabled);
+
+// SetSkinnyGemmMaxRows sets CudaBackendOptions::skinny_gemm_max_rows of a CreateCudaBackend
+// backend from its next step (dropping the graphs captured so far): benchmarks time the skinny
+// GEMM against cuBLAS on one backend.
+absl::Status SetSkinnyGemmMaxRows(ForwardBackend& backend, int rows);
 
 }  // namespace troupe::serving::engine

@@ -39,7 +39,6 @@ using gpu::DType;
 constexpr double kTolerance = 2e-2;
 constexpr uint64_t kWeightSeed = 7;
 
-
 // AsFloats reads KV bytes of `dtype` as floats; FromFloats writes them.
 class CudaBackendTest : public ::testing::TestWithParam<Case> {
  protected:
@@ -60,9 +59,12 @@ class CudaBackendTest : public ::testing::TestWithParam<Case> {
   }
 
   // Small step limits, so the script's larger steps (344 tokens, 6 sequences) grow the scratch.
-  std::unique_ptr<ForwardBackend> Cuda(bool cuda_graphs = false) {
+  std::unique_ptr<ForwardBackend> Cuda(
+      bool cuda_graphs = false,
+      int skinny_gemm_max_rows = CudaBackendOptions{}.skinny_gemm_max_rows) {
     CudaBackendOptions options;
     options.cuda_graphs = cuda_graphs;
+    options.skinny_gemm_max_rows = skinny_gemm_max_rows;
     options.dtype = GetParam().dtype;
     options.num_kv_blocks = kTestScriptBlocks;
     options.max_step_tokens = 64;
@@ -109,6 +111,14 @@ class CudaBackendTest : public ::testing::TestWithParam<Case> {
   std::unique_ptr<ForwardBackend> reference_;
   std::unique_ptr<ForwardBackend> cuda_;
 };
+
+// The script's decode steps of up to 8 sequences run their projections on the skinny GEMM by
+// default; here every product goes to cuBLAS, which must match the reference as well.
+TEST_P(CudaBackendTest, CublasOnlyStepsMatchTheReference) {
+  cuda_ = Cuda(/*cuda_graphs=*/false, /*skinny_gemm_max_rows=*/0);
+  ASSERT_NE(cuda_, nullptr);
+  RunScript();
+}
 
 TEST_P(CudaBackendTest, LogitsAndCacheMatchTheReference) {
   ASSERT_NE(cuda_, nullptr);
@@ -516,6 +526,13 @@ TEST(CudaBackendOptionsTest, UnsupportedShapesAndOptionsAreErrors) {
   CudaBackendOptions utilization;
   utilization.gpu_memory_utilization = 1.5;
   EXPECT_FALSE(CreateCudaBackend(CudaTestModels()[0], *weights, utilization).ok());
+  CudaBackendOptions skinny;
+  skinny.skinny_gemm_max_rows = 9;
+  absl::StatusOr<std::unique_ptr<ForwardBackend>> too_many =
+      CreateCudaBackend(CudaTestModels()[0], *weights, skinny);
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_TRUE(absl::StrContains(too_many.status().message(), "skinny_gemm_max_rows is 9"))
+      << too_many.status();
 }
 
 TEST(CudaBackendOptionsTest, SizesTheCacheFromFreeMemory) {

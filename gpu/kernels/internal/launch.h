@@ -90,4 +90,21 @@ cudaError_t LaunchBiasResidual(ElementType type, const void* input, const void* 
                                const void* residual, void* output, int64_t rows, int64_t cols,
                                cudaStream_t stream);
 
+// --- skinny_gemm_kernel.cu -------------------------------------------------------------------
+
+// y[c, r, j] = sum_k x[r, k] w[c * cols + j, k] + bias[c * cols + j] (+ y): see skinny_gemm.h.
+struct SkinnyGemmLaunch {
+  const void* x;
+  const void* w;
+  const void* bias;  // may be null
+  void* y;
+  int rows;          // 1 to 8
+  int cols;          // per output block
+  int total_cols;    // count * cols
+  int64_t depth;     // a multiple of 8
+  bool accumulate;
+  bool float_output;
+};
+cudaError_t LaunchSkinnyGemm(ElementType type, const SkinnyGemmLaunch& args, cudaStream_t stream);
+
 }  // namespace troupe::gpu::kernels::internal
