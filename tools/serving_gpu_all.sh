@@ -7,6 +7,9 @@
 #            parallelism (device copies between layouts included), the KV copy kernel, the
 #            collective;
 #   skinny   the skinny GEMM of the decode steps' projections (gpu/kernels/skinny_gemm_test);
+#   profile:MODEL
+#            `troupe_gpu profile` of MODEL (random weights) into RESULTS/profile_MODEL.json: the
+#            step times `troupe plan --profile` fits its latency model to;
 #   backend:FILTER, parallel:FILTER
 #            those tests with a --gtest_filter;
 #   hf:MODEL Hugging Face transformers' generate on the same card (tools/hf_generate_peer.py);
@@ -72,6 +75,11 @@ for s in $steps; do
     paged_kv) test_step paged_kv_test "${TEST_SECONDS:-60}" ;;
     collective) test_step collective_test "${TEST_SECONDS:-60}" ;;
     skinny) test_step skinny_gemm_test "${TEST_SECONDS:-60}" ;;
+    profile:*)
+      m="${s#profile:}"
+      step "profile_$m" "${PROFILE_SECONDS:-240}" "$bundle/bin/troupe_gpu" profile --model="$m" \
+        --profile_out="$results/profile_$m.json"
+      ;;
     backend:*) test_step cuda_backend_test "${BACKEND_TEST_SECONDS:-150}" "${s#backend:}" ;;
     parallel:*) test_step cuda_parallel_test "${TEST_SECONDS:-120}" "${s#parallel:}" ;;
     hf:*)
