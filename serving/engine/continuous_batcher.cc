@@ -31,8 +31,7 @@ absl::StatusOr<ContinuousBatcher> ContinuousBatcher::Create(ForwardBackend* back
   }
   std::optional<HostKvPool> host_kv;
   if (options.preemption == Preemption::kSwap && blocks->NumCpuBlocks() > 0) {
-    absl::StatusOr<HostKvPool> pool =
-        HostKvPool::Create(backend->config(), backend->kv_dtype(), blocks->NumCpuBlocks());
+    absl::StatusOr<HostKvPool> pool = HostKvPool::Create(*backend, blocks->NumCpuBlocks());
     if (!pool.ok()) return pool.status();
     host_kv = *std::move(pool);
   }
@@ -144,9 +143,7 @@ absl::Status ContinuousBatcher::SwapOut(const Active& victim) {
   }
   // The GPU blocks are free in the manager now, but nothing writes them before the next
   // forward pass, so their KV is still there to copy.
-  absl::StatusOr<std::vector<uint8_t>> bytes = backend_->ExportKv(gpu_blocks, {});
-  if (!bytes.ok()) return bytes.status();
-  return host_kv_->Store(cpu_blocks, *bytes);
+  return host_kv_->SwapOut(*backend_, gpu_blocks, cpu_blocks);
 }
 
 absl::Status ContinuousBatcher::PreemptNewest() {
@@ -196,9 +193,7 @@ absl::Status ContinuousBatcher::SwapInQueued(int64_t& budget) {
       cpu_blocks.push_back(copy.src);
       gpu_blocks.push_back(copy.dst);
     }
-    absl::StatusOr<std::vector<uint8_t>> bytes = host_kv_->Load(cpu_blocks);
-    if (!bytes.ok()) return bytes.status();
-    if (absl::Status s = backend_->ImportKv(gpu_blocks, {}, *bytes); !s.ok()) return s;
+    if (absl::Status s = host_kv_->SwapIn(*backend_, cpu_blocks, gpu_blocks); !s.ok()) return s;
     absl::StatusOr<kv::AppendResult> appended = blocks_->AppendSlots(id, chunk);
     if (!appended.ok()) return appended.status();
     budget -= chunk;

@@ -448,23 +448,8 @@ class CudaBackend : public internal::CudaShard {
     if (blocks.empty()) return bytes;
     absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
     if (!scoped.ok()) return scoped.status();
-    absl::StatusOr<gpu::PooledBuffer> staging = pool_->Allocate(total, options_.device);
-    if (!staging.ok()) return In(staging.status(), "ExportKv staging");
-    absl::StatusOr<gpu::PooledBuffer> ids = UploadBlockIds(blocks);
-    if (!ids.ok()) return ids.status();
-    const int64_t part = total / (2 * (r->layer_end - r->layer_begin));
-    auto* packed = static_cast<uint8_t*>(staging->data());
-    for (int l = r->layer_begin; l < r->layer_end; ++l) {
-      for (int kv = 0; kv < 2; ++kv) {
-        TROUPE_RETURN_IF_ERROR(
-            In(gpu::attention::GatherKvBlocks(
-                   dtype_, Cache(l, kv), CacheShape(), static_cast<const int32_t*>(ids->data()),
-                   static_cast<int64_t>(blocks.size()), r->head_begin - head_begin_,
-                   r->head_end - head_begin_, packed, stream_),
-               absl::StrCat("ExportKv layer ", l)));
-        packed += part;
-      }
-    }
+    absl::StatusOr<gpu::PooledBuffer> staging = Gather(blocks, *r, total);
+    if (!staging.ok()) return staging.status();
     TROUPE_RETURN_IF_ERROR(
         In(gpu::CopyToHostAsync(bytes.data(), staging->data(), total, stream_), "ExportKv copy"));
     TROUPE_RETURN_IF_ERROR(In(stream_.Synchronize(), "ExportKv"));
@@ -487,25 +472,75 @@ class CudaBackend : public internal::CudaShard {
     if (!scoped.ok()) return scoped.status();
     absl::StatusOr<gpu::PooledBuffer> staging = pool_->Allocate(expected, options_.device);
     if (!staging.ok()) return In(staging.status(), "ImportKv staging");
-    absl::StatusOr<gpu::PooledBuffer> ids = UploadBlockIds(blocks);
-    if (!ids.ok()) return ids.status();
     TROUPE_RETURN_IF_ERROR(In(
         gpu::CopyToDeviceAsync(staging->data(), bytes.data(), expected, stream_), "ImportKv copy"));
-    const int64_t part = expected / (2 * (r->layer_end - r->layer_begin));
-    const auto* packed = static_cast<const uint8_t*>(staging->data());
-    for (int l = r->layer_begin; l < r->layer_end; ++l) {
-      for (int kv = 0; kv < 2; ++kv) {
-        TROUPE_RETURN_IF_ERROR(
-            In(gpu::attention::ScatterKvBlocks(
-                   dtype_, packed, static_cast<const int32_t*>(ids->data()),
-                   static_cast<int64_t>(blocks.size()), r->head_begin - head_begin_,
-                   r->head_end - head_begin_, CacheShape(), Cache(l, kv), stream_),
-               absl::StrCat("ImportKv layer ", l)));
-        packed += part;
-      }
+    return Scatter(blocks, *r, *staging);
+  }
+
+  // A swap pool of a one-GPU backend is pinned memory, and swaps copy between the cache and its
+  // slots with one 2-D DMA per block (the planes of a block are strided in the staging buffer,
+  // adjacent in the slot).
+  absl::StatusOr<HostMemory> AllocateHostMemory(size_t bytes) const override {
+    absl::StatusOr<gpu::PinnedHostBuffer> pinned = gpu::PinnedHostBuffer::Allocate(bytes);
+    if (!pinned.ok()) {
+      return In(pinned.status(), absl::StrCat(bytes, " bytes of pinned host memory"));
     }
-    // The staging buffers go back to the pool when this returns: the stream must be done.
-    return In(stream_.Synchronize(), "ImportKv");
+    auto owner = std::make_shared<gpu::PinnedHostBuffer>(*std::move(pinned));
+    HostMemory host;
+    host.data = static_cast<uint8_t*>(owner->data());
+    host.owner = std::move(owner);
+    host.pinned = true;
+    return host;
+  }
+
+  absl::Status ExportKvToSlots(const std::vector<int32_t>& blocks,
+                               const std::vector<uint8_t*>& slots) override {
+    if (!WholeModel()) return ForwardBackend::ExportKvToSlots(blocks, slots);
+    TROUPE_RETURN_IF_ERROR(CheckSlotCount("ExportKvToSlots", blocks, slots.size()));
+    if (blocks.empty()) return absl::OkStatus();
+    absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
+    if (!scoped.ok()) return scoped.status();
+    const KvRange all = *ShardRange({});
+    const int64_t n = static_cast<int64_t>(blocks.size());
+    const int64_t total = KvBytes(config_, dtype_, n, all);
+    absl::StatusOr<gpu::PooledBuffer> staging = Gather(blocks, all, total);
+    if (!staging.ok()) return staging.status();
+    const int64_t planes = 2LL * (all.layer_end - all.layer_begin);
+    const int64_t part = total / (planes * n);
+    for (int64_t i = 0; i < n; ++i) {
+      TROUPE_RETURN_IF_ERROR(In(
+          CudaCall(
+              cudaMemcpy2DAsync(slots[i], part, static_cast<uint8_t*>(staging->data()) + i * part,
+                                n * part, part, planes, cudaMemcpyDeviceToHost, RawStream()),
+              "cudaMemcpy2DAsync", options_.device),
+          "ExportKvToSlots copy"));
+    }
+    return In(stream_.Synchronize(), "ExportKvToSlots");
+  }
+
+  absl::Status ImportKvFromSlots(const std::vector<int32_t>& blocks,
+                                 const std::vector<const uint8_t*>& slots) override {
+    if (!WholeModel()) return ForwardBackend::ImportKvFromSlots(blocks, slots);
+    TROUPE_RETURN_IF_ERROR(CheckSlotCount("ImportKvFromSlots", blocks, slots.size()));
+    if (blocks.empty()) return absl::OkStatus();
+    absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
+    if (!scoped.ok()) return scoped.status();
+    const KvRange all = *ShardRange({});
+    const int64_t n = static_cast<int64_t>(blocks.size());
+    const int64_t total = KvBytes(config_, dtype_, n, all);
+    absl::StatusOr<gpu::PooledBuffer> staging = pool_->Allocate(total, options_.device);
+    if (!staging.ok()) return In(staging.status(), "ImportKvFromSlots staging");
+    const int64_t planes = 2LL * (all.layer_end - all.layer_begin);
+    const int64_t part = total / (planes * n);
+    for (int64_t i = 0; i < n; ++i) {
+      TROUPE_RETURN_IF_ERROR(In(
+          CudaCall(
+              cudaMemcpy2DAsync(static_cast<uint8_t*>(staging->data()) + i * part, n * part,
+                                slots[i], part, part, planes, cudaMemcpyHostToDevice, RawStream()),
+              "cudaMemcpy2DAsync", options_.device),
+          "ImportKvFromSlots copy"));
+    }
+    return Scatter(blocks, all, *staging);
   }
 
   std::vector<DeviceKvShard> DeviceKvShards() const override {
@@ -1336,6 +1371,66 @@ class CudaBackend : public internal::CudaShard {
       }
     }
     return absl::OkStatus();
+  }
+
+  // WholeModel: this backend holds every layer and kv head (no pipeline or tensor split).
+  bool WholeModel() const { return first() && last() && spec_.world == 1; }
+
+  absl::Status CheckSlotCount(const char* function, const std::vector<int32_t>& blocks,
+                              size_t slots) const {
+    if (absl::Status valid = CheckBlocks(blocks); !valid.ok()) return valid;
+    if (slots == blocks.size()) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(function, ": ", blocks.size(), " blocks but ",
+                                                   slots, " slots; give one slot per block"));
+  }
+
+  // Gather packs range `r` of `blocks` into a staging buffer of `total` bytes laid out as
+  // ExportKv's result, on the compute stream, and waits for it.
+  absl::StatusOr<gpu::PooledBuffer> Gather(const std::vector<int32_t>& blocks, const KvRange& r,
+                                           int64_t total) const {
+    absl::StatusOr<gpu::PooledBuffer> staging = pool_->Allocate(total, options_.device);
+    if (!staging.ok()) return In(staging.status(), "ExportKv staging");
+    absl::StatusOr<gpu::PooledBuffer> ids = UploadBlockIds(blocks);
+    if (!ids.ok()) return ids.status();
+    const int64_t part = total / (2 * (r.layer_end - r.layer_begin));
+    auto* packed = static_cast<uint8_t*>(staging->data());
+    for (int l = r.layer_begin; l < r.layer_end; ++l) {
+      for (int kv = 0; kv < 2; ++kv) {
+        TROUPE_RETURN_IF_ERROR(
+            In(gpu::attention::GatherKvBlocks(
+                   dtype_, Cache(l, kv), CacheShape(), static_cast<const int32_t*>(ids->data()),
+                   static_cast<int64_t>(blocks.size()), r.head_begin - head_begin_,
+                   r.head_end - head_begin_, packed, stream_),
+               absl::StrCat("ExportKv layer ", l)));
+        packed += part;
+      }
+    }
+    // The block ids go back to the pool when this returns: the gathers must be done.
+    TROUPE_RETURN_IF_ERROR(In(stream_.Synchronize(), "ExportKv gather"));
+    return staging;
+  }
+
+  // Scatter writes a staging buffer in ExportKv's layout into range `r` of `blocks`, and waits.
+  absl::Status Scatter(const std::vector<int32_t>& blocks, const KvRange& r,
+                       const gpu::PooledBuffer& staging) {
+    absl::StatusOr<gpu::PooledBuffer> ids = UploadBlockIds(blocks);
+    if (!ids.ok()) return ids.status();
+    const int64_t part =
+        KvBytes(config_, dtype_, blocks.size(), r) / (2 * (r.layer_end - r.layer_begin));
+    const auto* packed = static_cast<const uint8_t*>(staging.data());
+    for (int l = r.layer_begin; l < r.layer_end; ++l) {
+      for (int kv = 0; kv < 2; ++kv) {
+        TROUPE_RETURN_IF_ERROR(
+            In(gpu::attention::ScatterKvBlocks(
+                   dtype_, packed, static_cast<const int32_t*>(ids->data()),
+                   static_cast<int64_t>(blocks.size()), r.head_begin - head_begin_,
+                   r.head_end - head_begin_, CacheShape(), Cache(l, kv), stream_),
+               absl::StrCat("ImportKv layer ", l)));
+        packed += part;
+      }
+    }
+    // The staging buffers go back to the pool when this returns: the stream must be done.
+    return In(stream_.Synchronize(), "ImportKv");
   }
 
   absl::StatusOr<gpu::PooledBuffer> UploadBlockIds(const std::vector<int32_t>& blocks) const {

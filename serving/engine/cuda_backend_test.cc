@@ -25,6 +25,7 @@
 #include "serving/engine/continuous_batcher.h"
 #include "serving/engine/cuda_backend_reference.h"
 #include "serving/engine/cuda_test_util.h"
+#include "serving/engine/host_kv_pool.h"
 #include "serving/kv/block_manager.h"
 #include "serving/model/config.h"
 #include "serving/model/weights.h"
@@ -190,6 +191,29 @@ TEST_P(CudaBackendTest, KvMovesBetweenCudaAndReference) {
   absl::StatusOr<std::vector<uint8_t>> back = cuda_receiver->ExportKv(some, range);
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(*back, *cuda_part);
+}
+
+// A swap pool of the CUDA backend is pinned, and swaps through it move exactly ExportKv's bytes.
+TEST_P(CudaBackendTest, SwapsThroughAPinnedPoolKeepTheBytes) {
+  ASSERT_NE(cuda_, nullptr);
+  RunScript();
+  absl::StatusOr<HostKvPool> pool = HostKvPool::Create(*cuda_, 8);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  EXPECT_TRUE(pool->pinned());
+  const std::vector<int32_t> written = {59, 41, 40};  // blocks the script wrote
+  absl::Status out = pool->SwapOut(*cuda_, written, {6, 0, 3});
+  ASSERT_TRUE(out.ok()) << out;
+  absl::StatusOr<std::vector<uint8_t>> exported = cuda_->ExportKv(written, {});
+  ASSERT_TRUE(exported.ok());
+  EXPECT_EQ(*pool->Load({6, 0, 3}), *exported);
+  absl::Status in = pool->SwapIn(*cuda_, {6, 0, 3}, {5, 9, 7});
+  ASSERT_TRUE(in.ok()) << in;
+  EXPECT_EQ(*cuda_->ExportKv({5, 9, 7}, {}), *exported);
+  // Bad inputs write nothing.
+  const std::vector<uint8_t> before = *pool->Load({0, 1, 2, 3, 4, 5, 6, 7});
+  EXPECT_FALSE(pool->SwapOut(*cuda_, {59, kTestScriptBlocks}, {1, 2}).ok());
+  EXPECT_FALSE(pool->SwapOut(*cuda_, {59}, {1, 2}).ok());
+  EXPECT_EQ(*pool->Load({0, 1, 2, 3, 4, 5, 6, 7}), before);
 }
 
 TEST_P(CudaBackendTest, BadInputsAreErrorsAndWriteNothing) {

@@ -1,6 +1,8 @@
 #include "serving/engine/forward_backend.h"
 
 #include <algorithm>
+#include <cstring>
+#include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -19,6 +21,62 @@ absl::Status CheckSamplingParams(size_t batch, size_t params) {
   return absl::InvalidArgumentError(absl::StrCat("ForwardAndSample: ", params,
                                                  " sampling parameters for ", batch,
                                                  " sequences; give one per sequence"));
+}
+
+absl::StatusOr<HostMemory> ForwardBackend::AllocateHostMemory(size_t bytes) const {
+  auto memory = std::make_shared<std::vector<uint8_t>>(bytes);
+  HostMemory host;
+  host.data = memory->data();
+  host.owner = std::move(memory);
+  return host;
+}
+
+namespace {
+
+// CheckSlots: one slot per block.
+absl::Status CheckSlots(const char* function, size_t blocks, size_t slots) {
+  if (blocks == slots) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(function, ": ", blocks, " blocks but ", slots,
+                                                 " slots; give one slot per block"));
+}
+
+}  // namespace
+
+absl::Status ForwardBackend::ExportKvToSlots(const std::vector<int32_t>& blocks,
+                                             const std::vector<uint8_t*>& slots) {
+  if (absl::Status s = CheckSlots("ExportKvToSlots", blocks.size(), slots.size()); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::vector<uint8_t>> bytes = ExportKv(blocks, {});
+  if (!bytes.ok()) return bytes.status();
+  const int64_t n = static_cast<int64_t>(blocks.size());
+  const int64_t planes = 2LL * config().num_layers;
+  const int64_t part = n == 0 ? 0 : static_cast<int64_t>(bytes->size()) / (n * planes);
+  for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(slots[i] + p * part, bytes->data() + (p * n + i) * part, part);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ForwardBackend::ImportKvFromSlots(const std::vector<int32_t>& blocks,
+                                               const std::vector<const uint8_t*>& slots) {
+  if (absl::Status s = CheckSlots("ImportKvFromSlots", blocks.size(), slots.size()); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<KvRange> all = KvRangeOf({}, config());
+  if (!all.ok()) return all.status();
+  const int64_t n = static_cast<int64_t>(blocks.size());
+  const int64_t planes = 2LL * config().num_layers;
+  const int64_t part = KvBytes(config(), kv_dtype(), 1, *all) / planes;
+  std::vector<uint8_t> bytes(static_cast<size_t>(n * planes * part));
+  for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(bytes.data() + (p * n + i) * part, slots[i] + p * part, part);
+    }
+  }
+  return ImportKv(blocks, {}, bytes);
 }
 
 absl::StatusOr<std::vector<int32_t>> ForwardBackend::ForwardAndSample(
@@ -50,20 +108,19 @@ absl::StatusOr<std::unique_ptr<PendingKvCopy>> ForwardBackend::CopyKvFromDevice(
 namespace {
 
 std::string Describe(const DeviceKvShard& s) {
-  return absl::StrCat("cuda:", s.device, " layers [", s.layer_begin, ", ", s.layer_end,
-                      ") heads [", s.head_begin, ", ", s.head_end, ") of ", s.num_blocks,
-                      " blocks");
+  return absl::StrCat("cuda:", s.device, " layers [", s.layer_begin, ", ", s.layer_end, ") heads [",
+                      s.head_begin, ", ", s.head_end, ") of ", s.num_blocks, " blocks");
 }
 
 absl::Status CheckShard(const DeviceKvShard& s, const model::ModelConfig& config,
                         const std::vector<int32_t>& blocks, const char* which) {
-  if (s.base == nullptr || s.num_blocks < 1 || s.layer_begin < 0 ||
-      s.layer_begin >= s.layer_end || s.layer_end > config.num_layers || s.head_begin < 0 ||
-      s.head_begin >= s.head_end || s.head_end > config.num_kv_heads) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "KV copy: the ", which, " shard (", Describe(s), (s.base == nullptr ? ", no memory" : ""),
-        ") does not fit ", config.name, "'s ", config.num_layers, " layers and ",
-        config.num_kv_heads, " kv heads"));
+  if (s.base == nullptr || s.num_blocks < 1 || s.layer_begin < 0 || s.layer_begin >= s.layer_end ||
+      s.layer_end > config.num_layers || s.head_begin < 0 || s.head_begin >= s.head_end ||
+      s.head_end > config.num_kv_heads) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV copy: the ", which, " shard (", Describe(s),
+                     (s.base == nullptr ? ", no memory" : ""), ") does not fit ", config.name,
+                     "'s ", config.num_layers, " layers and ", config.num_kv_heads, " kv heads"));
   }
   for (int32_t block : blocks) {
     if (block < 0 || block >= s.num_blocks) {
@@ -101,10 +158,10 @@ absl::StatusOr<std::vector<KvShardCopy>> PlanKvShardCopies(
           return l >= s.layer_begin && l < s.layer_end && h >= s.head_begin && h < s.head_end;
         });
         if (!covered) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "KV copy: no source shard holds layer ", l, " kv head ", h,
-              ", which the destination shard (", Describe(dst),
-              ") needs; pass every shard of the source backend (DeviceKvShards)"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("KV copy: no source shard holds layer ", l, " kv head ", h,
+                           ", which the destination shard (", Describe(dst),
+                           ") needs; pass every shard of the source backend (DeviceKvShards)"));
         }
       }
     }

@@ -94,6 +94,14 @@ class PendingKvCopy {
   virtual absl::Status Wait() = 0;
 };
 
+// HostMemory is host bytes a backend allocated (ForwardBackend::AllocateHostMemory): `data`
+// stays valid while `owner` lives.
+struct HostMemory {
+  uint8_t* data = nullptr;
+  std::shared_ptr<void> owner;
+  bool pinned = false;  // page-locked: device copies to and from it are DMA
+};
+
 class ForwardBackend {
  public:
   virtual ~ForwardBackend() = default;
@@ -118,6 +126,21 @@ class ForwardBackend {
   virtual absl::StatusOr<std::vector<int32_t>> ForwardAndSample(
       const std::vector<SequenceStep>& batch,
       const std::vector<gpu::sampling::SamplingParams>& params);
+
+  // AllocateHostMemory gives the host memory of a swap pool (HostKvPool): plain memory by
+  // default; page-locked (pinned) on a GPU backend, so that swaps run as DMA at the link's full
+  // rate, as vLLM's and DistServe's swap space is.
+  virtual absl::StatusOr<HostMemory> AllocateHostMemory(size_t bytes) const;
+
+  // ExportKvToSlots is ExportKv of every layer and kv head of `blocks`, written not to one
+  // vector but block by block: block i's planes ([layer][K, V], each `KvBytes(.., 1, all) /
+  // planes` bytes) go one after the other to slots[i], a block-sized slot of a swap pool.
+  // ImportKvFromSlots is its inverse. The defaults go through ExportKv/ImportKv and a copy; the
+  // CUDA backend copies between its cache and the slots directly.
+  virtual absl::Status ExportKvToSlots(const std::vector<int32_t>& blocks,
+                                       const std::vector<uint8_t*>& slots);
+  virtual absl::Status ImportKvFromSlots(const std::vector<int32_t>& blocks,
+                                         const std::vector<const uint8_t*>& slots);
 
   // ExportKv copies the keys and values of `blocks` (physical ids, in order) within `range` to
   // bytes laid out as [layer][K, V][block][head][16][head_dim] of the cache's element type

@@ -1,6 +1,7 @@
 #include "serving/engine/host_kv_pool.h"
 
 #include <cstring>
+#include <memory>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -8,16 +9,62 @@
 
 namespace troupe::serving::engine {
 
-absl::StatusOr<HostKvPool> HostKvPool::Create(const model::ModelConfig& config, gpu::DType dtype,
-                                              int64_t num_blocks) {
+absl::StatusOr<int64_t> HostKvPool::BlockBytes(const model::ModelConfig& config, gpu::DType dtype,
+                                               int64_t num_blocks) {
   if (num_blocks < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("HostKvPool: ", num_blocks, " blocks; the pool needs >= 0 (0: no swapping)"));
   }
   absl::StatusOr<KvRange> all = KvRangeOf({}, config);
   if (!all.ok()) return all.status();
-  const int64_t block_bytes = KvBytes(config, dtype, 1, *all);
-  return HostKvPool(num_blocks, block_bytes, 2LL * config.num_layers);
+  return KvBytes(config, dtype, 1, *all);
+}
+
+absl::StatusOr<HostKvPool> HostKvPool::Create(const model::ModelConfig& config, gpu::DType dtype,
+                                              int64_t num_blocks) {
+  absl::StatusOr<int64_t> block_bytes = BlockBytes(config, dtype, num_blocks);
+  if (!block_bytes.ok()) return block_bytes.status();
+  auto memory =
+      std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(num_blocks * *block_bytes));
+  HostMemory arena;
+  arena.data = memory->data();
+  arena.owner = std::move(memory);
+  return HostKvPool(num_blocks, *block_bytes, 2LL * config.num_layers, std::move(arena));
+}
+
+absl::StatusOr<HostKvPool> HostKvPool::Create(const ForwardBackend& backend, int64_t num_blocks) {
+  absl::StatusOr<int64_t> block_bytes =
+      BlockBytes(backend.config(), backend.kv_dtype(), num_blocks);
+  if (!block_bytes.ok()) return block_bytes.status();
+  absl::StatusOr<HostMemory> arena =
+      backend.AllocateHostMemory(static_cast<size_t>(num_blocks * *block_bytes));
+  if (!arena.ok()) {
+    return absl::Status(
+        arena.status().code(),
+        absl::StrCat("HostKvPool: ", num_blocks, " blocks of ", *block_bytes,
+                     " bytes: ", arena.status().message(), "; give fewer swap blocks"));
+  }
+  return HostKvPool(num_blocks, *block_bytes, 2LL * backend.config().num_layers, *std::move(arena));
+}
+
+absl::Status HostKvPool::SwapOut(ForwardBackend& backend, const std::vector<int32_t>& gpu_blocks,
+                                 const std::vector<int32_t>& blocks) {
+  if (absl::Status checked = CheckBlocks(blocks, /*distinct=*/true, "SwapOut"); !checked.ok()) {
+    return checked;
+  }
+  std::vector<uint8_t*> slots;
+  for (int32_t block : blocks) slots.push_back(Slot(block));
+  return backend.ExportKvToSlots(gpu_blocks, slots);
+}
+
+absl::Status HostKvPool::SwapIn(ForwardBackend& backend, const std::vector<int32_t>& blocks,
+                                const std::vector<int32_t>& gpu_blocks) const {
+  if (absl::Status checked = CheckBlocks(blocks, /*distinct=*/false, "SwapIn"); !checked.ok()) {
+    return checked;
+  }
+  std::vector<const uint8_t*> slots;
+  for (int32_t block : blocks) slots.push_back(Slot(block));
+  return backend.ImportKvFromSlots(gpu_blocks, slots);
 }
 
 absl::Status HostKvPool::CheckBlocks(const std::vector<int32_t>& blocks, bool distinct,
@@ -52,8 +99,7 @@ absl::Status HostKvPool::Store(const std::vector<int32_t>& blocks,
   const int64_t part = block_bytes_ / planes_;
   for (int64_t p = 0; p < planes_; ++p) {
     for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(arena_.data() + blocks[i] * block_bytes_ + p * part,
-                  bytes.data() + (p * n + i) * part, part);
+      std::memcpy(Slot(blocks[i]) + p * part, bytes.data() + (p * n + i) * part, part);
     }
   }
   return absl::OkStatus();
@@ -68,8 +114,7 @@ absl::StatusOr<std::vector<uint8_t>> HostKvPool::Load(const std::vector<int32_t>
   std::vector<uint8_t> bytes(static_cast<size_t>(n * block_bytes_));
   for (int64_t p = 0; p < planes_; ++p) {
     for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(bytes.data() + (p * n + i) * part,
-                  arena_.data() + blocks[i] * block_bytes_ + p * part, part);
+      std::memcpy(bytes.data() + (p * n + i) * part, Slot(blocks[i]) + p * part, part);
     }
   }
   return bytes;

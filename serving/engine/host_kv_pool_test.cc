@@ -51,6 +51,31 @@ TEST_F(HostKvPoolTest, StoreThenLoadRoundTripsInAnyOrder) {
   EXPECT_EQ(*backend_->ExportKv({7, 6, 4}, {}), *backend_->ExportKv({0, 1, 2}, {}));
 }
 
+// A swap through the backend's slots is ExportKv and Store, and back Load and ImportKv.
+TEST_F(HostKvPoolTest, SwapsThroughTheBackendKeepTheBytes) {
+  HostKvPool pool = *HostKvPool::Create(*backend_, 6);
+  EXPECT_FALSE(pool.pinned());  // plain memory on the CPU
+  EXPECT_EQ(pool.block_bytes(), KvBytes(config_, backend_->kv_dtype(), 1, *KvRangeOf({}, config_)));
+  ASSERT_TRUE(pool.SwapOut(*backend_, {2, 0, 1}, {5, 1, 3}).ok());
+  EXPECT_EQ(*pool.Load({1, 3, 5}), *backend_->ExportKv({0, 1, 2}, {}));
+  ASSERT_TRUE(pool.SwapIn(*backend_, {1, 3, 5}, {7, 6, 4}).ok());
+  EXPECT_EQ(*backend_->ExportKv({7, 6, 4}, {}), *backend_->ExportKv({0, 1, 2}, {}));
+  EXPECT_TRUE(pool.SwapOut(*backend_, {}, {}).ok());
+}
+
+TEST_F(HostKvPoolTest, BadSwapsAreRefusedByName) {
+  HostKvPool pool = *HostKvPool::Create(*backend_, 6);
+  const std::vector<uint8_t> before = *pool.Load({0, 1, 2, 3, 4, 5});
+  EXPECT_THAT(pool.SwapOut(*backend_, {0, 1}, {0, 6}).message(), HasSubstr("host block 6"));
+  EXPECT_THAT(pool.SwapOut(*backend_, {0, 1}, {2, 2}).message(), HasSubstr("named twice"));
+  EXPECT_THAT(pool.SwapOut(*backend_, {0, 1}, {2}).message(), HasSubstr("one slot per block"));
+  EXPECT_THAT(pool.SwapOut(*backend_, {0, 8}, {2, 3}).message(), HasSubstr("8"));
+  EXPECT_EQ(*pool.Load({0, 1, 2, 3, 4, 5}), before);  // nothing written
+  EXPECT_THAT(pool.SwapIn(*backend_, {-1}, {0}).message(), HasSubstr("host block -1"));
+  EXPECT_THAT(pool.SwapIn(*backend_, {0, 1}, {0}).message(), HasSubstr("one slot per block"));
+  EXPECT_FALSE(HostKvPool::Create(*backend_, -1).ok());
+}
+
 TEST_F(HostKvPoolTest, BadInputsAreRefusedByName) {
   EXPECT_THAT(HostKvPool::Create(config_, backend_->kv_dtype(), -1).status().message(),
               HasSubstr("-1 blocks; the pool needs >= 0"));
