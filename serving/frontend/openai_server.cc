@@ -58,7 +58,6 @@ std::string Dump(const json& body) {
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-
 struct HttpError {
   int status;
   std::string type;
@@ -86,6 +85,8 @@ HttpError BadRequest(std::string message, std::string param = "") {
 struct Parsed {
   GenerateRequest request;
   bool stream = false;
+  // stream_options.include_usage: a last chunk (empty choices) carries the token counts.
+  bool include_usage = false;
   bool chat = false;
 };
 
@@ -102,6 +103,8 @@ std::optional<HttpError> Parse(const OpenAiServer::Impl& impl, const std::string
                                          "top_k",
                                          "seed",
                                          "stream",
+                                         "stream_options",
+                                         "ignore_eos",
                                          "user"};
   for (const auto& [key, value] : j.items()) {
     if (!allowed.count(key)) {
@@ -140,14 +143,26 @@ std::optional<HttpError> Parse(const OpenAiServer::Impl& impl, const std::string
       absl::StrAppend(&prompt, role, ": ", message["content"].get<std::string>(), "\n");
     }
     prompt += "assistant:";  // the simple chat template
+  } else if (j.contains("prompt") && j["prompt"].is_array()) {
+    // A list of token ids, as OpenAI allows: a benchmark sets the exact prompt length with it.
+    const int vocab_size = impl.tokenizer->vocab_size();
+    for (const json& id : j["prompt"]) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= vocab_size) {
+        return BadRequest(
+            absl::StrCat("\"prompt\" as an array must hold token ids: integers in [0, ", vocab_size,
+                         "); got ", Dump(id)),
+            "prompt");
+      }
+      out->request.prompt.push_back(static_cast<int32_t>(id.get<int64_t>()));
+    }
   } else {
     if (!j.contains("prompt") || !j["prompt"].is_string()) {
-      return BadRequest("\"prompt\" must be a string", "prompt");
+      return BadRequest("\"prompt\" must be a string or an array of token ids", "prompt");
     }
     prompt = j["prompt"].get<std::string>();
   }
   GenerateRequest& r = out->request;
-  r.prompt = impl.tokenizer->EncodeOrdinary(prompt);
+  if (!prompt.empty()) r.prompt = impl.tokenizer->EncodeOrdinary(prompt);
   if (r.prompt.empty()) return BadRequest("the prompt is empty", chat ? "messages" : "prompt");
   r.max_new_tokens = impl.options.default_max_tokens;
   if (j.contains("max_tokens")) {
@@ -197,7 +212,30 @@ std::optional<HttpError> Parse(const OpenAiServer::Impl& impl, const std::string
     if (!j["stream"].is_boolean()) return BadRequest("\"stream\" must be a boolean", "stream");
     out->stream = j["stream"].get<bool>();
   }
-  if (const std::optional<int32_t> eos = impl.tokenizer->TokenId("<|endoftext|>")) {
+  if (j.contains("stream_options")) {
+    const json& options = j["stream_options"];
+    if (!options.is_object() ||
+        (options.contains("include_usage") && !options["include_usage"].is_boolean()) ||
+        options.size() != options.count("include_usage")) {
+      return BadRequest("\"stream_options\" must be {\"include_usage\": true|false}",
+                        "stream_options");
+    }
+    if (!out->stream) {
+      return BadRequest("\"stream_options\" is only allowed with \"stream\": true",
+                        "stream_options");
+    }
+    out->include_usage = options.value("include_usage", false);
+  }
+  // vLLM's extension: with ignore_eos the stop token is not set, so exactly max_tokens come out.
+  bool ignore_eos = false;
+  if (j.contains("ignore_eos")) {
+    if (!j["ignore_eos"].is_boolean()) {
+      return BadRequest("\"ignore_eos\" must be a boolean", "ignore_eos");
+    }
+    ignore_eos = j["ignore_eos"].get<bool>();
+  }
+  if (const std::optional<int32_t> eos = impl.tokenizer->TokenId("<|endoftext|>");
+      eos && !ignore_eos) {
     r.stop_token = *eos;
   }
   out->chat = chat;
@@ -359,6 +397,13 @@ json Envelope(const Generation& g, const std::string& model, bool stream) {
   return {{"id", g.id()}, {"object", object}, {"created", Now()}, {"model", model}};
 }
 
+json Usage(const Generation& g) {
+  const int prompt_tokens = static_cast<int>(g.parsed().request.prompt.size());
+  return {{"prompt_tokens", prompt_tokens},
+          {"completion_tokens", g.completion_tokens()},
+          {"total_tokens", prompt_tokens + g.completion_tokens()}};
+}
+
 }  // namespace
 
 OpenAiServer::OpenAiServer(caf::actor_system& system, caf::actor engine,
@@ -483,10 +528,7 @@ absl::StatusOr<int> OpenAiServer::Start(const std::string& host, int port) {
         if (generation->error()) return SendError(response, *generation->error());
         json body = Envelope(*generation, model, false);
         body["choices"] = json::array({Choice(*generation, generation->Delta(), true, false)});
-        const int prompt_tokens = static_cast<int>(generation->parsed().request.prompt.size());
-        body["usage"] = {{"prompt_tokens", prompt_tokens},
-                         {"completion_tokens", generation->completion_tokens()},
-                         {"total_tokens", prompt_tokens + generation->completion_tokens()}};
+        body["usage"] = Usage(*generation);
         response.set_content(Dump(body), "application/json");
         return;
       }
@@ -511,6 +553,12 @@ absl::StatusOr<int> OpenAiServer::Start(const std::string& host, int port) {
               json last = Envelope(*generation, model, true);
               last["choices"] = json::array({Choice(*generation, generation->Delta(), true, true)});
               event(last);
+              if (generation->parsed().include_usage) {
+                json usage = Envelope(*generation, model, true);
+                usage["choices"] = json::array();
+                usage["usage"] = Usage(*generation);
+                event(usage);
+              }
             }
             const std::string done = "data: [DONE]\n\n";
             sink.write(done.data(), done.size());

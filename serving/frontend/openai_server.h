@@ -9,9 +9,14 @@
 //                                generated tokens, requests in flight, and the instances'
 //                                queue depths and KV blocks in use
 //   GET  /v1/models              the served model
-//   POST /v1/completions         prompt -> text
+//   POST /v1/completions         prompt (a string, or an array of token ids as OpenAI allows)
+//                                -> text
 //   POST /v1/chat/completions    messages -> an assistant message (a simple "role: content"
 //                                template ending in "assistant:")
+//
+// Beyond OpenAI's fields, "ignore_eos": true (vLLM's extension) generates exactly max_tokens,
+// past the end-of-text token; benchmarks use it with a token-id prompt to fix both lengths.
+// "stream_options": {"include_usage": true} adds OpenAI's last chunk with the token counts.
 //
 // Bad requests get OpenAI-style error JSON ({"error": {"message", "type", "param", "code"}}):
 // 400 for malformed JSON, unknown or mistyped fields, a prompt longer than the context,

@@ -3,12 +3,15 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "actors/runtime.h"
 #include "caf/all.hpp"
 #include "gmock/gmock.h"
@@ -174,6 +177,9 @@ TEST_F(OpenAiServerTest, BadRequestsGetOpenAiErrors) {
     const json error = json::parse(result->body, nullptr, false);
     ASSERT_TRUE(error.contains("error")) << result->body;
     EXPECT_THAT(error["error"]["message"].get<std::string>(), HasSubstr(message)) << body;
+    if (status == 400 && absl::StrContains(body, "prompt\": [")) {
+      EXPECT_EQ(error["error"]["param"], "prompt") << body;
+    }
   };
   expect("/v1/completions", "{not json", 400, "could not parse the request body as JSON");
   expect("/v1/completions", "[1, 2]", 400, "must be a JSON object");
@@ -192,6 +198,21 @@ TEST_F(OpenAiServerTest, BadRequestsGetOpenAiErrors) {
   expect("/v1/chat/completions", R"({"messages": []})", 400, "non-empty array");
   expect("/v1/chat/completions", R"({"messages": [{"role": "robot", "content": "x"}]})", 400,
          "\"robot\" is not one of");
+  expect("/v1/completions", R"({"prompt": [1, "a"]})", 400,
+         "\"prompt\" as an array must hold token ids");
+  expect("/v1/completions", R"({"prompt": [1, -1]})", 400, "integers in [0, 50257)");
+  expect("/v1/completions", R"({"prompt": [50257]})", 400, "got 50257");
+  expect("/v1/completions", R"({"prompt": [1.5]})", 400, "\"prompt\" as an array");
+  expect("/v1/completions", R"({"prompt": [[1, 2]]})", 400, "\"prompt\" as an array");
+  expect("/v1/completions", R"({"prompt": []})", 400, "the prompt is empty");
+  expect("/v1/completions", R"({"prompt": "a", "ignore_eos": 1})", 400, "\"ignore_eos\"");
+  expect("/v1/completions", R"({"prompt": "a", "stream_options": {"include_usage": true}})", 400,
+         "\"stream_options\" is only allowed with \"stream\": true");
+  expect("/v1/completions",
+         R"({"prompt": "a", "stream": true, "stream_options": {"include_usage": 1}})", 400,
+         "\"stream_options\" must be");
+  expect("/v1/completions", R"({"prompt": "a", "stream": true, "stream_options": {"x": true}})",
+         400, "\"stream_options\" must be");
   expect("/v1/engines", "{}", 404, "no such endpoint");
   expect("/v1/completions", std::string(5000, ' '), 413, "too large");
 }
@@ -247,8 +268,7 @@ caf::behavior FixedTokens(caf::event_based_actor* self, std::vector<int32_t> tok
     for (size_t i = 0; i < tokens.size(); ++i) {
       const bool last = i + 1 == tokens.size();
       self->send(client, instance::GeneratedToken{request.id, tokens[i], last,
-                                                  last ? instance::kFinishedByLength
-                                                       : uint8_t{0}});
+                                                  last ? instance::kFinishedByLength : uint8_t{0}});
     }
   }};
 }
@@ -292,8 +312,8 @@ TEST_F(OpenAiServerTest, RequestsPastTheLimitAreRefusedWhileTheAdmittedOnesWait)
     auto metrics = client->Get("/metrics");
     if (metrics) {
       for (absl::string_view line : absl::StrSplit(metrics->body, '\n')) {
-        all_in |= absl::StartsWith(line, "troupe_requests_in_flight") &&
-                  absl::EndsWith(line, " 12");
+        all_in |=
+            absl::StartsWith(line, "troupe_requests_in_flight") && absl::EndsWith(line, " 12");
       }
     }
     if (!all_in) std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -318,20 +338,96 @@ TEST_F(OpenAiServerTest, TextThatIsNotUtf8BecomesReplacementCharacters) {
   }
   ASSERT_GE(lone_byte, 0) << "GPT-2's vocabulary has single-byte tokens";
   const int32_t hello = tokenizer_->Encode("Hello").front();
-  auto client = Serve(runtime_->system().spawn(FixedTokens, std::vector<int32_t>{hello, lone_byte}));
-  auto plain = client->Post("/v1/completions", R"({"prompt": "a", "max_tokens": 2})",
-                            "application/json");
+  auto client =
+      Serve(runtime_->system().spawn(FixedTokens, std::vector<int32_t>{hello, lone_byte}));
+  auto plain =
+      client->Post("/v1/completions", R"({"prompt": "a", "max_tokens": 2})", "application/json");
   ASSERT_TRUE(plain);
   ASSERT_EQ(plain->status, 200) << plain->body;
   EXPECT_EQ(Body(plain)["choices"][0]["text"], "Hello\xEF\xBF\xBD");
-  auto streamed = client->Post("/v1/completions",
-                               R"({"prompt": "a", "max_tokens": 2, "stream": true})",
-                               "application/json");
+  auto streamed = client->Post(
+      "/v1/completions", R"({"prompt": "a", "max_tokens": 2, "stream": true})", "application/json");
   ASSERT_TRUE(streamed);
   ASSERT_EQ(streamed->status, 200);
   bool done = false;
   EXPECT_EQ(StreamedText(streamed->body, /*chat=*/false, &done), "Hello\xEF\xBF\xBD");
   EXPECT_TRUE(done);
+}
+
+// An engine that records each request it gets and answers it with one token.
+caf::behavior Recording(caf::event_based_actor* self,
+                        std::shared_ptr<std::vector<instance::GenerateRequest>> requests,
+                        std::shared_ptr<std::mutex> mutex) {
+  return {[self, requests, mutex](const instance::GenerateRequest& request) {
+    {
+      std::lock_guard<std::mutex> lock(*mutex);
+      requests->push_back(request);
+    }
+    self->send(caf::actor_cast<caf::actor>(self->current_sender()),
+               instance::GeneratedToken{request.id, 11, true, instance::kFinishedByLength});
+  }};
+}
+
+TEST_F(OpenAiServerTest, TokenIdPromptsAndIgnoreEosReachTheEngine) {
+  auto requests = std::make_shared<std::vector<instance::GenerateRequest>>();
+  auto mutex = std::make_shared<std::mutex>();
+  auto client = Serve(runtime_->system().spawn(Recording, requests, mutex));
+  const int32_t eos = *tokenizer_->TokenId("<|endoftext|>");
+  for (const char* body : {R"({"prompt": [464, 2068, 0, 50256], "max_tokens": 3})",
+                           R"({"prompt": [7], "max_tokens": 3, "ignore_eos": true})",
+                           R"({"prompt": "Hello", "ignore_eos": false})"}) {
+    auto result = client->Post("/v1/completions", body, "application/json");
+    ASSERT_TRUE(result);
+    ASSERT_EQ(result->status, 200) << body << ": " << result->body;
+  }
+  std::lock_guard<std::mutex> lock(*mutex);
+  ASSERT_EQ(requests->size(), 3u);
+  EXPECT_EQ((*requests)[0].prompt, (std::vector<int32_t>{464, 2068, 0, 50256}));
+  EXPECT_EQ((*requests)[0].stop_token, eos);
+  EXPECT_EQ((*requests)[1].prompt, std::vector<int32_t>{7});
+  EXPECT_EQ((*requests)[1].stop_token, -1);  // ignore_eos: no stop token
+  EXPECT_EQ((*requests)[2].prompt, tokenizer_->EncodeOrdinary("Hello"));
+  EXPECT_EQ((*requests)[2].stop_token, eos);
+}
+
+// The benchmark client's request: a token-id prompt, ignore_eos and a streamed usage chunk give
+// exactly the prompt and output lengths asked for.
+TEST_F(OpenAiServerTest, TokenIdPromptWithIgnoreEosStreamsExactLengthsAndUsage) {
+  auto client = Serve(Colocated());
+  const std::string request = R"({"prompt": [100, 200, 300, 400, 500], "max_tokens": 7,
+      "temperature": 0, "ignore_eos": true, "stream": true,
+      "stream_options": {"include_usage": true}})";
+  auto result = client->Post("/v1/completions", request, "application/json");
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  std::vector<json> events;
+  bool done = false;
+  for (absl::string_view line : absl::StrSplit(result->body, "\n\n", absl::SkipEmpty())) {
+    ASSERT_TRUE(absl::ConsumePrefix(&line, "data: ")) << line;
+    if (line == "[DONE]") {
+      done = true;
+      continue;
+    }
+    events.push_back(json::parse(std::string(line)));
+  }
+  EXPECT_TRUE(done);
+  ASSERT_GE(events.size(), 2u);
+  const json& usage = events.back();
+  EXPECT_TRUE(usage["choices"].empty());
+  EXPECT_EQ(usage["usage"]["prompt_tokens"], 5);
+  EXPECT_EQ(usage["usage"]["completion_tokens"], 7);
+  EXPECT_EQ(usage["usage"]["total_tokens"], 12);
+  EXPECT_EQ(events[events.size() - 2]["choices"][0]["finish_reason"], "length");
+
+  // Not streamed: the same lengths in the response's usage.
+  json plain = json::parse(request);
+  plain.erase("stream");
+  plain.erase("stream_options");
+  result = client->Post("/v1/completions", plain.dump(), "application/json");
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  EXPECT_EQ(Body(result)["usage"]["prompt_tokens"], 5);
+  EXPECT_EQ(Body(result)["usage"]["completion_tokens"], 7);
 }
 
 }  // namespace
