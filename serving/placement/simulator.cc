@@ -749,6 +749,59 @@ absl::StatusOr<const std::vector<RequestTiming>*> Simulator::Run(
   return &s.timings;
 }
 
+absl::StatusOr<const std::vector<RequestTiming>*> Simulator::RunAlone(
+    const std::vector<Request>& requests) {
+  State& s = *state_;
+  const SimulatedCluster& c = s.cluster;
+  const SimulatorOptions& o = s.options;
+  s.timings.resize(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Request& r = requests[i];
+    if (r.input_tokens < 1 || r.output_tokens < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("requests[", i, "] has ", r.input_tokens,
+                                                     " input and ", r.output_tokens,
+                                                     " output tokens; both must be at least 1"));
+    }
+    State::Req req;
+    req.input = r.input_tokens;
+    req.output = r.output_tokens;
+    RequestTiming& t = s.timings[i];
+    t = {};
+    if (!s.Fits(req)) {
+      t.failed = true;
+      continue;
+    }
+    const int64_t l = r.input_tokens;
+    const bool colocated = c.mode == SimulationMode::kColocated;
+    const PhaseSetup& prefill = c.prefill;
+    const PhaseSetup& decode = colocated ? c.prefill : c.decode;
+    if (c.mode != SimulationMode::kDecodeOnly) {
+      const int pp = prefill.config.pipeline_stages;
+      if (colocated && o.chunked_prefill) {
+        for (int64_t done = 0; done < l;) {
+          const int64_t chunk = std::min<int64_t>(l - done, o.colocated_max_batch_tokens);
+          t.ttft_s += prefill.model->PrefillSeconds(1, chunk, chunk * (2 * done + chunk)) +
+                      (pp > 1 ? pp * o.pipeline_stage_overhead_s : 0.0);
+          done += chunk;
+        }
+      } else {
+        // Through every stage (T/pp + overhead each), or a colocated step's T + pp·overhead.
+        t.ttft_s = prefill.model->PrefillSeconds(1, l, l * l) +
+                   (pp > 1 ? pp * o.pipeline_stage_overhead_s : 0.0);
+      }
+    }
+    if (r.output_tokens > 1 && c.mode != SimulationMode::kPrefillOnly) {
+      const double transfer =
+          c.mode == SimulationMode::kDisaggregated && c.kv_transfer_bytes_per_s > 0
+              ? c.kv_bytes_per_token * l / c.kv_transfer_bytes_per_s
+              : 0.0;
+      const int64_t mid = l + r.output_tokens / 2;
+      t.tpot_s = transfer / (r.output_tokens - 1) + s.DecodeStepSeconds(decode, 1, mid);
+    }
+  }
+  return &s.timings;
+}
+
 absl::StatusOr<std::vector<RequestTiming>> Simulate(const SimulatedCluster& cluster,
                                                     const std::vector<Request>& requests,
                                                     const SimulatorOptions& options) {

@@ -143,6 +143,14 @@ class Simulator {
   absl::StatusOr<const std::vector<workload::RequestTiming>*> Run(
       const std::vector<workload::Request>& requests, double time_scale = 1.0);
 
+  // RunAlone is every request's timing as if it were alone in the cluster (the limit of Run as
+  // the rate goes to 0: no queueing, batches of one), in O(requests). The decode steps are timed
+  // at the request's mid-generation context, exact for step times linear in the context and
+  // otherwise at most as slow as the steps (convex times); so an attainment under a target here
+  // means under it at every rate.
+  absl::StatusOr<const std::vector<workload::RequestTiming>*> RunAlone(
+      const std::vector<workload::Request>& requests);
+
   // stats are the last run's counts.
   const SimulationStats& stats() const;
   const SimulatedCluster& cluster() const;
