@@ -182,8 +182,8 @@ RequestResult Send(const BenchClientOptions& options, const workload::Request& r
   const Clock::time_point ended = Clock::now();
   result.e2el_s = SecondsBetween(sent, ended);
   if (!response) {
-    result.error = absl::StrCat("no response from ", options.base_url, ": ",
-                                httplib::to_string(response.error()));
+    result.error = absl::StrCat("no response from ", options.base_url, " (",
+                                httplib::to_string(response.error()), " error)");
     return result;
   }
   if (reached != nullptr) *reached = true;
