@@ -8,7 +8,8 @@
 ABSL_FLAG(std::string, model, "tiny", "A model preset (tiny, tiny-llama, opt-125m, ...).");
 ABSL_FLAG(std::string, weights, "",
           "A safetensors checkpoint (file or directory); empty: seeded random weights.");
-ABSL_FLAG(uint64_t, seed, 0, "The seed of the random weights.");
+ABSL_FLAG(uint64_t, seed, 0,
+          "The seed of the random weights (`bench`: of the workload and its prompts).");
 ABSL_FLAG(std::string, tokenizer, "",
           "A tokenizer.json, or a directory with vocab.json + merges.txt or encoder.json + "
           "vocab.bpe (default: GPT-2's, fetched by tools/setup.sh).");

@@ -14,7 +14,8 @@
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "`serve`: the address to listen on.");
 ABSL_FLAG(int, port, 8000, "`serve`: the port to listen on (0: an ephemeral one).");
-ABSL_FLAG(std::string, api_key, "", "`serve`: require \"Authorization: Bearer <key>\".");
+ABSL_FLAG(std::string, api_key, "",
+          "`serve`: require \"Authorization: Bearer <key>\"; `bench`: send it.");
 ABSL_FLAG(bool, colocated, false,
           "`serve`: one colocated instance (vLLM-style) instead of a prefill and a decode one.");
 ABSL_FLAG(int, max_in_flight, 256, "`serve`: requests in flight before 429.");

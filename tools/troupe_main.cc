@@ -38,6 +38,7 @@
 #include "serving/cluster/cpu_backends.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
+#include "tools/bench_command.h"
 #include "tools/generate_command.h"
 #include "tools/model_flags.h"
 #include "tools/profile_command.h"
@@ -388,7 +389,8 @@ int main(int argc, char** argv) {
       "  troupe generate --prompt=TEXT                generate text on the CPU (tiny model)\n"
       "  troupe serve                                 OpenAI-compatible server (tiny model, CPU)\n"
       "  troupe serve --config X.toml [--node NAME]   one node of a serving cluster\n"
-      "  troupe profile --profile_out=F.json          measure step times for `troupe plan`");
+      "  troupe profile --profile_out=F.json          measure step times for `troupe plan`\n"
+      "  troupe bench --dataset=chatbot --rate=2      benchmark a running server (vLLM-style)");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("troupe"));
   const std::string command = args.size() > 1 ? args[1] : "";
@@ -404,8 +406,10 @@ int main(int argc, char** argv) {
   if (command == "generate") return troupe::RunGenerate();
   if (command == "serve") return troupe::RunServe(signals);
   if (command == "profile") return troupe::RunCpuProfile();
+  if (command == "bench") return troupe::RunBench();
   return troupe::Fail(absl::InvalidArgumentError(absl::StrCat(
       command.empty() ? std::string("no command given")
                       : absl::StrCat("unknown command \"", command, "\""),
-      "; use one of: demo, node, check, roles, ping, generate, serve, profile (see --help)")));
+      "; use one of: demo, node, check, roles, ping, generate, serve, profile, bench "
+      "(see --help)")));
 }
