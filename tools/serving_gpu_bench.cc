@@ -72,6 +72,10 @@ ABSL_FLAG(int, prefill_reps, 3, "Timed prefills of each length (after one untime
 ABSL_FLAG(int, num_kv_blocks, 0, "KV cache blocks; 0 sizes the cache from free memory.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the random weights and prompts.");
 ABSL_FLAG(std::string, json_out, "", "Write the results as JSON here.");
+ABSL_FLAG(int, skinny_gemm_max_rows,
+          troupe::serving::engine::CudaBackendOptions{}.skinny_gemm_max_rows,
+          "Decode batches up to this size run their projections on the skinny GEMM "
+          "(CudaBackendOptions::skinny_gemm_max_rows); the cublas column times them without.");
 
 namespace troupe::tools {
 namespace {
@@ -212,6 +216,7 @@ int Main() {
   options.dtype = dtype;
   options.cuda_graphs = cuda_graphs;
   options.num_kv_blocks = absl::GetFlag(FLAGS_num_kv_blocks);
+  options.skinny_gemm_max_rows = absl::GetFlag(FLAGS_skinny_gemm_max_rows);
   Clock::time_point start = Clock::now();
   std::unique_ptr<ForwardBackend> backend =
       Check(serving::engine::CreateCudaBackend(config, *weights, options), "CreateCudaBackend");

@@ -103,8 +103,11 @@ struct CudaBackendOptions {
   // lengths. A graph holds launch parameters, not activations: those stay in the scratch memory.
   int max_cuda_graphs = 64;
   // Products of at most this many token rows (a decode step of a small batch) run on the skinny
-  // GEMM of gpu/kernels/skinny_gemm.h instead of cuBLAS; 0 turns it off, 8 is its most.
-  int skinny_gemm_max_rows = 8;
+  // GEMM of gpu/kernels/skinny_gemm.h instead of cuBLAS; 0 turns it off, 8 is its most. 1: on an
+  // H200 (docs/results/serving_gpu.md, run 5) it beat cuBLAS at one row (OPT-13B step 7.63 vs
+  // 7.82 ms, OPT-1.3B 1.44 vs 1.48), tied at two, and lost from four rows on, where its fp32
+  // FMAs per weight byte grow with the rows and the kernel stops being bandwidth-bound.
+  int skinny_gemm_max_rows = 1;
 };
 
 // CudaGraphStats: how a CudaBackend's steps ran, for tests and benchmarks.
