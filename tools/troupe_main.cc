@@ -41,6 +41,7 @@
 #include "tools/bench_command.h"
 #include "tools/generate_command.h"
 #include "tools/model_flags.h"
+#include "tools/plan_command.h"
 #include "tools/profile_command.h"
 #include "tools/serve_command.h"
 
@@ -390,7 +391,8 @@ int main(int argc, char** argv) {
       "  troupe serve                                 OpenAI-compatible server (tiny model, CPU)\n"
       "  troupe serve --config X.toml [--node NAME]   one node of a serving cluster\n"
       "  troupe profile --profile_out=F.json          measure step times for `troupe plan`\n"
-      "  troupe bench --dataset=chatbot --rate=2      benchmark a running server (vLLM-style)");
+      "  troupe bench --dataset=chatbot --rate=2      benchmark a running server (vLLM-style)\n"
+      "  troupe plan --model=opt-13b --out=plan.toml  DistServe's placement search (simulated)");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("troupe"));
   const std::string command = args.size() > 1 ? args[1] : "";
@@ -407,9 +409,10 @@ int main(int argc, char** argv) {
   if (command == "serve") return troupe::RunServe(signals);
   if (command == "profile") return troupe::RunCpuProfile();
   if (command == "bench") return troupe::RunBench();
+  if (command == "plan") return troupe::RunPlan();
   return troupe::Fail(absl::InvalidArgumentError(absl::StrCat(
       command.empty() ? std::string("no command given")
                       : absl::StrCat("unknown command \"", command, "\""),
-      "; use one of: demo, node, check, roles, ping, generate, serve, profile, bench "
+      "; use one of: demo, node, check, roles, ping, generate, serve, profile, bench, plan "
       "(see --help)")));
 }

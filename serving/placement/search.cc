@@ -17,14 +17,14 @@ namespace {
 
 using workload::Request;
 
-// The bisection's bracket search gives up after this many doublings or halvings of the rate
-// (2^40 above or 2^-20 below the first guess): a configuration that attains the target at no
-// rate that small has no goodput.
-constexpr int kMaxDoublings = 40;
+// The bisection's bracket search gives up after this many halvings of the rate below the
+// saturated throughput: a configuration that attains the target at no rate that small has no
+// goodput worth placing.
 constexpr int kMaxHalvings = 20;
-// The first guess of a decode instance's rate assumes this batch (any guess works; a near one
-// saves simulations).
-constexpr int kGuessDecodeBatch = 16;
+// A time scale that makes a workload drawn at rate 1 arrive all at once (within a microsecond).
+constexpr double kAllAtOnce = 1e-9;
+// The saturated throughput counts the requests finishing between these quantiles.
+constexpr double kSaturationWindow[2] = {0.1, 0.9};
 
 int64_t BlocksFor(int64_t tokens, int block_size) { return (tokens + block_size - 1) / block_size; }
 
@@ -50,31 +50,29 @@ void ParallelFor(int n, int threads, const std::function<void(int)>& fn) {
   for (std::thread& w : workers) w.join();
 }
 
-struct WorkloadMeans {
-  double input = 0;
-  double output = 0;
-};
-
-WorkloadMeans Means(const std::vector<Request>& requests) {
-  WorkloadMeans means;
-  for (const Request& r : requests) {
-    means.input += r.input_tokens;
-    means.output += r.output_tokens;
+// SaturatedThroughput is the rate the simulated instances sustain when every request arrives at
+// once: requests finished per second between the kSaturationWindow quantiles of the finishing
+// times (the ramp-up and the last stragglers, decoding in small batches, left out).
+absl::StatusOr<double> SaturatedThroughput(Simulator& simulator,
+                                           const std::vector<Request>& requests) {
+  absl::StatusOr<const std::vector<workload::RequestTiming>*> timings =
+      simulator.Run(requests, kAllAtOnce);
+  if (!timings.ok()) return timings.status();
+  std::vector<double> finished;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const workload::RequestTiming& t = (**timings)[i];
+    if (t.failed) continue;
+    finished.push_back(requests[i].arrival_s * kAllAtOnce + t.ttft_s +
+                       t.tpot_s * (requests[i].output_tokens - 1));
   }
-  means.input /= std::max<size_t>(1, requests.size());
-  means.output /= std::max<size_t>(1, requests.size());
-  return means;
-}
-
-double InitialRate(const SimulatedCluster& cluster, const WorkloadMeans& means) {
-  if (cluster.mode == SimulationMode::kDecodeOnly) {
-    const double context = means.input + means.output / 2;
-    const double step = cluster.decode.model->DecodeSeconds(
-        kGuessDecodeBatch, static_cast<int64_t>(kGuessDecodeBatch * context));
-    return kGuessDecodeBatch / (means.output * step);
+  if (finished.empty()) return 0.0;
+  std::sort(finished.begin(), finished.end());
+  const size_t first = static_cast<size_t>(kSaturationWindow[0] * (finished.size() - 1));
+  const size_t last = static_cast<size_t>(kSaturationWindow[1] * (finished.size() - 1));
+  if (last > first && finished[last] > finished[first]) {
+    return (last - first) / (finished[last] - finished[first]);
   }
-  const int64_t l = static_cast<int64_t>(means.input);
-  return 1.0 / cluster.prefill.model->PrefillSeconds(1, l, l * l);
+  return finished.back() > 0 ? finished.size() / finished.back() : 0.0;
 }
 
 int64_t KvBytesPerToken(const model::ModelConfig& model) {
@@ -99,7 +97,6 @@ struct Evaluation {
 // Evaluate bisects each evaluation's goodput, in parallel.
 void Evaluate(std::vector<Evaluation>& evaluations, const StepTimeModels& times,
               const std::vector<Request>& requests, const SearchOptions& options) {
-  const WorkloadMeans means = Means(requests);
   ParallelFor(static_cast<int>(evaluations.size()), Threads(options.threads), [&](int i) {
     Evaluation& e = evaluations[i];
     std::unique_ptr<StepTimeModel> prefill_model, decode_model;
@@ -130,9 +127,8 @@ void Evaluate(std::vector<Evaluation>& evaluations, const StepTimeModels& times,
       e.status = simulator.status();
       return;
     }
-    absl::StatusOr<GoodputResult> goodput =
-        MaxGoodput(*simulator, requests, options.slo, options.attainment_target,
-                   options.rate_precision, InitialRate(cluster, means));
+    absl::StatusOr<GoodputResult> goodput = MaxGoodput(
+        *simulator, requests, options.slo, options.attainment_target, options.rate_precision);
     cluster.prefill.model = nullptr;
     cluster.decode.model = nullptr;
     if (!goodput.ok()) {
@@ -207,7 +203,9 @@ absl::StatusOr<std::vector<Request>> Workload(const model::ModelConfig& model,
   spec.cv = options.arrival_cv;
   spec.num_requests = num_requests;
   spec.seed = options.seed;
-  spec.max_total_tokens = model.max_position_embeddings;
+  spec.max_total_tokens = options.max_total_tokens > 0
+                              ? std::min(options.max_total_tokens, model.max_position_embeddings)
+                              : model.max_position_embeddings;
   return workload::Generate(spec);
 }
 
@@ -547,6 +545,28 @@ absl::Status LowAffinity(const model::ModelConfig& model, const StepTimeModels& 
 
 }  // namespace
 
+absl::StatusOr<workload::Slo> PaperSlo(std::string_view model, workload::Dataset dataset) {
+  struct Entry {
+    const char* model;
+    workload::Dataset dataset;
+    workload::Slo slo;
+  };
+  static const Entry kTable[] = {
+      {"opt-13b", workload::Dataset::kChatbot, {0.25, 0.1}},
+      {"opt-66b", workload::Dataset::kChatbot, {2.5, 0.15}},
+      {"opt-175b", workload::Dataset::kChatbot, {4.0, 0.2}},
+      {"opt-66b", workload::Dataset::kCode, {0.125, 0.2}},
+      {"opt-66b", workload::Dataset::kSummarization, {15.0, 0.15}},
+  };
+  for (const Entry& e : kTable) {
+    if (model == e.model && dataset == e.dataset) return e.slo;
+  }
+  return absl::NotFoundError(absl::StrCat(
+      "DistServe gives no SLO for ", std::string(model), " on ", workload::DatasetName(dataset),
+      " (it has chatbot for opt-13b, opt-66b and opt-175b, code and summarization for opt-66b); "
+      "give one with --ttft_s and --tpot_s"));
+}
+
 absl::StatusOr<Affinity> ParseAffinity(std::string_view name) {
   if (name == "high") return Affinity::kHigh;
   if (name == "low") return Affinity::kLow;
@@ -585,20 +605,21 @@ int64_t KvCapacityBlocks(const model::ModelConfig& model, const InstanceConfig& 
 
 absl::StatusOr<GoodputResult> MaxGoodput(Simulator& simulator, const std::vector<Request>& requests,
                                          const workload::Slo& slo, double attainment_target,
-                                         double rate_precision, double initial_rate) {
+                                         double rate_precision) {
   if (requests.empty()) {
     return absl::InvalidArgumentError(
         "MaxGoodput needs requests; draw some (workload.h: Generate)");
-  }
-  if (!(initial_rate > 0) || !std::isfinite(initial_rate)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("initial_rate is ", initial_rate, "; start from any positive rate"));
   }
   GoodputResult result;
   // Requests alone are the best any rate can do: under the target there, no rate reaches it.
   absl::StatusOr<const std::vector<workload::RequestTiming>*> alone = simulator.RunAlone(requests);
   if (!alone.ok()) return alone.status();
   if (workload::Attainment(**alone, slo) < attainment_target) return result;
+  absl::StatusOr<double> saturated = SaturatedThroughput(simulator, requests);
+  if (!saturated.ok()) return saturated.status();
+  ++result.simulations;
+  result.saturated_rate = *saturated;
+  if (!(*saturated > 0)) return result;
   absl::Status error;
   const auto attains = [&](double rate) {
     ++result.simulations;
@@ -610,31 +631,22 @@ absl::StatusOr<GoodputResult> MaxGoodput(Simulator& simulator, const std::vector
     }
     return workload::Attainment(**timings, slo) >= attainment_target;
   };
-  double low = 0, high = 0, rate = initial_rate;
-  if (attains(rate)) {
-    low = rate;
-    for (int i = 0; i < kMaxDoublings && high == 0; ++i) {
-      rate *= 2;
-      if (attains(rate)) {
-        low = rate;
-      } else {
-        high = rate;
-      }
-    }
-    if (high == 0) high = low;
-  } else {
-    high = rate;
-    for (int i = 0; i < kMaxHalvings && low == 0 && error.ok(); ++i) {
-      rate /= 2;
-      if (attains(rate)) {
-        low = rate;
-      } else {
-        high = rate;
-      }
+  // Bracket below the saturated throughput, the most any rate can sustain.
+  double high = *saturated, low = 0;
+  if (attains(high)) {
+    result.rate = high;
+    return result;
+  }
+  for (int i = 0; i < kMaxHalvings && low == 0 && error.ok(); ++i) {
+    const double rate = high / 2;
+    if (attains(rate)) {
+      low = rate;
+    } else {
+      high = rate;
     }
   }
   if (!error.ok()) return error;
-  if (low == 0) return result;  // not even at a trickle
+  if (low == 0) return result;  // only at a trickle
   while (high - low > rate_precision * low) {
     const double mid = (low + high) / 2;
     if (attains(mid)) {

@@ -44,6 +44,12 @@ enum class Affinity { kHigh, kLow };
 absl::StatusOr<Affinity> ParseAffinity(std::string_view name);
 const char* AffinityName(Affinity affinity);
 
+// PaperSlo is DistServe's SLO for a model and dataset (OSDI'24, §6.1): chatbot OPT-13B 0.25 s /
+// 0.1 s, OPT-66B 2.5 s / 0.15 s, OPT-175B 4 s / 0.2 s; code OPT-66B 0.125 s / 0.2 s;
+// summarization OPT-66B 15 s / 0.15 s (TTFT / TPOT). NotFound for a pair the paper did not
+// evaluate, saying to give the SLO.
+absl::StatusOr<workload::Slo> PaperSlo(std::string_view model, workload::Dataset dataset);
+
 // ClusterSpec is the hardware the plan places instances on.
 struct ClusterSpec {
   // DistServe's testbed: 4 nodes of 8 A100-80GB SXM, NVLink within a node, 25 Gbps between.
@@ -64,6 +70,9 @@ struct SearchOptions {
   // The released search used 300-1000 Poisson requests with seed 0.
   int num_requests = 1000;
   uint64_t seed = 0;
+  // The longest request (prompt + output); 0 or more than the model's context: the context
+  // (OPT: 2048, DistServe's cap).
+  int max_total_tokens = 0;
   double arrival_cv = 1.0;  // Poisson arrivals, as the paper
   // The bisection on the rate stops when the interval is narrower than this share of its low
   // end (the released search stopped at 0.25 requests/s per GPU, absolute).
@@ -89,16 +98,21 @@ int64_t KvCapacityBlocks(const model::ModelConfig& model, const InstanceConfig& 
 // GoodputResult is one configuration's bisection.
 struct GoodputResult {
   double rate = 0;  // requests/s of the simulated instances together; 0: not even at a trickle
+  // The rate the instances sustain with every request arriving at once: the bisection's upper
+  // end. A finite workload can meet a TPOT SLO above it (the queue grows, but the run ends before
+  // the wait, spread over a request's tokens, passes the SLO); no steady rate can.
+  double saturated_rate = 0;
   int simulations = 0;
 };
 
-// MaxGoodput bisects the rate at which `simulator`'s cluster still attains the target over
-// `requests` (drawn at rate 1; each trial rescales their arrivals), starting from
-// `initial_rate` (any positive guess; a near one saves simulations).
+// MaxGoodput bisects the highest rate, up to the saturated throughput, at which `simulator`'s
+// cluster still attains the target over `requests` (drawn at rate 1; each trial rescales their
+// arrivals). A cluster that misses the target with every request alone has goodput 0, found
+// without a run.
 absl::StatusOr<GoodputResult> MaxGoodput(Simulator& simulator,
                                          const std::vector<workload::Request>& requests,
                                          const workload::Slo& slo, double attainment_target,
-                                         double rate_precision, double initial_rate);
+                                         double rate_precision);
 
 // Candidate is one evaluated configuration: a phase alone (Algorithm 1, or colocated) or a
 // prefill/decode pair (Algorithm 2).
