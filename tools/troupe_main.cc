@@ -44,6 +44,7 @@
 #include "tools/plan_command.h"
 #include "tools/profile_command.h"
 #include "tools/serve_command.h"
+#include "tools/simulate_command.h"
 
 ABSL_FLAG(std::string, config, "", "Cluster config (TOML) for `node`, `serve` and `check`.");
 ABSL_FLAG(std::string, node, "", "Which [[node]] of the config this process runs.");
@@ -392,7 +393,8 @@ int main(int argc, char** argv) {
       "  troupe serve --config X.toml [--node NAME]   one node of a serving cluster\n"
       "  troupe profile --profile_out=F.json          measure step times for `troupe plan`\n"
       "  troupe bench --dataset=chatbot --rate=2      benchmark a running server (vLLM-style)\n"
-      "  troupe plan --model=opt-13b --out=plan.toml  DistServe's placement search (simulated)");
+      "  troupe plan --model=opt-13b --out=plan.toml  DistServe's placement search (simulated)\n"
+      "  troupe simulate --profile=P --measured=B     replay a bench run in the simulator");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("troupe"));
   const std::string command = args.size() > 1 ? args[1] : "";
@@ -410,9 +412,11 @@ int main(int argc, char** argv) {
   if (command == "profile") return troupe::RunCpuProfile();
   if (command == "bench") return troupe::RunBench();
   if (command == "plan") return troupe::RunPlan();
-  return troupe::Fail(absl::InvalidArgumentError(absl::StrCat(
-      command.empty() ? std::string("no command given")
-                      : absl::StrCat("unknown command \"", command, "\""),
-      "; use one of: demo, node, check, roles, ping, generate, serve, profile, bench, plan "
-      "(see --help)")));
+  if (command == "simulate") return troupe::RunSimulate();
+  return troupe::Fail(absl::InvalidArgumentError(
+      absl::StrCat(command.empty() ? std::string("no command given")
+                                   : absl::StrCat("unknown command \"", command, "\""),
+                   "; use one of: demo, node, check, roles, ping, generate, serve, profile, bench, "
+                   "plan, simulate "
+                   "(see --help)")));
 }
