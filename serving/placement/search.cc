@@ -177,7 +177,7 @@ absl::Status CheckInputs(const model::ModelConfig& model, const ClusterSpec& clu
   if (!(options.attainment_target > 0 && options.attainment_target <= 1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("the attainment target is ", options.attainment_target,
-                     "; use a share in (0, 1], e.g. 0.9 (--attainment)"));
+                     "; use a share in (0, 1], e.g. 0.9 (--attainment_target)"));
   }
   if (options.num_requests < 1) {
     return absl::InvalidArgumentError(absl::StrCat("num_requests is ", options.num_requests,
