@@ -51,6 +51,10 @@ ABSL_FLAG(std::string, hosts, "",
 ABSL_FLAG(bool, compare_colocated, true,
           "`plan`: also search colocated (vLLM-style) instances and report the best, for "
           "comparison (--chunked_prefill: with Sarathi-style chunks).");
+ABSL_FLAG(int, prefill_batch_tokens, 8192,
+          "`plan`: the prefill instances' token budget per batch, simulated and written to the "
+          "TOML (the engine's and DistServe's released default 8192; the paper batches up to "
+          "L_m, the length that saturates the GPU, ~512 for OPT-13B on an A100).");
 ABSL_FLAG(int, plan_threads, 0, "`plan`: threads of the search (0: every core).");
 ABSL_FLAG(int, top, 5, "`plan`: how many of the best configurations to list.");
 
@@ -126,11 +130,12 @@ std::string CommandLine(const std::string& model, const std::string& dataset,
   std::string line = absl::StrFormat(
       "troupe plan --model=%s --dataset=%s --ttft_s=%g --tpot_s=%g --attainment_target=%g "
       "--rate=%g --nodes=%d --gpus_per_node=%d --affinity=%s --nodes_per_instance=%d "
-      "--cross_node_gbps=%g --num_requests=%d --seed=%d",
+      "--cross_node_gbps=%g --prefill_batch_tokens=%d --num_requests=%d --seed=%d",
       model, dataset, slo.ttft_s, slo.tpot_s, absl::GetFlag(FLAGS_attainment_target), rate,
       absl::GetFlag(FLAGS_nodes), absl::GetFlag(FLAGS_gpus_per_node), absl::GetFlag(FLAGS_affinity),
       absl::GetFlag(FLAGS_nodes_per_instance), absl::GetFlag(FLAGS_cross_node_gbps),
-      absl::GetFlag(FLAGS_num_requests), absl::GetFlag(FLAGS_seed));
+      absl::GetFlag(FLAGS_prefill_batch_tokens), absl::GetFlag(FLAGS_num_requests),
+      absl::GetFlag(FLAGS_seed));
   const std::string profile = absl::GetFlag(FLAGS_profile);
   absl::StrAppend(&line, profile.empty() ? absl::StrCat(" --gpu=", absl::GetFlag(FLAGS_gpu))
                                          : absl::StrCat(" --gpu=", absl::GetFlag(FLAGS_gpu),
@@ -213,6 +218,7 @@ int RunPlan() {
   options.max_total_tokens = absl::GetFlag(FLAGS_max_total_tokens);
   options.threads = absl::GetFlag(FLAGS_plan_threads);
   options.simulator.chunked_prefill = ChunkedPrefillFlag();
+  options.simulator.prefill_max_batch_tokens = absl::GetFlag(FLAGS_prefill_batch_tokens);
   options.progress = [](const std::string& line) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);

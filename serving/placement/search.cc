@@ -390,12 +390,13 @@ absl::Status HighAffinity(const model::ModelConfig& model, const StepTimeModels&
           absl::StrFormat("  %-7s %-9s %8s req/s, %8s per GPU", phase == 0 ? "prefill" : "decode",
                           c.Name(), Rate(e.candidate.goodput), Rate(e.candidate.goodput_per_gpu)));
     }
-    if (best[phase] == nullptr || e.candidate.goodput_per_gpu > best[phase]->goodput_per_gpu) {
-      best[phase] = &e.candidate;
-    }
     plan.candidates.push_back(e.candidate);
   }
   SortBest(plan.candidates);
+  for (const Candidate& c : plan.candidates) {
+    const int phase = c.kind == Candidate::Kind::kPrefill ? 0 : 1;
+    if (best[phase] == nullptr) best[phase] = &c;
+  }
   for (int phase = 0; phase < 2; ++phase) {
     if (best[phase]->goodput <= 0) {
       return absl::FailedPreconditionError(
@@ -406,36 +407,70 @@ absl::Status HighAffinity(const model::ModelConfig& model, const StepTimeModels&
                        "% of requests even at a trickle; relax the SLO or the attainment"));
     }
   }
-  const Candidate& p = *best[0];
-  const Candidate& d = *best[1];
-  plan.inter_op_nodes = 0;
-  plan.prefill = {p.prefill, 0, KvCapacityBlocks(model, p.prefill, cluster.gpu, options),
-                  p.goodput};
-  plan.decode = {d.decode, 0, KvCapacityBlocks(model, d.decode, cluster.gpu, options), d.goodput};
-  plan.goodput_per_gpu = 1.0 / (p.gpus / p.goodput + d.gpus / d.goodput);
-  if (rate > 0) {
-    plan.rate = rate;
-    plan.prefill.instances = static_cast<int>(std::ceil(rate / p.goodput));
-    plan.decode.instances = static_cast<int>(std::ceil(rate / d.goodput));
-  } else {
-    // Fill the cluster: add an instance to the phase that serves less while one still fits.
-    int n = 0, m = 0;
+  // With a rate, Algorithm 1 as the paper: each phase's best per GPU, replicated to the rate.
+  // To fill the cluster (no rate), the best pair of the two phases' candidates by the rate the
+  // cluster then serves: the best of each alone may not fit beside each other.
+  const Candidate* p = best[0];
+  const Candidate* d = best[1];
+  const auto place = [&](const Candidate& prefill, const Candidate& decode, int n, int m) {
+    Plan trial;
+    trial.affinity = Affinity::kHigh;
+    trial.prefill = {prefill.prefill, n, 0, prefill.goodput};
+    trial.decode = {decode.decode, m, 0, decode.goodput};
+    return PlaceInstances(trial, cluster).ok();
+  };
+  // Fill adds an instance to the phase that serves less while one still fits.
+  const auto fill = [&](const Candidate& prefill, const Candidate& decode, int* n, int* m) {
+    *n = *m = 0;
     while (true) {
-      const bool add_prefill = n * p.goodput <= m * d.goodput;
-      Plan trial = plan;
-      trial.prefill.instances = n + (add_prefill ? 1 : 0);
-      trial.decode.instances = m + (add_prefill ? 0 : 1);
-      if (!PlaceInstances(trial, cluster).ok()) break;
-      n = trial.prefill.instances;
-      m = trial.decode.instances;
+      const bool add_prefill = *n * prefill.goodput <= *m * decode.goodput;
+      const int next_n = *n + (add_prefill ? 1 : 0), next_m = *m + (add_prefill ? 0 : 1);
+      if (!place(prefill, decode, next_n, next_m)) break;
+      *n = next_n;
+      *m = next_m;
     }
-    plan.prefill.instances = n;
-    plan.decode.instances = m;
-    plan.rate = std::min(n * p.goodput, m * d.goodput);
-    if (n == 0 || m == 0) {
-      plan.notes.push_back("the cluster cannot hold one prefill and one decode instance");
+    return std::min(*n * prefill.goodput, *m * decode.goodput);
+  };
+  int n = 0, m = 0;
+  if (rate > 0) {
+    n = static_cast<int>(std::ceil(rate / p->goodput));
+    m = static_cast<int>(std::ceil(rate / d->goodput));
+  } else {
+    double best_rate = -1;
+    for (const Candidate& prefill : plan.candidates) {
+      if (prefill.kind != Candidate::Kind::kPrefill || prefill.goodput <= 0) continue;
+      for (const Candidate& decode : plan.candidates) {
+        if (decode.kind != Candidate::Kind::kDecode || decode.goodput <= 0) continue;
+        int pn = 0, pm = 0;
+        const double filled = fill(prefill, decode, &pn, &pm);
+        if (filled > best_rate) {
+          best_rate = filled;
+          p = &prefill;
+          d = &decode;
+          n = pn;
+          m = pm;
+        }
+      }
+    }
+    if (best_rate <= 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the cluster (", cluster.nodes, " node(s) of ", cluster.gpus_per_node,
+                       " GPUs) cannot hold a prefill and a decode instance of ", model.name,
+                       " together; give it more nodes or GPUs"));
+    }
+    if (p != best[0] || d != best[1]) {
+      plan.notes.push_back(absl::StrCat("to fill the cluster: ", p->Name(), " and ", d->Name(),
+                                        " (the best per GPU, ", best[0]->Name(), " and ",
+                                        best[1]->Name(), ", do not fill it as well)"));
     }
   }
+  plan.inter_op_nodes = 0;
+  plan.prefill = {p->prefill, n, KvCapacityBlocks(model, p->prefill, cluster.gpu, options),
+                  p->goodput};
+  plan.decode = {d->decode, m, KvCapacityBlocks(model, d->decode, cluster.gpu, options),
+                 d->goodput};
+  plan.goodput_per_gpu = 1.0 / (p->gpus / p->goodput + d->gpus / d->goodput);
+  plan.rate = rate > 0 ? rate : std::min(n * p->goodput, m * d->goodput);
   return absl::OkStatus();
 }
 
