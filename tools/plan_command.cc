@@ -2,10 +2,12 @@
 
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "tools/common_flags.h"
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
@@ -59,7 +61,6 @@ ABSL_FLAG(int, plan_threads, 0, "`plan`: threads of the search (0: every core)."
 ABSL_FLAG(int, top, 5, "`plan`: how many of the best configurations to list.");
 
 ABSL_DECLARE_FLAG(std::string, model);         // tools/model_flags.cc
-ABSL_DECLARE_FLAG(uint64_t, seed);             // tools/model_flags.cc: the workload's seed here
 ABSL_DECLARE_FLAG(std::string, dataset);       // tools/workload_flags.cc
 ABSL_DECLARE_FLAG(double, rate);               // tools/workload_flags.cc
 ABSL_DECLARE_FLAG(double, cv);                 // tools/workload_flags.cc
@@ -90,14 +91,21 @@ Json ConfigJson(const serving::placement::InstanceConfig& config) {
           {"name", config.Name()}};
 }
 
-Json CandidateJson(const Candidate& c) {
+// KvBlocksFor is what an instance's KV capacity would be (search.h: KvCapacityBlocks).
+using KvBlocksFor = std::function<int64_t(const serving::placement::InstanceConfig&)>;
+
+Json CandidateJson(const Candidate& c, const KvBlocksFor& kv_blocks) {
   Json j = {{"name", c.Name()},
             {"gpus", c.gpus},
             {"goodput", c.goodput},
             {"goodput_per_gpu", c.goodput_per_gpu}};
-  if (c.kind != Candidate::Kind::kDecode) j["prefill"] = ConfigJson(c.prefill);
+  if (c.kind != Candidate::Kind::kDecode) {
+    j["prefill"] = ConfigJson(c.prefill);
+    j["prefill"]["kv_blocks"] = kv_blocks(c.prefill);
+  }
   if (c.kind == Candidate::Kind::kDecode || c.kind == Candidate::Kind::kPair) {
     j["decode"] = ConfigJson(c.decode);
+    j["decode"]["kv_blocks"] = kv_blocks(c.decode);
   }
   if (c.kind == Candidate::Kind::kPair) j["inter_op_nodes"] = c.inter_op_nodes;
   return j;
@@ -236,6 +244,12 @@ int RunPlan() {
       serving::placement::PlanPlacement(*model, *times, cluster, *affinity, rate, options);
   if (!plan.ok()) return Fail(plan.status());
   const double search_s = absl::ToDoubleSeconds(absl::Now() - start);
+  std::printf(
+      "workload: %d %s requests per simulation (seed %llu), mean prompt %.0f and output "
+      "%.0f tokens\n",
+      options.num_requests, serving::workload::DatasetName(*dataset),
+      static_cast<unsigned long long>(options.seed), plan->mean_input_tokens,
+      plan->mean_output_tokens);
 
   std::vector<Candidate> colocated;
   if (absl::GetFlag(FLAGS_compare_colocated)) {
@@ -340,6 +354,11 @@ int RunPlan() {
                 {"cross_node_gbps", absl::GetFlag(FLAGS_cross_node_gbps)},
                 {"nodes_per_instance", cluster.max_nodes_per_instance}}},
               {"step_times", times->Describe()},
+              {"workload",
+               {{"num_requests", options.num_requests},
+                {"seed", options.seed},
+                {"mean_input_tokens", plan->mean_input_tokens},
+                {"mean_output_tokens", plan->mean_output_tokens}}},
               {"affinity", serving::placement::AffinityName(plan->affinity)},
               {"plan",
                {{"prefill", PhaseJson(plan->prefill)},
@@ -354,9 +373,14 @@ int RunPlan() {
               {"search_seconds", search_s},
               {"simulations", plan->simulations}};
     j["candidates"] = Json::array();
-    for (const Candidate& c : plan->candidates) j["candidates"].push_back(CandidateJson(c));
+    const KvBlocksFor kv_blocks = [&](const serving::placement::InstanceConfig& config) {
+      return serving::placement::KvCapacityBlocks(*model, config, *gpu, options);
+    };
+    for (const Candidate& c : plan->candidates) {
+      j["candidates"].push_back(CandidateJson(c, kv_blocks));
+    }
     j["colocated"] = Json::array();
-    for (const Candidate& c : colocated) j["colocated"].push_back(CandidateJson(c));
+    for (const Candidate& c : colocated) j["colocated"].push_back(CandidateJson(c, kv_blocks));
     if (absl::Status written = WriteText(json_out, j.dump(1) + "\n", "json_out"); !written.ok()) {
       return Fail(written);
     }

@@ -752,6 +752,12 @@ absl::StatusOr<Plan> PlanPlacement(const model::ModelConfig& model, const StepTi
   if (!requests.ok()) return requests.status();
   Plan plan;
   plan.affinity = affinity;
+  for (const Request& r : *requests) {
+    plan.mean_input_tokens += r.input_tokens;
+    plan.mean_output_tokens += r.output_tokens;
+  }
+  plan.mean_input_tokens /= requests->size();
+  plan.mean_output_tokens /= requests->size();
   absl::Status searched = affinity == Affinity::kHigh
                               ? HighAffinity(model, times, cluster, rate, options, *requests, plan)
                               : LowAffinity(model, times, cluster, rate, options, *requests, plan);

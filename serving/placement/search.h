@@ -153,6 +153,9 @@ struct Plan {
   // The whole plan simulated at `rate` (num_requests per instance pair): its attainment.
   double attainment = 0;
   std::vector<Candidate> candidates;  // every configuration evaluated, best first per kind
+  // The simulated workload's mean prompt and output lengths (tokens).
+  double mean_input_tokens = 0;
+  double mean_output_tokens = 0;
   int simulations = 0;
   std::vector<std::string> notes;  // what the plan's reader must know (it exceeds the cluster…)
 };
