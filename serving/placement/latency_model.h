@@ -20,7 +20,6 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -136,7 +135,7 @@ class FittedLatencyModel : public StepTimeModels {
                                                 const model::ModelConfig& config,
                                                 const LatencyModelOptions& options = {});
 
-  // FromCoefficients builds a model from known fits (tests, or constants from elsewhere).
+  // FittedLatencyModel builds a model from known fits (tests, or constants from elsewhere).
   FittedLatencyModel(model::ModelConfig config, std::vector<TensorParallelFit> fits,
                      LatencyModelOptions options = {}, std::string source = "coefficients");
 
