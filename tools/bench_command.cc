@@ -23,6 +23,7 @@
 #include "serving/bench/client.h"
 #include "serving/bench/summary.h"
 #include "serving/bench/sweep.h"
+#include "tools/common_flags.h"
 #include "tools/workload_flags.h"
 
 // Defaults are BenchClientOptions' (serving/bench/client.h), where each says where it comes from.
@@ -50,8 +51,6 @@ ABSL_FLAG(double, read_timeout_s, 90,
           "timeout is 60 s).");
 ABSL_FLAG(double, progress_every_s, 10,
           "`bench`: print a progress line to stderr this often (0: never).");
-ABSL_DECLARE_FLAG(std::string, api_key);  // tools/serve_command.cc: sent as a bearer token
-ABSL_DECLARE_FLAG(uint64_t, seed);        // tools/model_flags.cc: the workload's and prompts'
 
 namespace troupe {
 namespace {

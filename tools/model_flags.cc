@@ -4,12 +4,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "tools/common_flags.h"
 
 ABSL_FLAG(std::string, model, "tiny", "A model preset (tiny, tiny-llama, opt-125m, ...).");
 ABSL_FLAG(std::string, weights, "",
           "A safetensors checkpoint (file or directory); empty: seeded random weights.");
-ABSL_FLAG(uint64_t, seed, 0,
-          "The seed of the random weights (`bench`: of the workload and its prompts).");
 ABSL_FLAG(std::string, tokenizer, "",
           "A tokenizer.json, or a directory with vocab.json + merges.txt or encoder.json + "
           "vocab.bpe (default: GPT-2's, fetched by tools/setup.sh).");
@@ -89,8 +88,8 @@ absl::StatusOr<serving::engine::Preemption> PreemptionFromFlags(bool decode_role
   absl::StatusOr<serving::engine::Preemption> preemption = serving::engine::ResolvePreemption(
       absl::GetFlag(FLAGS_preemption), absl::GetFlag(FLAGS_swap_blocks), decode_role);
   if (!preemption.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--preemption / --swap_blocks: ", preemption.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--preemption / --swap_blocks: ", preemption.status().message()));
   }
   return preemption;
 }

@@ -7,15 +7,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "serving/cluster/cpu_backends.h"
-#include "serving/transfer/kv_transport.h"
 #include "serving/cluster/serving_roles.h"
 #include "serving/instance/messages.h"
+#include "serving/transfer/kv_transport.h"
+#include "tools/common_flags.h"
 #include "tools/model_flags.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "`serve`: the address to listen on.");
 ABSL_FLAG(int, port, 8000, "`serve`: the port to listen on (0: an ephemeral one).");
-ABSL_FLAG(std::string, api_key, "",
-          "`serve`: require \"Authorization: Bearer <key>\"; `bench`: send it.");
 ABSL_FLAG(bool, colocated, false,
           "`serve`: one colocated instance (vLLM-style) instead of a prefill and a decode one.");
 ABSL_FLAG(int, max_in_flight, 256, "`serve`: requests in flight before 429.");
@@ -75,7 +74,8 @@ absl::StatusOr<std::string> EmbeddedServeConfig() {
                                                 ChunkedPrefillFlag() ? "true" : "false", "\n")));
     absl::StrAppend(&server, "prefill = \"local/colocated\"\n");
   } else {
-    absl::StrAppend(&config, Actor("prefill", "prefill", instance), Actor("decode", "decode", engine));
+    absl::StrAppend(&config, Actor("prefill", "prefill", instance),
+                    Actor("decode", "decode", engine));
     absl::StrAppend(&server, "prefill = \"local/prefill\"\ndecode = \"local/decode\"\n");
   }
   absl::StrAppend(&server, "host = ", Quoted(absl::GetFlag(FLAGS_host)), "\n",
@@ -88,9 +88,9 @@ absl::StatusOr<std::string> EmbeddedServeConfig() {
 }
 
 void AddServing(actors::NodeOptions& options) {
-  serving::cluster::AddServingRoles(
-      options.roles, {TokenizerFlagOrDefault(), serving::cluster::CpuBackends(),
-                      [] { return serving::transfer::CpuKvTransports(); }});
+  serving::cluster::AddServingRoles(options.roles,
+                                    {TokenizerFlagOrDefault(), serving::cluster::CpuBackends(),
+                                     [] { return serving::transfer::CpuKvTransports(); }});
   options.register_types.push_back(serving::instance::RegisterServingMessageTypes);
 }
 

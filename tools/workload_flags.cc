@@ -8,6 +8,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "tools/common_flags.h"
 
 // Defaults are WorkloadSpec's (serving/workload/workload.h): DistServe's 2048-token requests,
 // Poisson arrivals, and vLLM's 1000 prompts.
@@ -26,7 +27,6 @@ ABSL_FLAG(int, num_requests, 1000, "Requests in the workload (--dataset).");
 ABSL_FLAG(int, max_total_tokens, 2048,
           "Largest prompt + output of a request (--dataset); at most the server's context "
           "(512 for the tiny model).");
-ABSL_DECLARE_FLAG(uint64_t, seed);  // tools/model_flags.cc
 
 namespace troupe {
 
