@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "tools/common_flags.h"
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
@@ -23,6 +22,7 @@
 #include "serving/placement/profile.h"
 #include "serving/placement/search.h"
 #include "serving/workload/workload.h"
+#include "tools/common_flags.h"
 #include "tools/model_flags.h"
 
 ABSL_FLAG(double, ttft_s, 0,
