@@ -15,7 +15,7 @@
 # cuda 1,2,4,6,8]; NUM_REQUESTS per rate [cpu 60, cuda 200]; TTFT_MS/TPOT_MS, the SLO
 # [cpu 100/15: fixed before the first run at about 10x and 3x an unloaded request's; cuda
 # 250/100, DistServe's chatbot SLO for OPT-13B]; KV_BLOCKS per instance [cpu 1024, cuda 4096];
-# SEED [0]. On the CPU, MODE=disaggregated serves both instances in one process on the same two
+# SEED [0]; WARMUP_REQUESTS [40]; SLO_SCALES, also compared [0.1,0.12,0.15,0.2,0.3,0.5,1]. On the CPU, MODE=disaggregated serves both instances in one process on the same two
 # cores, which the simulator (one device per instance) does not model.
 set -uo pipefail
 if [ $# -ne 2 ] || { [ "$1" != cpu ] && [ "$1" != cuda ] && [ "$1" != simulate ]; }; then
@@ -55,6 +55,7 @@ simulate() {
   local troupe="${TROUPE_BIN:-bazel-bin/tools/troupe}"
   "$troupe" simulate --profile="$results/profile.json" --measured="$results/bench.json" \
     --mode="$mode" --prefill_kv_blocks="$kv_blocks" --decode_kv_blocks="$kv_blocks" \
+    --slo_scales="${SLO_SCALES:-0.1,0.12,0.15,0.2,0.3,0.5,1}" \
     --json_out="$results/validation.json" | tee "$results/validation.txt"
 }
 if [ "$where" = simulate ]; then
@@ -141,6 +142,12 @@ for _ in $(seq 1 600); do
        --num_requests=1 --rate=1 --seed="$seed" > /dev/null 2>&1; then break; fi
   sleep 1
 done
+# A discarded warm-up run at the highest rate: the engine's first steps of each batch size
+# capture CUDA graphs, which the profile's steady state does not include.
+top_rate="${rates##*,}"
+"$bin" bench --base_url="http://127.0.0.1:$port" --dataset="$dataset" \
+  --max_total_tokens="$max_total" --rate="$top_rate" --num_requests="${WARMUP_REQUESTS:-40}" \
+  --seed=$((seed + 1)) > "$results/warmup.txt" 2>&1
 "$bin" bench --base_url="http://127.0.0.1:$port" --dataset="$dataset" \
   --max_total_tokens="$max_total" --rates="$rates" --num_requests="$num_requests" \
   --seed="$seed" --goodput="ttft:$ttft_ms tpot:$tpot_ms" --json_out="$results/bench.json" \

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "gpu/dtype.h"
 #include "nlohmann/json.hpp"
+#include "serving/bench/sweep.h"
 #include "serving/model/config.h"
 #include "serving/placement/latency_model.h"
 #include "serving/placement/profile.h"
@@ -33,10 +34,11 @@ ABSL_FLAG(int, decode_kv_blocks, 256, "`simulate`: KV blocks of the decode insta
 ABSL_FLAG(double, kv_gbps, 0,
           "`simulate`: bandwidth of the KV hand-off in GB/s (0: instant, as within one process).");
 
-ABSL_DECLARE_FLAG(std::string, profile);   // tools/plan_command.cc
-ABSL_DECLARE_FLAG(double, ttft_s);         // tools/plan_command.cc
-ABSL_DECLARE_FLAG(double, tpot_s);         // tools/plan_command.cc
-ABSL_DECLARE_FLAG(std::string, json_out);  // tools/bench_command.cc
+ABSL_DECLARE_FLAG(std::string, profile);     // tools/plan_command.cc
+ABSL_DECLARE_FLAG(double, ttft_s);           // tools/plan_command.cc
+ABSL_DECLARE_FLAG(double, tpot_s);           // tools/plan_command.cc
+ABSL_DECLARE_FLAG(std::string, json_out);    // tools/bench_command.cc
+ABSL_DECLARE_FLAG(std::string, slo_scales);  // tools/bench_command.cc
 
 namespace troupe {
 namespace {
@@ -189,31 +191,44 @@ int RunSimulate() {
       serving::placement::Simulator::Create(cluster, options);
   if (!simulator.ok()) return Fail(simulator.status());
 
+  // The SLO scales compared besides 1: a sweep whose attainments are all 100% (or 0%) at the
+  // SLO itself says little, at tighter scales the attainments move.
+  std::vector<double> scales = {1.0};
+  if (const std::string text = absl::GetFlag(FLAGS_slo_scales); !text.empty()) {
+    absl::StatusOr<std::vector<double>> parsed =
+        serving::bench::ParsePositiveList(text, "--slo_scales");
+    if (!parsed.ok()) return Fail(parsed.status());
+    scales = *parsed;
+  }
   std::printf("SLO: TTFT %.0f ms, TPOT %.0f ms; %s, %s\n", slo.ttft_s * 1e3, slo.tpot_s * 1e3,
               absl::GetFlag(FLAGS_mode).c_str(), fitted->Describe().c_str());
-  std::printf("%10s %9s %12s %12s %8s %14s %14s %14s %14s\n", "rate/s", "requests", "measured %",
-              "simulated %", "diff pp", "TTFT meas ms", "TTFT sim ms", "TPOT meas ms",
+  std::printf("%10s %9s %7s %12s %12s %8s %14s %14s %14s %14s\n", "rate/s", "requests", "scale",
+              "measured %", "simulated %", "diff pp", "TTFT meas ms", "TTFT sim ms", "TPOT meas ms",
               "TPOT sim ms");
   Json rows = Json::array();
   double worst = 0;
   for (const MeasuredRun& run : measured->runs) {
     absl::StatusOr<const std::vector<RequestTiming>*> simulated = simulator->Run(run.requests);
     if (!simulated.ok()) return Fail(simulated.status());
-    const double real = serving::workload::Attainment(run.timings, slo);
-    const double sim = serving::workload::Attainment(**simulated, slo);
-    const double diff = (sim - real) * 100;
-    worst = std::max(worst, std::abs(diff));
     const double ttft_real = Mean(run.timings, &RequestTiming::ttft_s);
     const double ttft_sim = Mean(**simulated, &RequestTiming::ttft_s);
     const double tpot_real = Mean(run.timings, &RequestTiming::tpot_s);
     const double tpot_sim = Mean(**simulated, &RequestTiming::tpot_s);
-    std::printf("%10.2f %9zu %12.1f %12.1f %+8.1f %14.1f %14.1f %14.1f %14.1f\n", run.rate_per_s,
-                run.requests.size(), real * 100, sim * 100, diff, ttft_real * 1e3, ttft_sim * 1e3,
-                tpot_real * 1e3, tpot_sim * 1e3);
+    Json by_scale = Json::array();
+    for (double scale : scales) {
+      const double real = serving::workload::Attainment(run.timings, slo, scale);
+      const double sim = serving::workload::Attainment(**simulated, slo, scale);
+      const double diff = (sim - real) * 100;
+      worst = std::max(worst, std::abs(diff));
+      std::printf("%10.2f %9zu %7.2f %12.1f %12.1f %+8.1f %14.1f %14.1f %14.1f %14.1f\n",
+                  run.rate_per_s, run.requests.size(), scale, real * 100, sim * 100, diff,
+                  ttft_real * 1e3, ttft_sim * 1e3, tpot_real * 1e3, tpot_sim * 1e3);
+      by_scale.push_back(
+          {{"scale", scale}, {"measured_attainment", real}, {"simulated_attainment", sim}});
+    }
     rows.push_back({{"rate_per_s", run.rate_per_s},
                     {"requests", run.requests.size()},
-                    {"measured_attainment", real},
-                    {"simulated_attainment", sim},
+                    {"attainment_by_scale", by_scale},
                     {"mean_ttft_s", {{"measured", ttft_real}, {"simulated", ttft_sim}}},
                     {"mean_tpot_s", {{"measured", tpot_real}, {"simulated", tpot_sim}}}});
   }

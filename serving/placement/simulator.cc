@@ -456,17 +456,28 @@ struct Simulator::State {
     const PhaseSetup& phase = cluster.prefill;
     double seconds = 0;
     if (!instance.prefilling.empty()) {
-      seconds += phase.model->PrefillSeconds(static_cast<int>(instance.prefilling.size()), tokens,
-                                             tokens_squared);
+      // One forward pass, as the engine runs a mixed step: the prompts' tokens and one token
+      // per running sequence go through the layers together (the weights are read once), the
+      // prefill model's cost of them all; the running sequences' attention over their
+      // contexts is the decode model's context term on top.
+      const int prompts = static_cast<int>(instance.prefilling.size());
+      seconds +=
+          phase.model->PrefillSeconds(prompts + batch, tokens + batch, tokens_squared + batch);
+      if (batch > 0) {
+        seconds += std::max(0.0, phase.model->DecodeSeconds(batch, instance.context_sum) -
+                                     phase.model->DecodeSeconds(batch, 0));
+        ++stats.decode_steps;
+        stats.decode_tokens += batch;
+      }
+      if (phase.config.pipeline_stages > 1) {
+        seconds += phase.config.pipeline_stages * options.pipeline_stage_overhead_s;
+      }
       ++stats.prefill_batches;
       stats.prefill_tokens += tokens;
-    }
-    if (batch > 0) {
+    } else {
       seconds += DecodeStepSeconds(phase, batch, instance.context_sum);
       ++stats.decode_steps;
       stats.decode_tokens += batch;
-    } else if (phase.config.pipeline_stages > 1) {
-      seconds += phase.config.pipeline_stages * options.pipeline_stage_overhead_s;
     }
     instance.stepping = true;
     Push(now + seconds, EventType::kColocatedStepDone, c);

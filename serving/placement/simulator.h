@@ -26,7 +26,8 @@
 //             when none is free preempts the newest running request (swapped out, back first);
 //             pp micro-batches in flight (a token every T(B/pp) + pp·overhead);
 //   colocated vLLM-style instances: each step admits waiting prompts FCFS (prefill first) and
-//             runs them with the running decodes, time = prefill(new tokens) + decode(batch);
+//             runs them with the running decodes in one pass: the prefill model over the new
+//             tokens plus one per running sequence, and the decode model's context term;
 //             optionally Sarathi-style chunked prefill under a token budget.
 // TTFT is the first token's time (the end of the prompt's prefill) minus the arrival; TPOT is
 // (last token - first token) / (output tokens - 1), 0 for one token. Nothing allocates per token;
