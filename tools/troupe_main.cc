@@ -354,11 +354,20 @@ int RunPing() {
 int RunCpuProfile() {
   absl::StatusOr<LoadedModel> model = LoadModelFromFlags();
   if (!model.ok()) return Fail(model.status());
+  // LibTorch gets the threads a serving node would give it (--torch_threads, or the cores the
+  // CAF scheduler leaves), so that the profile times the steps `troupe serve` runs.
+  const int threads =
+      actors::ResolveThreadCounts(absl::GetFlag(FLAGS_scheduler_threads),
+                                  absl::GetFlag(FLAGS_torch_threads),
+                                  static_cast<int>(std::thread::hardware_concurrency()))
+          .compute;
+  if (absl::Status set = actors::SetTorchThreads(threads); !set.ok()) return Fail(set);
   ProfileCommand command;
   command.binary = "troupe";
   command.make_backend = serving::cluster::CpuBackends();
-  command.describe_device = [](const std::string& device) {
-    return device == "cpu" ? absl::StrCat("cpu (", std::thread::hardware_concurrency(), " threads)")
+  command.describe_device = [threads](const std::string& device) {
+    return device == "cpu" ? absl::StrCat("cpu (", threads, " LibTorch threads of ",
+                                          std::thread::hardware_concurrency(), " cores)")
                            : device;
   };
   return RunProfile(command, model->config, *model->weights, KvBlocksFlag());
