@@ -22,12 +22,13 @@ class LinearModel : public StepTimeModel {
   double per_token = 0.001;
   double decode_base = 0.02;
   double per_sequence = 0.0;
+  double per_context_token = 0.0;
 
   double PrefillSeconds(int batch, int64_t tokens, int64_t tokens_squared) const override {
     return base + per_token * tokens;
   }
   double DecodeSeconds(int batch, int64_t context_tokens) const override {
-    return decode_base + per_sequence * batch;
+    return decode_base + per_sequence * batch + per_context_token * context_tokens;
   }
 };
 
@@ -225,20 +226,25 @@ TEST(SimulatorTest, ShortestQueueSpreadsOverPrefillInstances) {
   EXPECT_DOUBLE_EQ((*timings)[1].ttft_s, 0.2);  // the other instance, no queueing
 }
 
-TEST(SimulatorTest, ColocatedStepsAddPrefillAndDecode) {
+TEST(SimulatorTest, ColocatedStepsRunPrefillAndDecodeInOnePass) {
   LinearModel model;
+  model.per_context_token = 1e-4;
   SimulatedCluster cluster;
   cluster.mode = SimulationMode::kColocated;
   cluster.prefill = {1, {1, 1}, &model, 1000};
   // The second request arrives while the first decodes: its prefill rides along a decode step,
-  // which therefore takes prefill + decode time.
+  // one pass of 100 + 1 tokens (the prefill model) plus the running sequence's attention over
+  // its 101-token context (the decode model's context term, 0.0101 s).
   absl::StatusOr<std::vector<RequestTiming>> timings =
       Simulate(cluster, {Request{0.0, 100, 4}, Request{0.21, 100, 2}});
   ASSERT_TRUE(timings.ok());
   EXPECT_DOUBLE_EQ((*timings)[0].ttft_s, 0.2);
-  // Steps of the first: [0.2, 0.22], [0.22, 0.22 + 0.2 + 0.02], [0.44, 0.46].
-  EXPECT_NEAR((*timings)[1].ttft_s, 0.44 - 0.21, 1e-12);
-  EXPECT_NEAR((*timings)[0].tpot_s, (0.46 - 0.2) / 3, 1e-12);
+  // Steps of the first: [0.2, 0.2301] (decode at context 101), [0.2301, 0.2301 + 0.201 +
+  // 0.0102] (mixed, context 102), then a decode step with both (contexts 103 and 101).
+  const double mixed_end = 0.2301 + 0.201 + 0.0102;
+  EXPECT_NEAR((*timings)[1].ttft_s, mixed_end - 0.21, 1e-12);
+  const double last = mixed_end + 0.02 + 1e-4 * (103 + 101);
+  EXPECT_NEAR((*timings)[0].tpot_s, (last - 0.2) / 3, 1e-12);
 }
 
 TEST(SimulatorTest, ChunkedPrefillSplitsLongPromptsOverSteps) {
