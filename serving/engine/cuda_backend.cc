@@ -500,21 +500,11 @@ class CudaBackend : public internal::CudaShard {
     if (blocks.empty()) return absl::OkStatus();
     absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
     if (!scoped.ok()) return scoped.status();
-    const KvRange all = *ShardRange({});
-    const int64_t n = static_cast<int64_t>(blocks.size());
-    const int64_t total = KvBytes(config_, dtype_, n, all);
-    absl::StatusOr<gpu::PooledBuffer> staging = Gather(blocks, all, total);
+    const SlotLayout layout = SlotLayoutOf(blocks.size());
+    absl::StatusOr<gpu::PooledBuffer> staging = Gather(blocks, layout.all, layout.total);
     if (!staging.ok()) return staging.status();
-    const int64_t planes = 2LL * (all.layer_end - all.layer_begin);
-    const int64_t part = total / (planes * n);
-    for (int64_t i = 0; i < n; ++i) {
-      TROUPE_RETURN_IF_ERROR(In(
-          CudaCall(
-              cudaMemcpy2DAsync(slots[i], part, static_cast<uint8_t*>(staging->data()) + i * part,
-                                n * part, part, planes, cudaMemcpyDeviceToHost, RawStream()),
-              "cudaMemcpy2DAsync", options_.device),
-          "ExportKvToSlots copy"));
-    }
+    TROUPE_RETURN_IF_ERROR(CopySlots(layout, static_cast<uint8_t*>(staging->data()), slots,
+                                     cudaMemcpyDeviceToHost, "ExportKvToSlots copy"));
     return In(stream_.Synchronize(), "ExportKvToSlots");
   }
 
@@ -525,22 +515,12 @@ class CudaBackend : public internal::CudaShard {
     if (blocks.empty()) return absl::OkStatus();
     absl::StatusOr<gpu::ScopedDevice> scoped = gpu::ScopedDevice::Enter(options_.device);
     if (!scoped.ok()) return scoped.status();
-    const KvRange all = *ShardRange({});
-    const int64_t n = static_cast<int64_t>(blocks.size());
-    const int64_t total = KvBytes(config_, dtype_, n, all);
-    absl::StatusOr<gpu::PooledBuffer> staging = pool_->Allocate(total, options_.device);
+    const SlotLayout layout = SlotLayoutOf(blocks.size());
+    absl::StatusOr<gpu::PooledBuffer> staging = pool_->Allocate(layout.total, options_.device);
     if (!staging.ok()) return In(staging.status(), "ImportKvFromSlots staging");
-    const int64_t planes = 2LL * (all.layer_end - all.layer_begin);
-    const int64_t part = total / (planes * n);
-    for (int64_t i = 0; i < n; ++i) {
-      TROUPE_RETURN_IF_ERROR(In(
-          CudaCall(
-              cudaMemcpy2DAsync(static_cast<uint8_t*>(staging->data()) + i * part, n * part,
-                                slots[i], part, part, planes, cudaMemcpyHostToDevice, RawStream()),
-              "cudaMemcpy2DAsync", options_.device),
-          "ImportKvFromSlots copy"));
-    }
-    return Scatter(blocks, all, *staging);
+    TROUPE_RETURN_IF_ERROR(CopySlots(layout, static_cast<uint8_t*>(staging->data()), slots,
+                                     cudaMemcpyHostToDevice, "ImportKvFromSlots copy"));
+    return Scatter(blocks, layout.all, *staging);
   }
 
   std::vector<DeviceKvShard> DeviceKvShards() const override {
@@ -1369,6 +1349,47 @@ class CudaBackend : public internal::CudaShard {
         return absl::InvalidArgumentError(absl::StrCat(
             "KV block ", block, " is outside the cache's ", num_kv_blocks_, " blocks"));
       }
+    }
+    return absl::OkStatus();
+  }
+
+  // SlotLayout: how `n` blocks of the whole cache lie in a staging buffer ([plane][block][part],
+  // ExportKv's layout) and in a swap pool's slots ([plane][part] each).
+  struct SlotLayout {
+    KvRange all;
+    int64_t n = 0;
+    int64_t total = 0;   // staging bytes
+    int64_t planes = 0;  // (layer, K or V) pairs
+    int64_t part = 0;    // bytes of one plane of one block
+  };
+
+  SlotLayout SlotLayoutOf(size_t blocks) const {
+    SlotLayout layout;
+    layout.all = *ShardRange({});
+    layout.n = static_cast<int64_t>(blocks);
+    layout.total = KvBytes(config_, dtype_, layout.n, layout.all);
+    layout.planes = 2LL * (layout.all.layer_end - layout.all.layer_begin);
+    layout.part = layout.total / (layout.planes * layout.n);
+    return layout;
+  }
+
+  // CopySlots copies every block between the staging buffer and its slot, one 2-D copy per
+  // block (its planes strided in the staging buffer, adjacent in the slot), on the stream.
+  template <typename HostPointer>
+  absl::Status CopySlots(const SlotLayout& layout, uint8_t* staging,
+                         const std::vector<HostPointer>& slots, cudaMemcpyKind kind,
+                         const char* what) {
+    const bool to_host = kind == cudaMemcpyDeviceToHost;
+    for (int64_t i = 0; i < layout.n; ++i) {
+      void* block = staging + i * layout.part;
+      void* slot = const_cast<uint8_t*>(slots[i]);  // read only when copying to the device
+      TROUPE_RETURN_IF_ERROR(
+          In(CudaCall(cudaMemcpy2DAsync(
+                          to_host ? slot : block, to_host ? layout.part : layout.n * layout.part,
+                          to_host ? block : slot, to_host ? layout.n * layout.part : layout.part,
+                          layout.part, layout.planes, kind, RawStream()),
+                      "cudaMemcpy2DAsync", options_.device),
+             what));
     }
     return absl::OkStatus();
   }
