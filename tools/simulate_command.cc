@@ -163,7 +163,8 @@ int RunSimulate() {
   if (!times.ok()) return Fail(times.status());
   std::printf("%s\n", fitted->Report().c_str());
 
-  serving::workload::Slo slo = measured->slo;
+  // The measured runs' SLO (their --goodput), or none: Slo's own defaults are not the user's.
+  serving::workload::Slo slo = measured->has_slo ? measured->slo : serving::workload::Slo{0, 0};
   if (absl::GetFlag(FLAGS_ttft_s) > 0) slo.ttft_s = absl::GetFlag(FLAGS_ttft_s);
   if (absl::GetFlag(FLAGS_tpot_s) > 0) slo.tpot_s = absl::GetFlag(FLAGS_tpot_s);
   if (!(slo.ttft_s > 0 && slo.tpot_s > 0)) {
