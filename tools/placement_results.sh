@@ -52,3 +52,24 @@ run opt-13b_chatbot_h200_roofline --model=opt-13b --dataset=chatbot --gpu=h200 -
 
 bazel-bin/serving/placement/search_benchmark 2>&1 | sed -n '/^Run on/,$p' \
   | tee "$out/search_benchmark.txt"
+
+# The simulated prediction of issue 5's GPU evaluation (docs/results/distserve_eval.md): OPT-13B
+# on one node of 2 and of 4 H200s, step times from the measured profile, disaggregated against
+# colocated and chunked prefill; summarization with DistServe's summarization SLO (OPT-66B's).
+eval_out=docs/results/distserve_eval
+mkdir -p "$eval_out"
+for gpus in 2 4; do
+  for chunked in false true; do
+    for dataset in chatbot summarization; do
+      slo=""
+      if [ "$dataset" = summarization ]; then slo="--ttft_s=15 --tpot_s=0.15"; fi
+      name="opt-13b_${dataset}_h200x${gpus}_chunked-${chunked}"
+      # shellcheck disable=SC2086
+      "$troupe" plan --model=opt-13b --dataset="$dataset" $slo --gpu=h200 --nodes=1 \
+        --gpus_per_node="$gpus" --profile=docs/results/profile_opt-13b_h200.json \
+        --chunked_prefill="$chunked" --json_out="$eval_out/$name.json" >"$eval_out/$name.txt" 2>&1
+      if [ "$chunked" = true ]; then rm -f "$eval_out/$name.json"; fi
+      grep -E "goodput per GPU|colocated baseline" "$eval_out/$name.txt" | sed "s/^/$name: /"
+    done
+  done
+done
