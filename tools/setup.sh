@@ -23,6 +23,8 @@ packages=(
   libcpp-httplib-dev libssl-dev
   nlohmann-json3-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
   libpcre2-dev             # PCRE2 10.42: Unicode classes in the GPT-2 tokenizer's pattern
+  zlib1g-dev               # zlib: gzip-compressed IDX files (methods/data/)
+  dataset-fashion-mnist    # Fashion-MNIST's IDX files (gzip) in /usr/share/datasets/fashion-mnist/
   iproute2                 # network namespaces for the multi-host test
   python3-matplotlib       # plots of benchmark results
 )
