@@ -315,6 +315,25 @@ absl::StatusOr<at::Tensor> SingleInferenceLogits(const at::Tensor& joint_logits,
   });
 }
 
+absl::StatusOr<at::Tensor> IdentityColumnLogits(const at::Tensor& joint_logits,
+                                                int64_t num_transforms) {
+  constexpr const char* kFunction = "IdentityColumnLogits";
+  if (absl::Status status = CheckTransforms(kFunction, num_transforms); !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = CheckLogits(kFunction, "joint_logits", joint_logits); !status.ok()) {
+    return status;
+  }
+  if (joint_logits.size(1) % num_transforms != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kFunction, ": joint_logits has ", joint_logits.size(1), " columns, not a multiple of ",
+        "num_transforms (", num_transforms, "); the joint head has classes x M outputs"));
+  }
+  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+    return joint_logits.index({Slice(), Slice(None, None, num_transforms)});
+  });
+}
+
 absl::StatusOr<at::Tensor> AggregatedLogits(const at::Tensor& joint_logits,
                                             int64_t num_transforms) {
   constexpr const char* kFunction = "AggregatedLogits";

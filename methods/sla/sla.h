@@ -81,6 +81,12 @@ absl::StatusOr<at::Tensor> SlaLoss(const at::Tensor& joint_logits, const at::Ten
 absl::StatusOr<at::Tensor> SingleInferenceLogits(const at::Tensor& joint_logits,
                                                  int64_t num_transforms);
 
+// IdentityColumnLogits is `preds[:, ::M]`: the j = 0 columns, [R, N], of joint logits [R, N * M]
+// from a forward pass over untransformed images only (SI at one pass per image). Unlike
+// SingleInferenceLogits it keeps every row.
+absl::StatusOr<at::Tensor> IdentityColumnLogits(const at::Tensor& joint_logits,
+                                                int64_t num_transforms);
+
 // AggregatedLogits (SLA+AG) is s = 1/M sum_j preds[j::M, j::M], [B, N]: each view scored by the
 // columns of its own transformation, averaged as logits.
 absl::StatusOr<at::Tensor> AggregatedLogits(const at::Tensor& joint_logits, int64_t num_transforms);

@@ -136,6 +136,17 @@ TEST(InferenceTest, SingleInferenceIsIdentityRowsAndColumns) {
   EXPECT_TRUE(torch::equal(*single, Matrix({{0, 4, 8}, {400, 404, 408}})));
 }
 
+TEST(InferenceTest, IdentityColumnsKeepEveryRow) {
+  // A forward over 3 untransformed images: [3, 12] -> columns 0, 4, 8 of every row.
+  absl::StatusOr<at::Tensor> single =
+      IdentityColumnLogits(IndexLogits().index({torch::indexing::Slice(0, 3)}), 4);
+  ASSERT_TRUE(single.ok()) << single.status();
+  EXPECT_TRUE(torch::equal(*single, Matrix({{0, 4, 8}, {100, 104, 108}, {200, 204, 208}})));
+  absl::StatusOr<at::Tensor> columns = IdentityColumnLogits(torch::zeros({3, 10}), 4);
+  EXPECT_EQ(columns.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(columns.status().message(), HasSubstr("joint_logits has 10 columns"));
+}
+
 TEST(InferenceTest, AggregatedAveragesEachViewsOwnColumns) {
   absl::StatusOr<at::Tensor> aggregated = AggregatedLogits(IndexLogits(), 4);
   ASSERT_TRUE(aggregated.ok()) << aggregated.status();
