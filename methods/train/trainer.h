@@ -35,6 +35,7 @@
 #include "methods/data/dataset.h"
 #include "methods/train/batches.h"
 #include "methods/train/models.h"
+#include "methods/train/progress.h"
 
 namespace torch::optim {
 class Optimizer;
@@ -109,30 +110,6 @@ using LossFn = std::function<torch::Tensor(LossInput& input)>;
 
 // CrossEntropyLoss is the mean cross-entropy of head `head`'s logits against the labels.
 LossFn CrossEntropyLoss(const std::string& head);
-
-// EpochLog is one line of the logs.
-struct EpochLog {
-  int64_t epoch = 0;  // 1-based: the epoch just finished
-  int64_t step = 0;   // steps done so far
-  double learning_rate = 0;
-  double train_loss = 0;  // mean over the epoch's images
-  double seconds = 0;     // the epoch's training time (not evaluation)
-  double images_per_second = 0;
-  // Test accuracy of each head whose size is the dataset's number of classes.
-  std::map<std::string, double> accuracy;
-};
-
-// Progress is what the progress line shows; the trainer passes it to `on_progress` too.
-struct Progress {
-  int64_t epoch = 0;  // 0-based, the epoch in progress
-  int64_t epochs = 0;
-  int64_t step = 0;
-  int64_t total_steps = 0;
-  double loss = 0;  // mean of the epoch so far
-  double learning_rate = 0;
-  double images_per_second = 0;
-  double eta_seconds = 0;
-};
 
 class Trainer {
  public:
