@@ -164,7 +164,26 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(Classifier model,
   if (test != nullptr && test->size() == 0) {
     return absl::InvalidArgumentError("the test dataset is empty; pass a null test set instead");
   }
-  if (!loss) loss = CrossEntropyLoss(model->options().heads.front().name);
+  const ModelOptions& model_options = model->options();
+  for (const data::Dataset* dataset : {&train, test}) {
+    if (dataset != nullptr &&
+        (dataset->rows != model_options.input_side || dataset->cols != model_options.input_side)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the model takes ", model_options.input_side, "x", model_options.input_side,
+                       " images but the ", dataset == &train ? "training" : "test", " set's are ",
+                       dataset->rows, "x", dataset->cols, "; set ModelOptions.input_side"));
+    }
+  }
+  if (!loss) {
+    const HeadSpec& head = model_options.heads.front();
+    if (head.size < train.num_classes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the default loss is cross-entropy on head '", head.name, "', which has ",
+                       head.size, " outputs, but the training set has ", train.num_classes,
+                       " classes; put a head of that size first, or pass a loss"));
+    }
+    loss = CrossEntropyLoss(head.name);
+  }
   model->to(*device);
   torch::manual_seed(options.seed);
   return std::unique_ptr<Trainer>(

@@ -225,6 +225,14 @@ TEST(TrainerTest, BadInputsAreErrorsNamingThem) {
   bad = options;
   bad.batches.batch_size = 0;
   EXPECT_THAT(create(bad).status().message(), HasSubstr("batch_size is 0"));
+  ModelOptions small_head;
+  small_head.heads = {{"rotation", 4}, {"main", 10}};
+  EXPECT_THAT(create(options, small_head).status().message(),
+              HasSubstr("head 'rotation', which has 4 outputs"));
+  ModelOptions big_images;
+  big_images.input_side = 32;
+  EXPECT_THAT(create(options, big_images).status().message(),
+              HasSubstr("takes 32x32 images but the training set's are 28x28"));
   EXPECT_THAT(ParseOptimizer("adam").status().message(), HasSubstr("'adam'"));
   EXPECT_THAT(ParseSchedule("linear").status().message(), HasSubstr("'linear'"));
 
