@@ -29,7 +29,7 @@ absl::Status RunJob(const TrainingJob& job, caf::actor listener, TrainingResult&
     if (absl::Status s = (*trainer)->LoadCheckpoint(job.checkpoint_path); !s.ok()) return s;
   }
   (*trainer)->on_progress = [listener, name = job.name](const Progress& progress) {
-    caf::anon_send(listener, TrainingProgress{name, progress});
+    if (listener) caf::anon_send(listener, TrainingProgress{name, progress});
   };
   absl::Status status = (*trainer)->Train(job.max_steps);
   if (status.ok() && !job.checkpoint_path.empty()) {

@@ -11,7 +11,8 @@
 //
 // Protocol (local only: a job holds code):
 //   (TrainingJob) -> TrainingResult, or the job's error (its status as a caf::error);
-//                    TrainingProgress messages go to the requester while it runs.
+//                    TrainingProgress messages go to the requester while it runs (none when
+//                    the job was sent anonymously).
 // Jobs sent to one trainer actor run one after another, in order, on its worker.
 #pragma once
 
