@@ -250,6 +250,9 @@ TEST(TrainerTest, BadInputsAreErrorsNamingThem) {
   ASSERT_TRUE(trainer->Train(2).ok());
   ASSERT_TRUE(trainer->SaveCheckpoint(checkpoint).ok());
 
+  EXPECT_THAT(trainer->SaveCheckpoint("/no/such/dir/checkpoint.pt").message(),
+              HasSubstr("/no/such/dir/checkpoint.pt"));
+
   TrainerOptions other_seed = options;
   other_seed.seed = 7;
   status = (*create(other_seed))->LoadCheckpoint(checkpoint);
