@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "methods/internal/torch_guard.h"
 
 namespace troupe::methods::dhkd {
 namespace {
@@ -57,16 +58,7 @@ absl::Status CheckEpsilon(const char* function, double epsilon) {
   return absl::OkStatus();
 }
 
-// Guarded turns a LibTorch exception (none is expected once inputs are checked) into a status.
-template <typename Function>
-auto Guarded(const char* function, Function body) -> decltype(body()) {
-  try {
-    return body();
-  } catch (const c10::Error& error) {
-    return absl::InternalError(
-        absl::StrCat(function, ": LibTorch failed: ", error.what_without_backtrace()));
-  }
-}
+using internal::TorchGuarded;
 
 // BernoulliKl is sum KL(Bern(p) || Bern(q)) over all entries, as the code writes it with
 // KLDivLoss: p (log p - log q) + (1 - p) (log(1 - p) - log(1 - q)), with 0 log 0 = 0.
@@ -148,7 +140,7 @@ absl::StatusOr<at::Tensor> CrossEntropy(const at::Tensor& logits, const at::Tens
                                                      logits.size(1), ") (the logits' classes)"));
     }
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     return torch::nll_loss(torch::log_softmax(logits, 1), labels);
   });
 }
@@ -159,7 +151,7 @@ absl::StatusOr<at::Tensor> SoftmaxKd(const at::Tensor& student, const at::Tensor
   if (absl::Status status = CheckPair(kFunction, student, teacher, temperature); !status.ok()) {
     return status;
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     const at::Tensor log_p = torch::log_softmax(teacher.detach() / temperature, 1);
     const at::Tensor log_q = torch::log_softmax(student / temperature, 1);
     return (log_p.exp() * (log_p - log_q)).sum() * (temperature * temperature) /
@@ -174,7 +166,7 @@ absl::StatusOr<at::Tensor> BinaryKl(const at::Tensor& student, const at::Tensor&
     return status;
   }
   if (absl::Status status = CheckEpsilon(kFunction, epsilon); !status.ok()) return status;
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     const at::Tensor p = torch::sigmoid(teacher.detach() / temperature).clamp(epsilon, 1 - epsilon);
     const at::Tensor q = torch::sigmoid(student / temperature).clamp(epsilon, 1 - epsilon);
     return BernoulliKl(p, q) * (temperature * temperature) / static_cast<double>(student.size(0));
@@ -188,7 +180,7 @@ absl::StatusOr<at::Tensor> BinaryKlNorm(const at::Tensor& student, const at::Ten
     return status;
   }
   if (absl::Status status = CheckEpsilon(kFunction, epsilon); !status.ok()) return status;
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     const at::Tensor q =
         torch::sigmoid((student - teacher.detach()) / temperature).clamp(epsilon, 1 - epsilon);
     const at::Tensor half = torch::full_like(q, 0.5);
@@ -232,7 +224,7 @@ absl::StatusOr<DualHeadLoss> DualHead(const at::Tensor& main_logits, const at::T
       break;
   }
   if (!distill.ok()) return distill.status();
-  return Guarded(kFunction, [&]() -> absl::StatusOr<DualHeadLoss> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<DualHeadLoss> {
     DualHeadLoss loss;
     loss.ce = *ce;
     loss.distill = *distill;
@@ -263,7 +255,7 @@ absl::StatusOr<std::vector<at::Tensor>> AlignGradients(const std::vector<at::Ten
           "] has shape ", Shape(kd_grads[i]), "; they must match"));
     }
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<std::vector<at::Tensor>> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<std::vector<at::Tensor>> {
     std::vector<at::Tensor> ce(ce_grads.size());
     std::vector<at::Tensor> kd(kd_grads.size());
     for (size_t i = 0; i < ce.size(); ++i) {
@@ -293,7 +285,7 @@ absl::StatusOr<std::vector<at::Tensor>> DualHeadGradients(const DualHeadLoss& lo
     return status;
   }
   if (!align) {
-    return Guarded(kFunction, [&]() -> absl::StatusOr<std::vector<at::Tensor>> {
+    return TorchGuarded(kFunction, [&]() -> absl::StatusOr<std::vector<at::Tensor>> {
       return Gradients(loss.total, parameters);
     });
   }
@@ -302,12 +294,12 @@ absl::StatusOr<std::vector<at::Tensor>> DualHeadGradients(const DualHeadLoss& lo
     return status;
   }
   absl::StatusOr<std::vector<at::Tensor>> ce =
-      Guarded(kFunction, [&]() -> absl::StatusOr<std::vector<at::Tensor>> {
+      TorchGuarded(kFunction, [&]() -> absl::StatusOr<std::vector<at::Tensor>> {
         return Gradients(loss.ce_weight * loss.ce, parameters);
       });
   if (!ce.ok()) return ce.status();
   absl::StatusOr<std::vector<at::Tensor>> kd =
-      Guarded(kFunction, [&]() -> absl::StatusOr<std::vector<at::Tensor>> {
+      TorchGuarded(kFunction, [&]() -> absl::StatusOr<std::vector<at::Tensor>> {
         return Gradients(loss.distill_weight * loss.distill, parameters);
       });
   if (!kd.ok()) return kd.status();
@@ -328,7 +320,7 @@ absl::StatusOr<GradientCosines> GradientCosine(const at::Tensor& loss_a, const a
       !status.ok()) {
     return status;
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<GradientCosines> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<GradientCosines> {
     std::vector<at::Tensor> all = head_parameters;
     all.insert(all.end(), backbone_parameters.begin(), backbone_parameters.end());
     const std::vector<at::Tensor> a = Gradients(loss_a, all);

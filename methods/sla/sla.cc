@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "methods/internal/torch_guard.h"
 
 namespace troupe::methods::sla {
 namespace {
@@ -104,16 +105,7 @@ absl::Status CheckJoint(const char* function, const at::Tensor& joint_logits,
   return absl::OkStatus();
 }
 
-// Guarded turns a LibTorch exception (none is expected once inputs are checked) into a status.
-template <typename Function>
-auto Guarded(const char* function, Function body) -> decltype(body()) {
-  try {
-    return body();
-  } catch (const c10::Error& error) {
-    return absl::InternalError(
-        absl::StrCat(function, ": LibTorch failed: ", error.what_without_backtrace()));
-  }
-}
+using internal::TorchGuarded;
 
 at::Tensor CrossEntropy(const at::Tensor& logits, const at::Tensor& labels) {
   return torch::nll_loss(torch::log_softmax(logits, 1), labels);
@@ -147,7 +139,7 @@ absl::StatusOr<at::Tensor> RotateBatch(const at::Tensor& images, int64_t num_tra
                                                    images.defined() ? Shape(images) : "none",
                                                    "; it must be [batch, channels, side, side]"));
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     std::vector<at::Tensor> views;
     for (int64_t j = 0; j < num_transforms; ++j) {
       views.push_back(torch::rot90(images, j * 4 / num_transforms, {2, 3}));
@@ -169,7 +161,7 @@ absl::StatusOr<at::Tensor> JointLabels(const at::Tensor& labels, int64_t num_tra
       !status.ok()) {
     return status;
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     const at::Tensor transforms = torch::arange(num_transforms, labels.options());
     return (labels.unsqueeze(1) * num_transforms + transforms.unsqueeze(0)).reshape({-1});
   });
@@ -185,7 +177,7 @@ absl::StatusOr<at::Tensor> RepeatLabels(const at::Tensor& labels, int64_t num_tr
       !status.ok()) {
     return status;
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     return labels.repeat_interleave(num_transforms);
   });
 }
@@ -199,7 +191,7 @@ absl::StatusOr<at::Tensor> TransformLabels(int64_t batch_size, int64_t num_trans
     return absl::InvalidArgumentError(
         absl::StrCat(kFunction, ": batch_size is ", batch_size, "; it must be >= 0"));
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     return torch::arange(num_transforms, torch::kLong).repeat({batch_size});
   });
 }
@@ -215,8 +207,8 @@ absl::StatusOr<at::Tensor> BaselineLoss(const at::Tensor& logits, const at::Tens
       !status.ok()) {
     return status;
   }
-  return Guarded(kFunction,
-                 [&]() -> absl::StatusOr<at::Tensor> { return CrossEntropy(logits, labels); });
+  return TorchGuarded(kFunction,
+                      [&]() -> absl::StatusOr<at::Tensor> { return CrossEntropy(logits, labels); });
 }
 
 absl::StatusOr<at::Tensor> DaLoss(const at::Tensor& logits, const at::Tensor& labels,
@@ -234,7 +226,7 @@ absl::StatusOr<at::Tensor> DaLoss(const at::Tensor& logits, const at::Tensor& la
       !status.ok()) {
     return status;
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     return CrossEntropy(logits, labels.repeat_interleave(num_transforms));
   });
 }
@@ -273,7 +265,7 @@ absl::StatusOr<at::Tensor> MtLoss(const at::Tensor& class_logits,
         kFunction, ": transform_logits has ", transform_logits.size(1),
         " columns; the transformation head has num_transforms (", num_transforms, ") outputs"));
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     const at::Tensor transforms = torch::arange(num_transforms, torch::kLong).repeat({batch});
     return CrossEntropy(class_logits, labels.repeat_interleave(num_transforms)) +
            CrossEntropy(transform_logits, transforms);
@@ -298,7 +290,7 @@ absl::StatusOr<at::Tensor> SlaLoss(const at::Tensor& joint_logits, const at::Ten
   }
   absl::StatusOr<at::Tensor> joint_labels = JointLabels(labels, num_transforms);
   if (!joint_labels.ok()) return joint_labels.status();
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     return CrossEntropy(joint_logits, *joint_labels);
   });
 }
@@ -309,7 +301,7 @@ absl::StatusOr<at::Tensor> SingleInferenceLogits(const at::Tensor& joint_logits,
   if (absl::Status status = CheckJoint(kFunction, joint_logits, num_transforms); !status.ok()) {
     return status;
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     return joint_logits.index(
         {Slice(None, None, num_transforms), Slice(None, None, num_transforms)});
   });
@@ -329,7 +321,7 @@ absl::StatusOr<at::Tensor> IdentityColumnLogits(const at::Tensor& joint_logits,
         kFunction, ": joint_logits has ", joint_logits.size(1), " columns, not a multiple of ",
         "num_transforms (", num_transforms, "); the joint head has classes x M outputs"));
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     return joint_logits.index({Slice(), Slice(None, None, num_transforms)});
   });
 }
@@ -340,7 +332,7 @@ absl::StatusOr<at::Tensor> AggregatedLogits(const at::Tensor& joint_logits,
   if (absl::Status status = CheckJoint(kFunction, joint_logits, num_transforms); !status.ok()) {
     return status;
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<at::Tensor> {
     return Aggregate(joint_logits, num_transforms);
   });
 }
@@ -376,7 +368,7 @@ absl::StatusOr<SelfDistillationLoss> SelfDistillation(const at::Tensor& joint_lo
         "] (untransformed images), from labels (", batch, ") and joint_logits' ", classes,
         " classes"));
   }
-  return Guarded(kFunction, [&]() -> absl::StatusOr<SelfDistillationLoss> {
+  return TorchGuarded(kFunction, [&]() -> absl::StatusOr<SelfDistillationLoss> {
     const double t = options.distill_temperature;
     const at::Tensor student = head_logits.size(0) == batch && m > 1
                                    ? head_logits
