@@ -16,33 +16,21 @@
 #include "serving/model/config.h"
 #include "serving/placement/latency_model.h"
 #include "serving/placement/profile.h"
-#include "tools/child_process.h"
+#include "tests/troupe_command.h"
 
 namespace troupe {
 namespace {
 
 using ::testing::HasSubstr;
 
-struct Outcome {
-  int exit_code;
-  std::string output;  // stdout and stderr, merged
-};
+using Outcome = testing::CommandOutcome;
+using testing::TestTempPath;
 
-Outcome Plan(std::vector<std::string> flags) {
-  std::vector<std::string> argv = {std::getenv("TROUPE_BIN"), "plan"};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  absl::StatusOr<std::unique_ptr<tools::ChildProcess>> child = tools::ChildProcess::Start(argv);
-  EXPECT_TRUE(child.ok()) << child.status();
-  if (!child.ok()) return {-1, ""};
-  absl::StatusOr<int> code = (*child)->Wait(absl::Seconds(120));
-  EXPECT_TRUE(code.ok()) << code.status();
-  return {code.ok() ? *code : -1, (*child)->Output()};
+Outcome Plan(const std::vector<std::string>& flags) {
+  return testing::RunTroupeCommand("plan", flags);
 }
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
-}
+std::string TempPath(const std::string& name) { return TestTempPath(name); }
 
 // A small, quick search.
 const std::vector<std::string> kSmall = {"--nodes=1", "--gpus_per_node=4", "--num_requests=100",

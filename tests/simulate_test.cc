@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "serving/placement/profile.h"
-#include "tools/child_process.h"
+#include "tests/troupe_command.h"
 
 namespace troupe {
 namespace {
@@ -20,26 +20,14 @@ namespace {
 using ::testing::HasSubstr;
 using Json = nlohmann::json;
 
-struct Outcome {
-  int exit_code;
-  std::string output;  // stdout and stderr, merged
-};
+using Outcome = testing::CommandOutcome;
+using testing::TestTempPath;
 
-Outcome Simulate(std::vector<std::string> flags) {
-  std::vector<std::string> argv = {std::getenv("TROUPE_BIN"), "simulate"};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  absl::StatusOr<std::unique_ptr<tools::ChildProcess>> child = tools::ChildProcess::Start(argv);
-  EXPECT_TRUE(child.ok()) << child.status();
-  if (!child.ok()) return {-1, ""};
-  absl::StatusOr<int> code = (*child)->Wait(absl::Seconds(120));
-  EXPECT_TRUE(code.ok()) << code.status();
-  return {code.ok() ? *code : -1, (*child)->Output()};
+Outcome Simulate(const std::vector<std::string>& flags) {
+  return testing::RunTroupeCommand("simulate", flags);
 }
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
-}
+std::string TempPath(const std::string& name) { return TestTempPath(name); }
 
 std::string WriteText(const std::string& name, const std::string& text) {
   const std::string path = TempPath(name);
