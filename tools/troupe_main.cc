@@ -38,6 +38,7 @@
 #include "serving/cluster/cpu_backends.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
+#include "tools/train_command.h"
 #include "tools/bench_command.h"
 #include "tools/generate_command.h"
 #include "tools/model_flags.h"
@@ -403,7 +404,12 @@ int main(int argc, char** argv) {
       "  troupe profile --profile_out=F.json          measure step times for `troupe plan`\n"
       "  troupe bench --dataset=chatbot --rate=2      benchmark a running server (vLLM-style)\n"
       "  troupe plan --model=opt-13b --out=plan.toml  DistServe's placement search (simulated)\n"
-      "  troupe simulate --profile=P --measured=B     replay a bench run in the simulator");
+      "  troupe simulate --profile=P --measured=B     replay a bench run in the simulator\n"
+      "  troupe train METHOD                          train on Fashion-MNIST: supervised, sla, "
+      "dhkd\n"
+      "                                               (`troupe train METHOD --help`)");
+  // `train` parses its own flags, so that `troupe train sla --help` lists SLA's.
+  if (argc > 1 && std::string(argv[1]) == "train") return troupe::RunTrain(argc, argv);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("troupe"));
   const std::string command = args.size() > 1 ? args[1] : "";
@@ -426,6 +432,6 @@ int main(int argc, char** argv) {
       absl::StrCat(command.empty() ? std::string("no command given")
                                    : absl::StrCat("unknown command \"", command, "\""),
                    "; use one of: demo, node, check, roles, ping, generate, serve, profile, bench, "
-                   "plan, simulate "
+                   "plan, simulate, train "
                    "(see --help)")));
 }

@@ -1,9 +1,16 @@
-// The only translation unit of methods/dhkd/ that includes LibTorch (its headers compile slowly).
+// The only translation unit of methods/dhkd/ that includes LibTorch (its headers compile slowly):
+// dhkd.h's losses and dhkd_recipe.h's arms.
 #include "methods/dhkd/dhkd.h"
+#include "methods/dhkd/dhkd_recipe.h"
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -332,6 +339,183 @@ absl::StatusOr<GradientCosines> GradientCosine(const at::Tensor& loss_a, const a
     cosines.backbone = Cosine(Flatten({head_end, a.end()}), Flatten({b_head_end, b.end()}));
     return cosines;
   });
+}
+
+}  // namespace troupe::methods::dhkd
+
+// ---- The experiment's arms as trainer recipes (dhkd_recipe.h), in this translation unit so
+// that methods/dhkd/ compiles LibTorch's headers once.
+
+namespace troupe::methods::dhkd {
+namespace {
+
+using internal::ValueOrThrow;
+
+std::vector<at::Tensor> Concat(std::vector<at::Tensor> a, const std::vector<at::Tensor>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// StepWith returns a scalar whose value is `value` and whose gradient with respect to
+// parameters[i] is gradients[i]: the trainer's backward() then leaves exactly those gradients.
+at::Tensor StepWith(const at::Tensor& value, const std::vector<at::Tensor>& parameters,
+                    const std::vector<at::Tensor>& gradients) {
+  at::Tensor dot = torch::zeros({}, value.options());
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    dot = dot + (parameters[i] * gradients[i].detach()).sum();
+  }
+  return value.detach() + (dot - dot.detach());
+}
+
+// CosineLog appends the mechanism test's rows to a CSV file.
+class CosineLog {
+ public:
+  static absl::StatusOr<std::shared_ptr<CosineLog>> Open(const std::string& path) {
+    const bool exists = std::filesystem::exists(path);
+    auto log = std::make_shared<CosineLog>();
+    log->file_.open(path, std::ios::app);
+    if (!log->file_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot open the gradient-cosine log '", path, "' for appending; check the directory"));
+    }
+    if (!exists) log->file_ << "step,epoch,head_cosine,backbone_cosine\n";
+    return log;
+  }
+  void Write(int64_t step, int64_t epoch, const GradientCosines& cosines) {
+    file_ << step << "," << epoch << "," << cosines.head << "," << cosines.backbone << "\n";
+    file_.flush();
+  }
+
+ private:
+  std::ofstream file_;
+};
+
+}  // namespace
+
+absl::StatusOr<Arm> ParseArm(const std::string& name) {
+  for (Arm arm : {Arm::kCe, Arm::kKd, Arm::kBkl, Arm::kCeBkl, Arm::kDhkd}) {
+    if (ArmName(arm) == name) return arm;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("DHKD arm '", name, "' is not known; use ce, kd, bkl, ce_bkl or dhkd"));
+}
+
+std::string ArmName(Arm arm) {
+  switch (arm) {
+    case Arm::kCe:
+      return "ce";
+    case Arm::kKd:
+      return "kd";
+    case Arm::kBkl:
+      return "bkl";
+    case Arm::kCeBkl:
+      return "ce_bkl";
+    case Arm::kDhkd:
+      return "dhkd";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<TeacherFn> MakeTeacher(train::Classifier teacher,
+                                      const data::Dataset* precompute_over) {
+  teacher->eval();
+  const std::string head = teacher->options().heads.front().name;
+  if (precompute_over == nullptr) {
+    return TeacherFn([teacher, head](const train::Batch& batch) mutable {
+      torch::NoGradGuard no_grad;
+      return teacher->Forward(batch.images).at(head);
+    });
+  }
+  const int64_t n = precompute_over->size();
+  std::vector<torch::Tensor> chunks;
+  try {
+    torch::NoGradGuard no_grad;
+    for (int64_t begin = 0; begin < n; begin += 1000) {
+      std::vector<int64_t> indices;
+      for (int64_t i = begin; i < std::min(n, begin + 1000); ++i) indices.push_back(i);
+      chunks.push_back(
+          teacher->Forward(train::ImagesToTensor(*precompute_over, indices)).at(head));
+    }
+  } catch (const c10::Error& error) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the teacher failed on the training images: ", error.what_without_backtrace()));
+  }
+  torch::Tensor logits = torch::cat(chunks);
+  return TeacherFn([logits](const train::Batch& batch) {
+    return logits.index_select(
+        0, torch::tensor(batch.indices, torch::kInt64).to(logits.device()));
+  });
+}
+
+absl::StatusOr<train::Recipe> MakeRecipe(const ArmOptions& options, int64_t num_classes,
+                                         TeacherFn teacher) {
+  const DhkdOptions& d = options.dhkd;
+  if (!(d.ce_weight >= 0) || !(d.distill_weight >= 0) || !(d.temperature > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "DHKD weights must be >= 0 and the temperature > 0 (ce_weight ", d.ce_weight,
+        ", distill_weight ", d.distill_weight, ", temperature ", d.temperature, ")"));
+  }
+  if (options.aux_hidden < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "aux_hidden is ", options.aux_hidden, "; use 0 (linear head) or a width > 0"));
+  }
+  if (options.cosine_every < 0 || (options.cosine_every > 0 && options.cosine_log.empty())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cosine_every is ", options.cosine_every,
+        "; it must be >= 0, and > 0 needs cosine_log (a CSV path)"));
+  }
+  if (!teacher && options.arm != Arm::kCe) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DHKD arm '", ArmName(options.arm), "' needs a teacher"));
+  }
+  const Arm arm = options.arm;
+  std::shared_ptr<CosineLog> cosine_log;
+  if (options.cosine_every > 0 && arm != Arm::kCe && arm != Arm::kBkl) {
+    absl::StatusOr<std::shared_ptr<CosineLog>> opened = CosineLog::Open(options.cosine_log);
+    if (!opened.ok()) return opened.status();
+    cosine_log = *std::move(opened);
+  }
+  train::Recipe recipe;
+  recipe.heads = {{"main", num_classes}};
+  if (arm == Arm::kDhkd) recipe.heads.push_back({"aux", num_classes, options.aux_hidden});
+  recipe.scores = [](train::ClassifierImpl& model, const torch::Tensor& images) {
+    return std::map<std::string, torch::Tensor>{{"main", model.Forward(images).at("main")}};
+  };
+  recipe.loss = [options, arm, teacher, cosine_log](train::LossInput& in) -> torch::Tensor {
+    const DhkdOptions& d = options.dhkd;
+    train::HeadLogits logits = in.model.Forward(in.batch.images);
+    const torch::Tensor& main = logits.at("main");
+    if (arm == Arm::kCe) {
+      return d.ce_weight * ValueOrThrow(CrossEntropy(main, in.batch.labels));
+    }
+    const torch::Tensor teacher_logits = teacher(in.batch);
+    if (arm == Arm::kBkl) {
+      return d.distill_weight * ValueOrThrow(BinaryKl(main, teacher_logits, d.temperature,
+                                                      d.epsilon));
+    }
+    // kd, ce_bkl and dhkd: gamma CE(z1) + alpha distill(z_aux), z_aux = z1 except for dhkd.
+    DhkdOptions combined = d;
+    if (arm == Arm::kKd) combined.distill = DistillLoss::kSoftmaxKd;
+    if (arm == Arm::kCeBkl) combined.distill = DistillLoss::kBinaryKl;
+    const torch::Tensor& aux = arm == Arm::kDhkd ? logits.at("aux") : main;
+    DualHeadLoss loss =
+        ValueOrThrow(DualHead(main, aux, teacher_logits, in.batch.labels, combined));
+    if (cosine_log && in.step % options.cosine_every == 0) {
+      std::vector<at::Tensor> head = in.model.HeadParameters("main");
+      if (arm == Arm::kDhkd) head = Concat(head, in.model.HeadParameters("aux"));
+      cosine_log->Write(in.step, in.epoch,
+                        ValueOrThrow(GradientCosine(loss.ce, loss.distill, head,
+                                                    in.model.BackboneParameters())));
+    }
+    if (arm != Arm::kDhkd || !options.align) return loss.total;
+    std::vector<at::Tensor> parameters;
+    for (const at::Tensor& p : in.model.parameters()) {
+      if (p.requires_grad()) parameters.push_back(p);
+    }
+    return StepWith(loss.total, parameters,
+                    ValueOrThrow(DualHeadGradients(loss, parameters, /*align=*/true)));
+  };
+  return recipe;
 }
 
 }  // namespace troupe::methods::dhkd

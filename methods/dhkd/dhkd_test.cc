@@ -1,10 +1,16 @@
 #include "methods/dhkd/dhkd.h"
+#include "methods/dhkd/dhkd_recipe.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -399,6 +405,146 @@ TEST(GradientCosineTest, BadInputs) {
   EXPECT_THAT(vector.status().message(), HasSubstr("loss_a has shape [2]"));
   absl::StatusOr<GradientCosines> detached = GradientCosine(loss.detach(), loss, {head}, {head});
   EXPECT_THAT(detached.status().message(), HasSubstr("loss_a"));
+}
+
+
+// ---- The arms as trainer recipes (dhkd_recipe.h).
+
+std::string TempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
+}
+
+train::Classifier Mlp(const std::vector<train::HeadSpec>& heads, uint64_t seed) {
+  train::ModelOptions options;
+  options.architecture = train::Architecture::kMlp;
+  options.mlp_hidden = {16};
+  options.heads = heads;
+  torch::manual_seed(seed);
+  return *train::MakeClassifier(options);
+}
+
+// A 12-image dataset of random pixels, and its batch of rows {5, 0, 7}.
+data::Dataset SmallDataset() {
+  data::Dataset dataset;
+  dataset.rows = dataset.cols = 28;
+  dataset.num_classes = 10;
+  std::mt19937_64 random(9);
+  for (int i = 0; i < 12 * 28 * 28; ++i) dataset.images.push_back(random() % 256);
+  for (int i = 0; i < 12; ++i) dataset.labels.push_back(i % 10);
+  return dataset;
+}
+
+train::Batch BatchOf(const data::Dataset& dataset, const std::vector<int64_t>& indices) {
+  std::vector<int64_t> labels;
+  for (int64_t i : indices) labels.push_back(dataset.labels[i]);
+  return train::Batch{train::ImagesToTensor(dataset, indices), Labels(labels), indices};
+}
+
+TEST(DhkdRecipeTest, ParsesEveryArmAndNamesABadOne) {
+  for (Arm arm : {Arm::kCe, Arm::kKd, Arm::kBkl, Arm::kCeBkl, Arm::kDhkd}) {
+    EXPECT_EQ(*ParseArm(ArmName(arm)), arm);
+  }
+  EXPECT_THAT(ParseArm("dkd").status().message(), HasSubstr("'dkd'"));
+}
+
+TEST(DhkdRecipeTest, BadOptionsAreErrorsNamingThem) {
+  ArmOptions options;
+  options.cosine_every = 0;
+  options.arm = Arm::kKd;
+  EXPECT_THAT(MakeRecipe(options, 10, nullptr).status().message(), HasSubstr("needs a teacher"));
+  TeacherFn teacher = [](const train::Batch& batch) { return torch::zeros({1, 10}); };
+  options.dhkd.temperature = 0;
+  EXPECT_THAT(MakeRecipe(options, 10, teacher).status().message(), HasSubstr("temperature 0"));
+  options = ArmOptions();
+  options.cosine_every = 10;  // and no cosine_log
+  EXPECT_THAT(MakeRecipe(options, 10, teacher).status().message(), HasSubstr("cosine_log"));
+  options.cosine_log = "/no/such/dir/cosine.csv";
+  EXPECT_THAT(MakeRecipe(options, 10, teacher).status().message(),
+              HasSubstr("/no/such/dir/cosine.csv"));
+  options = ArmOptions();
+  options.cosine_every = 0;
+  options.aux_hidden = -2;
+  EXPECT_THAT(MakeRecipe(options, 10, teacher).status().message(), HasSubstr("aux_hidden is -2"));
+}
+
+TEST(DhkdRecipeTest, PrecomputedTeacherEqualsTheTeacherOnEachBatch) {
+  const data::Dataset dataset = SmallDataset();
+  train::Classifier teacher = Mlp({{"main", 10}}, 1);
+  absl::StatusOr<TeacherFn> live = MakeTeacher(teacher, nullptr);
+  absl::StatusOr<TeacherFn> precomputed = MakeTeacher(teacher, &dataset);
+  ASSERT_TRUE(live.ok() && precomputed.ok());
+  const train::Batch batch = BatchOf(dataset, {5, 0, 7});
+  const at::Tensor expected = (*live)(batch);
+  EXPECT_EQ(expected.sizes(), (std::vector<int64_t>{3, 10}));
+  EXPECT_FALSE(expected.requires_grad());
+  EXPECT_TRUE(torch::allclose((*precomputed)(batch), expected, 1e-5, 1e-6));
+}
+
+TEST(DhkdRecipeTest, AlignedDhkdStepsWithTheAlignedGradients) {
+  const data::Dataset dataset = SmallDataset();
+  absl::StatusOr<TeacherFn> teacher = MakeTeacher(Mlp({{"main", 10}}, 1), &dataset);
+  ASSERT_TRUE(teacher.ok());
+  ArmOptions options;  // dhkd, BinaryKL-Norm, aligned, linear auxiliary head
+  options.cosine_every = 0;
+  absl::StatusOr<train::Recipe> recipe = MakeRecipe(options, 10, *teacher);
+  ASSERT_TRUE(recipe.ok()) << recipe.status();
+  ASSERT_EQ(recipe->heads.size(), 2u);
+  EXPECT_EQ(recipe->heads[1].name, "aux");
+  train::Classifier student = Mlp(recipe->heads, 2);
+  const train::Batch batch = BatchOf(dataset, {1, 2, 3, 4, 5, 6});
+  std::mt19937_64 random(1);
+  train::LossInput input{*student, batch, random, 0, 0};
+  const at::Tensor loss = recipe->loss(input);
+  loss.backward();
+  std::vector<at::Tensor> parameters = student->parameters();
+  std::vector<at::Tensor> stepped;
+  for (const at::Tensor& p : parameters) stepped.push_back(p.grad().clone());
+
+  train::HeadLogits logits = student->Forward(batch.images);
+  absl::StatusOr<DualHeadLoss> expected =
+      DualHead(logits.at("main"), logits.at("aux"), (*teacher)(batch), batch.labels);
+  ASSERT_TRUE(expected.ok());
+  EXPECT_NEAR(loss.item<double>(), expected->total.item<double>(), 1e-6);
+  absl::StatusOr<std::vector<at::Tensor>> aligned =
+      DualHeadGradients(*expected, parameters, /*align=*/true);
+  ASSERT_TRUE(aligned.ok());
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(stepped[i], (*aligned)[i], 1e-5, 1e-7)) << "parameter " << i;
+  }
+}
+
+TEST(DhkdRecipeTest, OneHeadArmLogsTheGradientCosines) {
+  const data::Dataset dataset = SmallDataset();
+  absl::StatusOr<TeacherFn> teacher = MakeTeacher(Mlp({{"main", 10}}, 1), &dataset);
+  ArmOptions options;
+  options.arm = Arm::kCeBkl;
+  options.cosine_every = 2;
+  options.cosine_log = TempPath("ce_bkl_cosine.csv");
+  std::remove(options.cosine_log.c_str());
+  absl::StatusOr<train::Recipe> recipe = MakeRecipe(options, 10, *teacher);
+  ASSERT_TRUE(recipe.ok()) << recipe.status();
+  ASSERT_EQ(recipe->heads.size(), 1u);  // one head: the failure case
+  train::Classifier student = Mlp(recipe->heads, 2);
+  const train::Batch batch = BatchOf(dataset, {0, 1, 2, 3});
+  std::mt19937_64 random(1);
+  for (int64_t step = 0; step < 5; ++step) {
+    train::LossInput input{*student, batch, random, 0, step};
+    recipe->loss(input).backward();
+  }
+  std::ifstream csv(options.cosine_log);
+  std::string line;
+  std::vector<std::string> lines;
+  while (std::getline(csv, line)) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 4u);  // header, steps 0, 2 and 4
+  EXPECT_EQ(lines[0], "step,epoch,head_cosine,backbone_cosine");
+  EXPECT_EQ(lines[2].substr(0, 4), "2,0,");
+  double head = 0, backbone = 0;
+  ASSERT_EQ(std::sscanf(lines[1].c_str(), "0,0,%lf,%lf", &head, &backbone), 2);
+  EXPECT_GE(head, -1.0);
+  EXPECT_LE(head, 1.0);
+  EXPECT_NE(head, 0.0);  // both losses reach the shared head
+  EXPECT_NE(backbone, 0.0);
 }
 
 }  // namespace

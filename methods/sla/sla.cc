@@ -1,9 +1,12 @@
-// The only translation unit of methods/sla/ that includes LibTorch (its headers compile slowly).
+// The only translation unit of methods/sla/ that includes LibTorch (its headers compile slowly):
+// sla.h's math and sla_recipe.h's arms.
 #include "methods/sla/sla.h"
+#include "methods/sla/sla_recipe.h"
 
 #include <torch/torch.h>
 
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -385,6 +388,128 @@ absl::StatusOr<SelfDistillationLoss> SelfDistillation(const at::Tensor& joint_lo
     loss.total = loss.sla + loss.distill + options.distill_ce_weight * loss.ce;
     return loss;
   });
+}
+
+}  // namespace troupe::methods::sla
+
+// ---- The experiment's arms as trainer recipes (sla_recipe.h), in this translation unit so
+// that methods/sla/ compiles LibTorch's headers once.
+
+namespace troupe::methods::sla {
+namespace {
+
+using internal::ValueOrThrow;
+using ScoreMap = std::map<std::string, torch::Tensor>;
+
+// RotatedForward runs the model on the M rotations of the batch's images (RotateBatch layout).
+train::HeadLogits RotatedForward(train::ClassifierImpl& model, const torch::Tensor& images,
+                                 int64_t m) {
+  return model.Forward(ValueOrThrow(RotateBatch(images, m)));
+}
+
+// JointScores: SI from one pass over the images, AG from a pass over their M rotations.
+ScoreMap JointScores(train::ClassifierImpl& model, const torch::Tensor& images, int64_t m) {
+  ScoreMap scores;
+  scores["si"] = ValueOrThrow(IdentityColumnLogits(model.Forward(images).at("joint"), m));
+  scores["ag"] =
+      ValueOrThrow(AggregatedLogits(RotatedForward(model, images, m).at("joint"), m));
+  return scores;
+}
+
+}  // namespace
+
+absl::StatusOr<Arm> ParseArm(const std::string& name) {
+  for (Arm arm : {Arm::kBaseline, Arm::kDa, Arm::kMt, Arm::kSla, Arm::kSlaSd}) {
+    if (ArmName(arm) == name) return arm;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "SLA arm '", name, "' is not known; use baseline, da, mt, sla or sla_sd"));
+}
+
+std::string ArmName(Arm arm) {
+  switch (arm) {
+    case Arm::kBaseline:
+      return "baseline";
+    case Arm::kDa:
+      return "da";
+    case Arm::kMt:
+      return "mt";
+    case Arm::kSla:
+      return "sla";
+    case Arm::kSlaSd:
+      return "sla_sd";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<train::Recipe> MakeRecipe(Arm arm, int64_t num_classes, const SlaOptions& options) {
+  const int64_t m = options.num_transforms;
+  if (m != 2 && m != 4) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "SlaOptions.num_transforms is ", m, "; SLA's rotations need 2 (0 and 180 degrees) or 4"));
+  }
+  if (num_classes < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_classes is ", num_classes, "; a classifier needs >= 2"));
+  }
+  if (!(options.distill_temperature > 0) || !(options.distill_ce_weight > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "SlaOptions.distill_temperature (", options.distill_temperature,
+        ") and distill_ce_weight (", options.distill_ce_weight, ") must be > 0"));
+  }
+  train::Recipe recipe;
+  switch (arm) {
+    case Arm::kBaseline:
+      recipe.heads = {{"main", num_classes}};
+      recipe.loss = [](train::LossInput& in) {
+        return ValueOrThrow(BaselineLoss(in.model.Forward(in.batch.images).at("main"),
+                                         in.batch.labels));
+      };
+      break;
+    case Arm::kDa:
+      recipe.heads = {{"main", num_classes}};
+      recipe.loss = [m](train::LossInput& in) {
+        return ValueOrThrow(
+            DaLoss(RotatedForward(in.model, in.batch.images, m).at("main"), in.batch.labels, m));
+      };
+      break;
+    case Arm::kMt:
+      recipe.heads = {{"main", num_classes}, {"rotation", m}};
+      recipe.loss = [m](train::LossInput& in) {
+        train::HeadLogits logits = RotatedForward(in.model, in.batch.images, m);
+        return ValueOrThrow(MtLoss(logits.at("main"), logits.at("rotation"), in.batch.labels, m));
+      };
+      recipe.scores = [](train::ClassifierImpl& model, const torch::Tensor& images) {
+        return ScoreMap{{"main", model.Forward(images).at("main")}};
+      };
+      break;
+    case Arm::kSla:
+      recipe.heads = {{"joint", num_classes * m}};
+      recipe.loss = [m](train::LossInput& in) {
+        return ValueOrThrow(
+            SlaLoss(RotatedForward(in.model, in.batch.images, m).at("joint"), in.batch.labels, m));
+      };
+      recipe.scores = [m](train::ClassifierImpl& model, const torch::Tensor& images) {
+        return JointScores(model, images, m);
+      };
+      break;
+    case Arm::kSlaSd:
+      recipe.heads = {{"joint", num_classes * m}, {"sd", num_classes}};
+      recipe.loss = [options](train::LossInput& in) {
+        train::HeadLogits logits =
+            RotatedForward(in.model, in.batch.images, options.num_transforms);
+        return ValueOrThrow(
+                   SelfDistillation(logits.at("joint"), logits.at("sd"), in.batch.labels, options))
+            .total;
+      };
+      recipe.scores = [m](train::ClassifierImpl& model, const torch::Tensor& images) {
+        ScoreMap scores = JointScores(model, images, m);
+        scores["sd"] = model.Forward(images).at("sd");
+        return scores;
+      };
+      break;
+  }
+  return recipe;
 }
 
 }  // namespace troupe::methods::sla

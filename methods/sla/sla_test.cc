@@ -1,4 +1,5 @@
 #include "methods/sla/sla.h"
+#include "methods/sla/sla_recipe.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -6,6 +7,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <map>
+#include <random>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -359,6 +363,114 @@ TEST(SelfDistillationTest, BadInputs) {
                                                             Matrix({{1, 2}}), Labels({1}), options);
   EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(m.status().message(), HasSubstr("not a multiple of num_transforms (4)"));
+}
+
+
+// ---- The arms as trainer recipes (sla_recipe.h).
+
+// RecipeModel is a small MLP with the recipe's heads.
+train::Classifier RecipeModel(const train::Recipe& recipe) {
+  train::ModelOptions options;
+  options.architecture = train::Architecture::kMlp;
+  options.mlp_hidden = {16};
+  options.heads = recipe.heads;
+  torch::manual_seed(3);
+  return *train::MakeClassifier(options);
+}
+
+train::Batch RecipeBatch() {
+  torch::manual_seed(4);
+  return train::Batch{torch::randn({6, 1, 28, 28}), Labels({0, 3, 9, 3, 1, 7}), {}};
+}
+
+TEST(SlaRecipeTest, ParsesEveryArmAndNamesABadOne) {
+  for (Arm arm : {Arm::kBaseline, Arm::kDa, Arm::kMt, Arm::kSla, Arm::kSlaSd}) {
+    EXPECT_EQ(*ParseArm(ArmName(arm)), arm);
+  }
+  absl::StatusOr<Arm> bad = ParseArm("sla+sd");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("'sla+sd'"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("sla_sd"));
+}
+
+TEST(SlaRecipeTest, BadOptionsAreErrorsNamingThem) {
+  SlaOptions options;
+  options.num_transforms = 3;
+  EXPECT_THAT(MakeRecipe(Arm::kSla, 10, options).status().message(),
+              HasSubstr("num_transforms is 3"));
+  EXPECT_THAT(MakeRecipe(Arm::kSla, 1).status().message(), HasSubstr("num_classes is 1"));
+  options = SlaOptions();
+  options.distill_temperature = 0;
+  EXPECT_THAT(MakeRecipe(Arm::kSlaSd, 10, options).status().message(),
+              HasSubstr("distill_temperature (0)"));
+}
+
+TEST(SlaRecipeTest, EachArmHasItsHeadsLossAndScores) {
+  struct Expected {
+    Arm arm;
+    std::map<std::string, int64_t> heads;
+    std::vector<std::string> scores;
+  };
+  const std::vector<Expected> arms = {
+      {Arm::kBaseline, {{"main", 10}}, {"main"}},
+      {Arm::kDa, {{"main", 10}}, {"main"}},
+      {Arm::kMt, {{"main", 10}, {"rotation", 4}}, {"main"}},
+      {Arm::kSla, {{"joint", 40}}, {"ag", "si"}},
+      {Arm::kSlaSd, {{"joint", 40}, {"sd", 10}}, {"ag", "sd", "si"}},
+  };
+  const train::Batch batch = RecipeBatch();
+  for (const Expected& expected : arms) {
+    SCOPED_TRACE(ArmName(expected.arm));
+    absl::StatusOr<train::Recipe> recipe = MakeRecipe(expected.arm, 10);
+    ASSERT_TRUE(recipe.ok()) << recipe.status();
+    std::map<std::string, int64_t> heads;
+    for (const train::HeadSpec& head : recipe->heads) heads[head.name] = head.size;
+    EXPECT_EQ(heads, expected.heads);
+    train::Classifier model = RecipeModel(*recipe);
+    std::mt19937_64 random(1);
+    train::LossInput input{*model, batch, random, 0, 0};
+    at::Tensor loss = recipe->loss(input);
+    EXPECT_EQ(loss.numel(), 1);
+    EXPECT_TRUE(loss.requires_grad());
+    EXPECT_TRUE(std::isfinite(loss.item<double>()));
+    model->eval();
+    std::map<std::string, at::Tensor> scores;
+    if (recipe->scores) {
+      scores = recipe->scores(*model, batch.images);
+    } else {
+      scores["main"] = model->Forward(batch.images).at("main");  // the trainer's default
+    }
+    std::vector<std::string> names;
+    for (const auto& [name, score] : scores) {
+      names.push_back(name);
+      EXPECT_EQ(score.sizes(), (std::vector<int64_t>{6, 10})) << name;
+    }
+    EXPECT_EQ(names, expected.scores);
+  }
+}
+
+TEST(SlaRecipeTest, SlaSdLossAndScoresAreTheLibrarysOnTheRotatedBatch) {
+  absl::StatusOr<train::Recipe> recipe = MakeRecipe(Arm::kSlaSd, 10);
+  ASSERT_TRUE(recipe.ok());
+  train::Classifier model = RecipeModel(*recipe);
+  const train::Batch batch = RecipeBatch();
+  std::mt19937_64 random(1);
+  train::LossInput input{*model, batch, random, 0, 0};
+  const at::Tensor loss = recipe->loss(input);
+  train::HeadLogits logits = model->Forward(*RotateBatch(batch.images, 4));
+  absl::StatusOr<SelfDistillationLoss> expected =
+      SelfDistillation(logits.at("joint"), logits.at("sd"), batch.labels);
+  ASSERT_TRUE(expected.ok());
+  EXPECT_NEAR(loss.item<double>(), expected->total.item<double>(), 1e-6);
+
+  model->eval();
+  torch::NoGradGuard no_grad;
+  std::map<std::string, at::Tensor> scores = recipe->scores(*model, batch.images);
+  const at::Tensor rotated = model->Forward(*RotateBatch(batch.images, 4)).at("joint");
+  EXPECT_TRUE(torch::allclose(scores.at("ag"), *AggregatedLogits(rotated, 4)));
+  EXPECT_TRUE(torch::allclose(
+      scores.at("si"), *IdentityColumnLogits(model->Forward(batch.images).at("joint"), 4)));
+  EXPECT_TRUE(torch::allclose(scores.at("sd"), model->Forward(batch.images).at("sd")));
 }
 
 }  // namespace

@@ -176,6 +176,7 @@ std::string ModelSpec(const ModelOptions& options) {
   absl::StrAppend(&spec, " side=", options.input_side, " heads=",
                   absl::StrJoin(options.heads, ",", [](std::string* out, const HeadSpec& head) {
                     absl::StrAppend(out, head.name, ":", head.size);
+                    if (head.hidden > 0) absl::StrAppend(out, "/", head.hidden);
                   }));
   return spec;
 }
@@ -199,6 +200,11 @@ absl::Status ValidateModelOptions(const ModelOptions& options) {
     if (head.size < 1) {
       return absl::InvalidArgumentError(absl::StrCat("head '", head.name, "' has size ", head.size,
                                                      "; a head needs >= 1 output"));
+    }
+    if (head.hidden < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("head '", head.name, "' has hidden width ", head.hidden,
+                       "; use 0 for a linear head or > 0 for a nonlinear one"));
     }
   }
   if (options.input_side < 4) {
@@ -246,9 +252,30 @@ ClassifierImpl::ClassifierImpl(const ModelOptions& options) : options_(options) 
   register_module("backbone", backbone_);
   dropout_ = register_module("dropout", nn::Dropout(options.dropout));
   for (const HeadSpec& head : options.heads) {
-    heads_.emplace_back(head.name,
-                        register_module("head_" + head.name, nn::Linear(feature_size_, head.size)));
+    Head& added = heads_.emplace_back(Head{head.name});
+    if (head.hidden == 0) {
+      added.linear =
+          register_module("head_" + head.name, nn::Linear(feature_size_, head.size));
+    } else {
+      added.nonlinear = register_module(
+          "head_" + head.name,
+          nn::Sequential(nn::Linear(feature_size_, head.hidden), nn::Dropout(0.1),
+                         nn::BatchNorm1d(head.hidden), nn::ReLU(),
+                         nn::Linear(head.hidden, head.size)));
+    }
   }
+}
+
+std::vector<torch::Tensor> ClassifierImpl::HeadParameters(const std::string& name) const {
+  for (const Head& head : heads_) {
+    if (head.name != name) continue;
+    return head.linear ? head.linear->parameters() : head.nonlinear->parameters();
+  }
+  return {};
+}
+
+std::vector<torch::Tensor> ClassifierImpl::BackboneParameters() const {
+  return backbone_->parameters();
 }
 
 torch::Tensor ClassifierImpl::Features(const torch::Tensor& images) {
@@ -259,7 +286,9 @@ torch::Tensor ClassifierImpl::Features(const torch::Tensor& images) {
 HeadLogits ClassifierImpl::Heads(const torch::Tensor& features) {
   torch::Tensor x = dropout_(features);
   HeadLogits logits;
-  for (auto& [name, head] : heads_) logits[name] = head(x);
+  for (Head& head : heads_) {
+    logits[head.name] = head.linear ? head.linear(x) : head.nonlinear->forward(x);
+  }
   return logits;
 }
 

@@ -46,11 +46,14 @@ std::string ArchitectureName(Architecture architecture);
 // ParseArchitecture reads an ArchitectureName; anything else is InvalidArgument listing them.
 absl::StatusOr<Architecture> ParseArchitecture(const std::string& name);
 
-// HeadSpec is one linear head: its name (lowercase letters, digits and '_') and its number of
-// outputs.
+// HeadSpec is one head: its name (lowercase letters, digits and '_'), its number of outputs
+// and, for a nonlinear head, its hidden width: hidden > 0 makes Linear(features, hidden) ->
+// Dropout(0.1) -> BatchNorm1d -> ReLU -> Linear(hidden, size), DHKD's CIFAR auxiliary head;
+// hidden = 0 (the default) is one Linear.
 struct HeadSpec {
   std::string name;
   int64_t size = 0;
+  int64_t hidden = 0;
 };
 
 // ModelOptions describes a model; the defaults suit Fashion-MNIST on a CPU.
@@ -75,7 +78,7 @@ struct ModelOptions {
 
 // ModelSpec is a one-line description of the options that fix the parameters' shapes, stored
 // in saved models and compared on load, e.g. "resnet28 width=16 blocks=2 side=28
-// heads=joint:40,aux:10".
+// heads=joint:40,aux:10" (a nonlinear head reads "aux:10/200").
 std::string ModelSpec(const ModelOptions& options);
 
 // ValidateModelOptions checks the options; every error names the bad field and its value.
@@ -97,6 +100,10 @@ class ClassifierImpl : public torch::nn::Module {
   // Forward is Heads(Features(images)).
   HeadLogits Forward(const torch::Tensor& images);
 
+  // HeadParameters are the parameters of head `name` (empty for an unknown name);
+  // BackboneParameters those of the backbone.
+  std::vector<torch::Tensor> HeadParameters(const std::string& name) const;
+  std::vector<torch::Tensor> BackboneParameters() const;
   int64_t FeatureSize() const { return feature_size_; }
   const ModelOptions& options() const { return options_; }
 
@@ -105,7 +112,13 @@ class ClassifierImpl : public torch::nn::Module {
   int64_t feature_size_ = 0;
   torch::nn::Sequential backbone_{nullptr};
   torch::nn::Dropout dropout_{nullptr};
-  std::vector<std::pair<std::string, torch::nn::Linear>> heads_;
+  // Each head is a Linear or, when nonlinear, a Sequential (the other is null).
+  struct Head {
+    std::string name;
+    torch::nn::Linear linear{nullptr};
+    torch::nn::Sequential nonlinear{nullptr};
+  };
+  std::vector<Head> heads_;
 };
 TORCH_MODULE(Classifier);
 

@@ -47,6 +47,31 @@ TEST(ModelsTest, EveryArchitectureGivesEveryHead) {
   }
 }
 
+TEST(ModelsTest, NonlinearHeadHasItsOwnParameters) {
+  ModelOptions options = Options(Architecture::kSmallCnn);
+  options.heads = {{"main", 10}, {"aux", 10, 20}};
+  EXPECT_THAT(ModelSpec(options), HasSubstr("heads=main:10,aux:10/20"));
+  Classifier model = *MakeClassifier(options);
+  EXPECT_EQ(model->Forward(torch::rand({3, 1, 28, 28})).at("aux").sizes(),
+            (std::vector<int64_t>{3, 10}));
+  // main: Linear(16, 10). aux: Linear(16, 20), BatchNorm1d(20), Linear(20, 10).
+  EXPECT_EQ(model->HeadParameters("main").size(), 2u);
+  EXPECT_EQ(model->HeadParameters("aux").size(), 6u);
+  EXPECT_EQ(model->HeadParameters("aux").front().sizes(), (std::vector<int64_t>{20, 16}));
+  EXPECT_TRUE(model->HeadParameters("none").empty());
+  EXPECT_EQ(model->BackboneParameters().size() + 8, model->parameters().size());
+
+  const std::string path = TempPath("nonlinear_head.pt");
+  ASSERT_TRUE(SaveModel(*model, path).ok());
+  ModelOptions linear = options;
+  linear.heads = {{"main", 10}, {"aux", 10}};
+  Classifier other = *MakeClassifier(linear);
+  EXPECT_THAT(LoadModel(*other, path).message(), HasSubstr("aux:10/20"));
+
+  options.heads = {{"aux", 10, -1}};
+  EXPECT_THAT(MakeClassifier(options).status().message(), HasSubstr("hidden width -1"));
+}
+
 TEST(ModelsTest, ParsesArchitectureNames) {
   EXPECT_EQ(*ParseArchitecture("resnet28"), Architecture::kResNet28);
   EXPECT_EQ(*ParseArchitecture("mlp"), Architecture::kMlp);

@@ -3,11 +3,13 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -46,6 +48,16 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
   }
   if (!(o.adam_epsilon > 0)) return InvalidOption("adam_epsilon", o.adam_epsilon, "> 0");
   if (o.step_epochs < 1) return InvalidOption("step_epochs", o.step_epochs, ">= 1");
+  if (o.evaluate_every_epochs < 1) {
+    return InvalidOption("evaluate_every_epochs", o.evaluate_every_epochs, ">= 1");
+  }
+  for (size_t i = 0; i < o.step_milestones.size(); ++i) {
+    if (o.step_milestones[i] < 1 || (i > 0 && o.step_milestones[i] <= o.step_milestones[i - 1])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("TrainerOptions.step_milestones is [", absl::StrJoin(o.step_milestones, ", "),
+                       "]; it must be increasing epochs >= 1, e.g. [15, 23]"));
+    }
+  }
   if (!(o.step_gamma > 0 && o.step_gamma <= 1)) {
     return InvalidOption("step_gamma", o.step_gamma, "in (0, 1]");
   }
@@ -153,7 +165,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(Classifier model,
                                                          const data::Dataset& train,
                                                          const data::Dataset* test,
                                                          const TrainerOptions& options,
-                                                         LossFn loss) {
+                                                         LossFn loss, ScoreFn scores) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
   absl::StatusOr<torch::Device> device = ParseDevice(options.device);
   if (!device.ok()) return device.status();
@@ -187,16 +199,18 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(Classifier model,
   model->to(*device);
   torch::manual_seed(options.seed);
   return std::unique_ptr<Trainer>(
-      new Trainer(std::move(model), *std::move(batcher), test, options, std::move(loss)));
+      new Trainer(std::move(model), *std::move(batcher), test, options, std::move(loss),
+                  std::move(scores)));
 }
 
 Trainer::Trainer(Classifier model, Batcher batcher, const data::Dataset* test,
-                 const TrainerOptions& options, LossFn loss)
+                 const TrainerOptions& options, LossFn loss, ScoreFn scores)
     : model_(std::move(model)),
       batcher_(std::move(batcher)),
       test_(test),
       options_(options),
       loss_(std::move(loss)),
+      scores_(std::move(scores)),
       random_(MixSeed(options.seed, 0, 0)) {
   if (options_.optimizer == OptimizerKind::kSgd) {
     optimizer_ = std::make_unique<torch::optim::SGD>(
@@ -221,8 +235,13 @@ double Trainer::LearningRate(int64_t step) const {
       return options_.learning_rate;
     case ScheduleKind::kStep: {
       const int64_t epoch = step / batcher_.BatchesPerEpoch();
-      return options_.learning_rate *
-             std::pow(options_.step_gamma, static_cast<double>(epoch / options_.step_epochs));
+      int64_t decays = epoch / options_.step_epochs;
+      if (!options_.step_milestones.empty()) {
+        decays = std::upper_bound(options_.step_milestones.begin(),
+                                  options_.step_milestones.end(), epoch) -
+                 options_.step_milestones.begin();
+      }
+      return options_.learning_rate * std::pow(options_.step_gamma, static_cast<double>(decays));
     }
     case ScheduleKind::kCosine: {
       const double progress = static_cast<double>(step) / static_cast<double>(TotalSteps());
@@ -321,7 +340,7 @@ absl::Status Trainer::FinishEpoch() {
   log.train_loss = epoch_loss_sum_ / std::max<int64_t>(1, epoch_images_);
   log.seconds = epoch_seconds_;
   log.images_per_second = epoch_images_ / std::max(1e-9, epoch_seconds_);
-  if (test_ != nullptr) {
+  if (test_ != nullptr && (log.epoch % options_.evaluate_every_epochs == 0 || Done())) {
     absl::StatusOr<std::map<std::string, double>> accuracy = Evaluate(*test_);
     if (!accuracy.ok()) return accuracy.status();
     log.accuracy = *std::move(accuracy);
@@ -353,17 +372,31 @@ absl::StatusOr<std::map<std::string, double>> Trainer::Evaluate(const data::Data
   if (!batcher.ok()) return batcher.status();
   const torch::Device device = model_->parameters().front().device();
   std::map<std::string, int64_t> correct;
-  for (const HeadSpec& head : model_->options().heads) {
-    if (head.size == dataset.num_classes) correct[head.name] = 0;
-  }
   torch::NoGradGuard no_grad;
   model_->eval();
   for (int64_t i = 0; i < batcher->BatchesPerEpoch(); ++i) {
     Batch batch = batcher->Get(0, i);
     torch::Tensor labels = batch.labels.to(device);
-    HeadLogits logits = model_->Forward(batch.images.to(device));
-    for (auto& [name, count] : correct) {
-      count += logits.at(name).argmax(1).eq(labels).sum().item<int64_t>();
+    torch::Tensor images = batch.images.to(device);
+    std::map<std::string, torch::Tensor> scores;
+    if (scores_) {
+      scores = scores_(*model_, images);
+    } else {
+      HeadLogits logits = model_->Forward(images);
+      for (const HeadSpec& head : model_->options().heads) {
+        if (head.size == dataset.num_classes) scores[head.name] = logits.at(head.name);
+      }
+    }
+    for (const auto& [name, score] : scores) {
+      if (score.dim() != 2 || score.size(0) != labels.size(0) ||
+          score.size(1) != dataset.num_classes) {
+        model_->train();
+        return absl::InvalidArgumentError(
+            absl::StrCat("score '", name, "' has shape [", absl::StrJoin(score.sizes(), ", "),
+                         "]; a ScoreFn must give [", labels.size(0), ", ", dataset.num_classes,
+                         "] (images x classes)"));
+      }
+      correct[name] += score.argmax(1).eq(labels).sum().item<int64_t>();
     }
   }
   model_->train();
@@ -382,9 +415,9 @@ absl::Status Trainer::WriteLogs() const {
   const std::string json_path = options_.log_dir + "/train_log.json";
   std::ofstream csv(csv_path);
   csv << "epoch,step,learning_rate,train_loss,seconds,images_per_second";
-  std::vector<std::string> heads;
-  if (!history_.empty()) {
-    for (const auto& [name, unused] : history_.front().accuracy) heads.push_back(name);
+  std::set<std::string> heads;  // every score tested in any epoch (see evaluate_every_epochs)
+  for (const EpochLog& log : history_) {
+    for (const auto& [name, unused] : log.accuracy) heads.insert(name);
   }
   for (const std::string& head : heads) csv << ",accuracy_" << head;
   csv << "\n";
@@ -418,7 +451,8 @@ std::string Trainer::RunFingerprint() const {
                       " batch_size=", o.batches.batch_size, " drop_last=", o.batches.drop_last,
                       " augment=", o.batches.augment.has_value(), " epochs=", o.epochs,
                       " optimizer=", OptimizerName(o.optimizer), " lr=", o.learning_rate,
-                      " schedule=", ScheduleName(o.schedule));
+                      " schedule=", ScheduleName(o.schedule), " milestones=",
+                      absl::StrJoin(o.step_milestones, ","));
 }
 
 absl::Status Trainer::SaveCheckpoint(const std::string& path) {

@@ -60,6 +60,9 @@ struct TrainerOptions {
   // Training batches (batch size, augmentation); its seed is replaced by `seed`.
   BatchOptions batches;
   int64_t eval_batch_size = 1000;
+  // Test accuracy after every evaluate_every_epochs epochs and after the last (the logs of the
+  // other epochs have none).
+  int64_t evaluate_every_epochs = 1;
 
   OptimizerKind optimizer = OptimizerKind::kSgd;
   double learning_rate = 0.05;
@@ -73,9 +76,11 @@ struct TrainerOptions {
   double adam_epsilon = 1e-8;
 
   ScheduleKind schedule = ScheduleKind::kCosine;
-  // Step schedule: the rate is multiplied by step_gamma every step_epochs epochs.
+  // Step schedule: the rate is multiplied by step_gamma every step_epochs epochs or, when
+  // step_milestones is set (increasing epochs, e.g. {15, 23} of 30), at each milestone.
   int64_t step_epochs = 30;
   double step_gamma = 0.1;
+  std::vector<int64_t> step_milestones;
   // Cosine schedule: the rate falls from learning_rate to min_learning_rate over all steps.
   double min_learning_rate = 0.0;
 
@@ -111,6 +116,21 @@ using LossFn = std::function<torch::Tensor(LossInput& input)>;
 // CrossEntropyLoss is the mean cross-entropy of head `head`'s logits against the labels.
 LossFn CrossEntropyLoss(const std::string& head);
 
+// ScoreFn gives a method's named class scores, each [N, num_classes], for a batch of test
+// images [N, 1, side, side] (model in eval mode, no gradient); the trainer reports the accuracy
+// of each name. SLA scores one pass (SI) and four rotated passes (AG) of its joint head this
+// way. The default is every head whose size is the number of classes.
+using ScoreFn = std::function<std::map<std::string, torch::Tensor>(ClassifierImpl& model,
+                                                                  const torch::Tensor& images)>;
+
+// Recipe is what a method (SLA's and DHKD's arms) gives the trainer: the heads its model needs,
+// its loss and its test scores (null: every head with num_classes outputs).
+struct Recipe {
+  std::vector<HeadSpec> heads;
+  LossFn loss;
+  ScoreFn scores;
+};
+
 class Trainer {
  public:
   // Create checks the options (errors name the field), moves the model to the device, builds
@@ -120,14 +140,16 @@ class Trainer {
                                                          const data::Dataset& train,
                                                          const data::Dataset* test,
                                                          const TrainerOptions& options,
-                                                         LossFn loss = nullptr);
+                                                         LossFn loss = nullptr,
+                                                         ScoreFn scores = nullptr);
   ~Trainer();
 
   // Train runs until all epochs are done or `max_steps` more steps (< 0: no limit) have run,
   // evaluating, logging and checkpointing at the end of each epoch.
   absl::Status Train(int64_t max_steps = -1);
 
-  // Evaluate returns the accuracy of each head whose size is dataset.num_classes.
+  // Evaluate returns the accuracy of each score (ScoreFn; by default each head whose size is
+  // dataset.num_classes). A score of another shape is InvalidArgument naming it.
   absl::StatusOr<std::map<std::string, double>> Evaluate(const data::Dataset& dataset);
 
   // SaveCheckpoint writes everything that resuming needs (see the file comment) to `path`,
@@ -153,7 +175,7 @@ class Trainer {
 
  private:
   Trainer(Classifier model, Batcher batcher, const data::Dataset* test,
-          const TrainerOptions& options, LossFn loss);
+          const TrainerOptions& options, LossFn loss, ScoreFn scores);
   absl::Status FinishEpoch();
   absl::Status WriteLogs() const;
   std::string RunFingerprint() const;
@@ -163,6 +185,7 @@ class Trainer {
   const data::Dataset* test_;
   TrainerOptions options_;
   LossFn loss_;
+  ScoreFn scores_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::mt19937_64 random_;
   int64_t step_ = 0;

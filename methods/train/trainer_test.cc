@@ -205,6 +205,75 @@ TEST(TrainerTest, Schedules) {
   EXPECT_DOUBLE_EQ(step->LearningRate(7), 0.1);
   EXPECT_NEAR(step->LearningRate(8), 0.01, 1e-12);
   EXPECT_NEAR(step->LearningRate(15), 0.01, 1e-12);
+
+  options.step_milestones = {1, 3};  // x0.1 from epoch 1, x0.01 from epoch 3
+  std::unique_ptr<Trainer> milestones =
+      *Trainer::Create(*MakeClassifier(ModelOptions()), train, nullptr, options);
+  EXPECT_DOUBLE_EQ(milestones->LearningRate(3), 0.1);
+  EXPECT_NEAR(milestones->LearningRate(4), 0.01, 1e-12);
+  EXPECT_NEAR(milestones->LearningRate(11), 0.01, 1e-12);
+  EXPECT_NEAR(milestones->LearningRate(12), 0.001, 1e-12);
+}
+
+TEST(TrainerTest, EvaluatesEveryNEpochsAndAfterTheLast) {
+  const data::Dataset train = BandDataset(40, 5);
+  TrainerOptions options;
+  options.epochs = 3;
+  options.batches.batch_size = 20;
+  options.progress_every_steps = 0;
+  options.evaluate_every_epochs = 2;
+  options.log_dir = TempDir() + "/evaluate_every";
+  std::unique_ptr<Trainer> trainer =
+      *Trainer::Create(*MakeClassifier(ModelOptions()), train, &train, options);
+  ASSERT_TRUE(trainer->Train().ok());
+  ASSERT_EQ(trainer->history().size(), 3u);
+  EXPECT_TRUE(trainer->history()[0].accuracy.empty());
+  EXPECT_EQ(trainer->history()[1].accuracy.count("main"), 1u);
+  EXPECT_EQ(trainer->history()[2].accuracy.count("main"), 1u);  // the last epoch
+  std::ifstream csv(options.log_dir + "/train_log.csv");
+  std::string header, first;
+  std::getline(csv, header);
+  std::getline(csv, first);
+  EXPECT_THAT(header, HasSubstr(",accuracy_main"));
+  EXPECT_EQ(first.back(), ',');  // no accuracy after epoch 1
+
+  options.evaluate_every_epochs = 0;
+  EXPECT_THAT(Trainer::Create(*MakeClassifier(ModelOptions()), train, &train, options)
+                  .status()
+                  .message(),
+              HasSubstr("evaluate_every_epochs is 0"));
+}
+
+TEST(TrainerTest, ScoreFnNamesTheAccuracies) {
+  const data::Dataset train = BandDataset(40, 5);
+  TrainerOptions options;
+  options.epochs = 1;
+  options.batches.batch_size = 10;
+  options.progress_every_steps = 0;
+  ModelOptions model_options;
+  model_options.heads = {{"main", 10}, {"other", 10}};
+  // "main" as scored, and "flipped": the opposite of main's scores, so never the same argmax.
+  ScoreFn scores = [](ClassifierImpl& model, const torch::Tensor& images) {
+    torch::Tensor main = model.Forward(images).at("main");
+    return std::map<std::string, torch::Tensor>{{"main", main}, {"flipped", -main}};
+  };
+  std::unique_ptr<Trainer> trainer = *Trainer::Create(*MakeClassifier(model_options), train,
+                                                      nullptr, options, nullptr, scores);
+  ASSERT_TRUE(trainer->Train().ok());
+  absl::StatusOr<std::map<std::string, double>> accuracy = trainer->Evaluate(train);
+  ASSERT_TRUE(accuracy.ok()) << accuracy.status();
+  ASSERT_EQ(accuracy->size(), 2u);  // "other" is not scored
+  EXPECT_GT(accuracy->at("main"), 0.0);
+  EXPECT_LT(accuracy->at("main") + accuracy->at("flipped"), 1.0 + 1e-9);
+
+  ScoreFn wrong = [](ClassifierImpl& model, const torch::Tensor& images) {
+    return std::map<std::string, torch::Tensor>{{"joint", torch::zeros({images.size(0), 40})}};
+  };
+  std::unique_ptr<Trainer> bad = *Trainer::Create(*MakeClassifier(model_options), train, nullptr,
+                                                  options, nullptr, wrong);
+  absl::Status status = bad->Evaluate(train).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("score 'joint' has shape [40, 40]"));
 }
 
 TEST(TrainerTest, BadInputsAreErrorsNamingThem) {
@@ -235,6 +304,9 @@ TEST(TrainerTest, BadInputsAreErrorsNamingThem) {
               HasSubstr("takes 32x32 images but the training set's are 28x28"));
   EXPECT_THAT(ParseOptimizer("adam").status().message(), HasSubstr("'adam'"));
   EXPECT_THAT(ParseSchedule("linear").status().message(), HasSubstr("'linear'"));
+  bad = options;
+  bad.step_milestones = {3, 2};
+  EXPECT_THAT(create(bad).status().message(), HasSubstr("step_milestones is [3, 2]"));
 
   std::unique_ptr<Trainer> trainer = *create(options);
   const std::string missing = TempDir() + "/no_such_checkpoint.pt";
