@@ -19,6 +19,7 @@ packages=(
   libopenblas0-openmp      # OpenBLAS as libblas.so.3 for LibTorch (the reference BLAS Debian
                            # installs otherwise made a prefill 9x slower); OpenMP, as LibTorch
   libabsl-dev              # Abseil 20220623
+  libeigen3-dev            # Eigen 3.4, header-only: gradient aggregators (federation/aggregators/)
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev libssl-dev
   nlohmann-json3-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
