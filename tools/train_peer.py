@@ -62,12 +62,17 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--channels_last", action="store_true",
+                        help="model and batches in channels-last memory format (off: the "
+                        "benchmark's peer; on: its supplementary row)")
     parser.add_argument("--json_out", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     x, y = load(args.data_dir, args.images)
     model = small_cnn(args.width)
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss()
     rates = []
@@ -77,7 +82,7 @@ def main():
         order = torch.randperm(len(x))
         for first in range(0, len(x), args.batch_size):
             index = order[first:first + args.batch_size]
-            loss = loss_fn(model(x[index]), y[index])
+            loss = loss_fn(model(x[index].contiguous(memory_format=layout)), y[index])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -87,6 +92,7 @@ def main():
               f"last loss {loss.item():.4f}", flush=True)
     result = {"torch": torch.__version__, "threads": args.threads, "images": len(x),
               "batch_size": args.batch_size, "width": args.width,
+              "channels_last": args.channels_last,
               "images_per_second": rates}
     if args.json_out:
         with open(args.json_out, "w") as f:

@@ -25,10 +25,12 @@ uint64_t MixSeed(uint64_t seed, uint64_t a, uint64_t b) {
 }
 
 torch::Tensor ImagesToTensor(const data::Dataset& dataset, absl::Span<const int64_t> indices,
-                             float mean, float std) {
+                             float mean, float std, torch::MemoryFormat memory_format) {
   const int64_t pixels = dataset.PixelsPerImage();
-  torch::Tensor out = torch::empty(
-      {static_cast<int64_t>(indices.size()), 1, dataset.rows, dataset.cols}, torch::kFloat32);
+  // With one channel, NCHW and NHWC lay the pixels out alike: only the strides differ.
+  torch::Tensor out =
+      torch::empty({static_cast<int64_t>(indices.size()), 1, dataset.rows, dataset.cols},
+                   torch::TensorOptions(torch::kFloat32).memory_format(memory_format));
   float* data = out.data_ptr<float>();
   const float scale = 1.0f / (255.0f * std), shift = mean / std;
   for (size_t i = 0; i < indices.size(); ++i) {
@@ -50,6 +52,12 @@ absl::StatusOr<Batcher> Batcher::Create(const data::Dataset& dataset, const Batc
     return absl::InvalidArgumentError(absl::StrCat(
         "BatchOptions.batch_size is ", options.batch_size, " with drop_last, but the dataset has ",
         dataset.size(), " images: every batch would be dropped; lower batch_size"));
+  }
+  if (options.memory_format != torch::MemoryFormat::Contiguous &&
+      options.memory_format != torch::MemoryFormat::ChannelsLast) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("BatchOptions.memory_format is ", c10::toString(options.memory_format),
+                     "; use Contiguous or ChannelsLast"));
   }
   if (!(options.std > 0)) {
     return absl::InvalidArgumentError(
@@ -110,9 +118,11 @@ Batch Batcher::Get(int64_t epoch, int64_t index) const {
     }
     std::vector<int64_t> all(batch.indices.size());
     std::iota(all.begin(), all.end(), int64_t{0});
-    batch.images = ImagesToTensor(augmented, all, options_.mean, options_.std);
+    batch.images =
+        ImagesToTensor(augmented, all, options_.mean, options_.std, options_.memory_format);
   } else {
-    batch.images = ImagesToTensor(*dataset_, batch.indices, options_.mean, options_.std);
+    batch.images = ImagesToTensor(*dataset_, batch.indices, options_.mean, options_.std,
+                                  options_.memory_format);
   }
   batch.labels = torch::empty({static_cast<int64_t>(batch.indices.size())}, torch::kInt64);
   int64_t* labels = batch.labels.data_ptr<int64_t>();

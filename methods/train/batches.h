@@ -43,6 +43,10 @@ struct BatchOptions {
   float mean = kFashionMnistMean;
   float std = kFashionMnistStd;
   uint64_t seed = 0;
+  // The images' strides. ChannelsLast (NHWC) holds the same bytes as NCHW for grey images, but
+  // LibTorch's CPU convolution, batch norm and max pooling then run their channels-last kernels,
+  // which train small_cnn about 1.5x faster (docs/results/methods.md, throughput).
+  torch::MemoryFormat memory_format = torch::MemoryFormat::ChannelsLast;
 };
 
 // Batch is one batch: images [N, 1, rows, cols] float32, labels [N] int64, and the dataset
@@ -53,9 +57,11 @@ struct Batch {
   std::vector<int64_t> indices;
 };
 
-// ImagesToTensor converts the images at `indices` to [N, 1, rows, cols] float32, normalized.
+// ImagesToTensor converts the images at `indices` to [N, 1, rows, cols] float32, normalized,
+// with the strides of `memory_format` (the values are the same either way).
 torch::Tensor ImagesToTensor(const data::Dataset& dataset, absl::Span<const int64_t> indices,
-                             float mean = kFashionMnistMean, float std = kFashionMnistStd);
+                             float mean = kFashionMnistMean, float std = kFashionMnistStd,
+                             torch::MemoryFormat memory_format = torch::MemoryFormat::Contiguous);
 
 // Batcher cuts a dataset into batches. It keeps a pointer to the dataset, which must outlive
 // it. Not thread-safe (it caches the current epoch's order).

@@ -86,6 +86,23 @@ TEST(BatchesTest, AugmentedBatchesDependOnlyOnEpochAndIndex) {
   EXPECT_FALSE(torch::equal(late.images, ImagesToTensor(dataset, late.indices)));
 }
 
+TEST(BatchesTest, ChannelsLastBatchesHoldTheSameValues) {
+  data::Dataset dataset = SmallDataset(50);
+  BatchOptions options;
+  options.batch_size = 16;
+  options.augment = data::AugmentOptions();
+  Batcher channels_last = *Batcher::Create(dataset, options);
+  options.memory_format = torch::MemoryFormat::Contiguous;
+  Batcher contiguous = *Batcher::Create(dataset, options);
+  const Batch nhwc = channels_last.Get(1, 2);
+  const Batch nchw = contiguous.Get(1, 2);
+  // Grey images: the same bytes, but strides that send LibTorch to its channels-last kernels.
+  EXPECT_EQ(nhwc.images.suggest_memory_format(), torch::MemoryFormat::ChannelsLast);
+  EXPECT_EQ(nchw.images.suggest_memory_format(), torch::MemoryFormat::Contiguous);
+  EXPECT_TRUE(torch::equal(nhwc.images, nchw.images));
+  EXPECT_TRUE(torch::equal(nhwc.labels, nchw.labels));
+}
+
 TEST(BatchesTest, BadOptionsAreErrorsNamingThem) {
   data::Dataset dataset = SmallDataset(10);
   BatchOptions options;
@@ -100,6 +117,9 @@ TEST(BatchesTest, BadOptionsAreErrorsNamingThem) {
   EXPECT_THAT(Batcher::Create(dataset, options).status().message(), HasSubstr("28x28"));
   EXPECT_THAT(Batcher::Create(data::Dataset(), BatchOptions()).status().message(),
               HasSubstr("empty"));
+  options = BatchOptions();
+  options.memory_format = torch::MemoryFormat::ChannelsLast3d;
+  EXPECT_THAT(Batcher::Create(dataset, options).status().message(), HasSubstr("memory_format"));
 }
 
 }  // namespace
