@@ -10,8 +10,8 @@
 # Scale, from the environment (defaults: what fits the 2-core development machine in about an
 # hour): SEEDS ("1 2 3"), SLA_SUBSET (5000), SLA_SUBSET_EPOCHS (10), SLA_FULL_EPOCHS (1),
 # DHKD_IMAGES (10000), DHKD_EPOCHS (5), TEACHER_WIDTH (32), TEACHER_EPOCHS (3), THREADS (2),
-# TROUPE (bazel-bin/tools/troupe). A finished run leaves RUN/done and is skipped, so the script
-# continues where it stopped; an interrupted run resumes from its checkpoint. Several copies of
+# TROUPE (bazel-bin/tools/troupe), PARTS ("sla_subset dhkd sla_full": which experiments). A
+# finished run leaves RUN/done and is skipped, so the script continues where it stopped; an interrupted run resumes from its checkpoint. Several copies of
 # the script share the runs (each takes RUN.lock before a run): on 2 cores, two copies with
 # THREADS=1 do more work than one with THREADS=2. A copy killed with SIGKILL leaves its lock:
 # remove RUN.lock by hand before running again.
@@ -26,6 +26,7 @@ dhkd_epochs="${DHKD_EPOCHS:-5}"
 teacher_width="${TEACHER_WIDTH:-32}"
 teacher_epochs="${TEACHER_EPOCHS:-3}"
 threads="${THREADS:-2}"
+parts=" ${PARTS:-sla_subset dhkd sla_full} "
 troupe="${TROUPE:-bazel-bin/tools/troupe}"
 if [ -z "${TROUPE:-}" ]; then bazel build --jobs=2 //tools:troupe >/dev/null; fi
 mkdir -p "$out"
@@ -56,7 +57,7 @@ trap '[ -n "$lock" ] && rmdir "$lock"' EXIT
 sla_arms="baseline da mt sla sla_sd"   # sla is scored SI and AG, sla_sd SI, AG and SD
 half=$((sla_subset_epochs / 2))
 three_quarters=$((sla_subset_epochs * 3 / 4))
-for seed in $seeds; do
+[[ "$parts" == *" sla_subset "* ]] && for seed in $seeds; do
   for arm in $sla_arms; do
     run "$out/sla_subset/$arm/seed$seed" sla --arm="$arm" --seed="$seed" \
       --train_images="$sla_subset" --epochs="$sla_subset_epochs" --schedule=step \
@@ -64,6 +65,7 @@ for seed in $seeds; do
   done
 done
 
+if [[ "$parts" == *" dhkd "* ]]; then
 run "$out/dhkd/teacher" supervised --width="$teacher_width" --epochs="$teacher_epochs" --seed=100 \
   --save_model="$out/dhkd/teacher/model.pt"
 # name:flags for each DHKD arm; the teacher's logits are computed once (no augmentation).
@@ -88,8 +90,9 @@ for seed in $seeds; do
       --evaluate_every="$dhkd_epochs"
   done
 done
+fi
 
-for seed in $seeds; do
+[[ "$parts" == *" sla_full "* ]] && for seed in $seeds; do
   for arm in $sla_arms; do
     run "$out/sla_full/$arm/seed$seed" sla --arm="$arm" --seed="$seed" \
       --epochs="$sla_full_epochs" --schedule=cosine

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Training throughput of the C++ trainer (methods/train) against the same model, batch and
-# optimizer in Python PyTorch (tools/train_peer.py, Debian's python3-torch: the same LibTorch
-# 1.13), on this machine, in one run (issue 6's benchmark; docs/results/methods.md).
+# Training throughput of the C++ trainer (methods/train, run by `troupe train supervised`)
+# against the same model, batch and optimizer in Python PyTorch (tools/train_peer.py, Debian's
+# python3-torch: the same LibTorch 1.13), on this machine, in one run (issue 6's benchmark; docs/results/methods.md).
 #
 #   tools/train_throughput.sh [RESULTS_DIR]     (default docs/results/methods_throughput)
 #
@@ -24,11 +24,11 @@ if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
   echo "python3-torch is missing: apt-get install python3-torch" >&2
   exit 1
 fi
-bazel build --jobs=2 //methods/train:train >/dev/null
+bazel build --jobs=2 //tools:troupe >/dev/null
 for round in $(seq 1 "$rounds"); do
-  bazel-bin/methods/train/train --model=small_cnn --train_images="$images" --test_images=1000 \
-    --epochs="$epochs" --batch_size=128 --augment=false --schedule=constant --threads="$threads" \
-    --logs="$out/cpp_$round" >"$out/cpp_$round.txt" 2>&1
+  bazel-bin/tools/troupe train supervised --architecture=small_cnn --train_images="$images" \
+    --test_images=1000 --epochs="$epochs" --batch_size=128 --augment=false --schedule=constant \
+    --torch_threads="$threads" --logs="$out/cpp_$round" >"$out/cpp_$round.txt" 2>&1
   /usr/bin/python3 tools/train_peer.py --images="$images" --epochs="$epochs" --batch_size=128 \
     --threads="$threads" --json_out="$out/python_$round.json" >"$out/python_$round.txt" 2>&1
   /usr/bin/python3 tools/train_peer.py --images="$images" --epochs="$epochs" --batch_size=128 \
