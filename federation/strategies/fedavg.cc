@@ -5,8 +5,7 @@
 
 namespace troupe::federation::strategies {
 
-absl::StatusOr<Model> FedAvgAggregate(const Model& global,
-                                      absl::Span<const ClientUpdate> updates) {
+absl::StatusOr<Model> FedAvgAggregate(const Model& global, absl::Span<const ClientUpdate> updates) {
   if (absl::Status status = ValidateUpdates(global, updates); !status.ok()) return status;
   double total_samples = 0;
   for (const ClientUpdate& update : updates) {

@@ -13,9 +13,9 @@ namespace {
 
 absl::Status CheckDeltas(const Eigen::MatrixXd& deltas) {
   if (deltas.rows() < 1 || deltas.cols() < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "deltas: empty (m = ", deltas.rows(), " clients, d = ", deltas.cols(),
-        " values); pass one row per client, m >= 1 and d >= 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("deltas: empty (m = ", deltas.rows(), " clients, d = ", deltas.cols(),
+                     " values); pass one row per client, m >= 1 and d >= 1"));
   }
   if (!deltas.allFinite()) {
     return absl::InvalidArgumentError(
@@ -43,10 +43,10 @@ absl::Status ValidateFedLdOptions(const FedLdOptions& options) {
                      "; it must be in [0, 1] (the original's gamma is 0.99)"));
   }
   if (!(options.zero_inner_product_tolerance >= 0) || !(options.rank_tolerance >= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "fedld: zero_inner_product_tolerance (", options.zero_inner_product_tolerance,
-        ") and rank_tolerance (", options.rank_tolerance,
-        ") must be >= 0; keep the defaults 1e-9 and 1e-12"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("fedld: zero_inner_product_tolerance (", options.zero_inner_product_tolerance,
+                     ") and rank_tolerance (", options.rank_tolerance,
+                     ") must be >= 0; keep the defaults 1e-9 and 1e-12"));
   }
   return absl::OkStatus();
 }
@@ -81,7 +81,8 @@ absl::StatusOr<PrincipalComponents> PrincipalDirections(const Eigen::MatrixXd& d
     // (within the tolerance) counts as >= 0, as the original's exact comparison does.
     int non_negative = 0;
     for (Eigen::Index i = 0; i < m; ++i) {
-      const bool zero = std::abs(dots(i)) <= options.zero_inner_product_tolerance * norms(i) * w_norm;
+      const bool zero =
+          std::abs(dots(i)) <= options.zero_inner_product_tolerance * norms(i) * w_norm;
       if (zero || dots(i) >= 0) ++non_negative;
     }
     if (non_negative < m - non_negative) {
@@ -90,7 +91,8 @@ absl::StatusOr<PrincipalComponents> PrincipalDirections(const Eigen::MatrixXd& d
     }
     double vote = 0;
     for (Eigen::Index i = 0; i < m; ++i) {
-      const bool zero = std::abs(dots(i)) <= options.zero_inner_product_tolerance * norms(i) * w_norm;
+      const bool zero =
+          std::abs(dots(i)) <= options.zero_inner_product_tolerance * norms(i) * w_norm;
       if (!zero) vote += dots(i) > 0 ? norms(i) : -norms(i);
     }
     directions.push_back(w / w_norm);
@@ -135,14 +137,16 @@ absl::StatusOr<FedLdRound> FedLdAggregate(int64_t round, const Model& global,
     auto it = sizes.find(name);
     if (it == sizes.end()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "fedld: the history has tensor '", name, "', which the global model lacks; the "
+          "fedld: the history has tensor '", name,
+          "', which the global model lacks; the "
           "history belongs to another model: load the matching checkpoint or start afresh"));
     }
     if (values.size() != it->second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "fedld: the history of tensor '", name, "' has ", values.size(),
-          " values but the tensor has ", it->second, "; the history belongs to another model: "
-          "load the matching checkpoint or start afresh"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("fedld: the history of tensor '", name, "' has ", values.size(),
+                       " values but the tensor has ", it->second,
+                       "; the history belongs to another model: "
+                       "load the matching checkpoint or start afresh"));
     }
   }
 

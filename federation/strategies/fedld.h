@@ -75,10 +75,10 @@ using FedLdHistory = std::map<std::string, std::vector<float>>;
 
 // FedLdRoute says how a tensor's update was computed in a round.
 enum class FedLdRoute {
-  kPrincipal,     // the principal-gradient aggregation
-  kMeanFirst,     // plain mean: round 1, or no history for this tensor (h is set to the mean)
+  kPrincipal,        // the principal-gradient aggregation
+  kMeanFirst,        // plain mean: round 1, or no history for this tensor (h is set to the mean)
   kMeanZeroHistory,  // plain mean: the history is all zeros
-  kMeanScalar,    // plain mean: d = 1 (e.g. num_batches_tracked)
+  kMeanScalar,       // plain mean: d = 1 (e.g. num_batches_tracked)
 };
 
 // FedLdRound is one round's result: the new global model, the updated history, and the route

@@ -84,22 +84,22 @@ TEST(MarginControlLossTest, RejectsBadInputs) {
                 "logits are undefined");
   ExpectInvalid(MarginControlLoss(torch::zeros({4}), HandLabels(), options).status(),
                 "logits have shape [4]");
-  ExpectInvalid(MarginControlLoss(torch::zeros({2, 2}, torch::kLong), HandLabels(), options)
-                    .status(),
-                "dtype Long");
-  ExpectInvalid(MarginControlLoss(torch::zeros({0, 2}), torch::zeros({0}, torch::kLong), options)
-                    .status(),
-                "batch, classes >= 1");
+  ExpectInvalid(
+      MarginControlLoss(torch::zeros({2, 2}, torch::kLong), HandLabels(), options).status(),
+      "dtype Long");
+  ExpectInvalid(
+      MarginControlLoss(torch::zeros({0, 2}), torch::zeros({0}, torch::kLong), options).status(),
+      "batch, classes >= 1");
   ExpectInvalid(MarginControlLoss(HandLogits(), torch::zeros({2}), options).status(),
                 "labels have shape [2] and dtype Float");
   ExpectInvalid(MarginControlLoss(HandLogits(), torch::zeros({3}, torch::kLong), options).status(),
                 "pass an int64 [2] tensor");
-  ExpectInvalid(MarginControlLoss(HandLogits(), torch::tensor(std::vector<int64_t>{0, 2}), options)
-                    .status(),
-                "labels hold 2, outside [0, 2)");
-  ExpectInvalid(MarginControlLoss(HandLogits(), torch::tensor(std::vector<int64_t>{-1, 0}), options)
-                    .status(),
-                "labels hold -1");
+  ExpectInvalid(
+      MarginControlLoss(HandLogits(), torch::tensor(std::vector<int64_t>{0, 2}), options).status(),
+      "labels hold 2, outside [0, 2)");
+  ExpectInvalid(
+      MarginControlLoss(HandLogits(), torch::tensor(std::vector<int64_t>{-1, 0}), options).status(),
+      "labels hold -1");
   for (double lambda : {-0.1, static_cast<double>(NAN)}) {
     FedLdLossOptions bad;
     bad.margin_penalty = lambda;

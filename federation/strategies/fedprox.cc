@@ -49,13 +49,13 @@ absl::Status AddFedProxGradient(absl::Span<const float> local, absl::Span<const 
                                 double mu, absl::Span<float> gradient) {
   if (absl::Status status = CheckProximal(local, global, mu); !status.ok()) return status;
   if (gradient.size() != local.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("fedprox: gradient has ", gradient.size(), " values but local has ",
-                     local.size(), "; pass the gradient of the same parameter"));
+    return absl::InvalidArgumentError(absl::StrCat("fedprox: gradient has ", gradient.size(),
+                                                   " values but local has ", local.size(),
+                                                   "; pass the gradient of the same parameter"));
   }
   for (size_t i = 0; i < local.size(); ++i) {
-    gradient[i] = static_cast<float>(gradient[i] +
-                                     mu * (static_cast<double>(local[i]) - global[i]));
+    gradient[i] =
+        static_cast<float>(gradient[i] + mu * (static_cast<double>(local[i]) - global[i]));
   }
   return absl::OkStatus();
 }

@@ -35,23 +35,23 @@ absl::Status ValidateModel(const Model& model, absl::string_view owner) {
           owner, ": tensor #", t, " has an empty name; name every tensor as its state_dict key"));
     }
     if (!names.insert(tensor.name).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(owner, ": tensor '", tensor.name, "' appears twice; send each state_dict ",
-                       "entry once"));
+      return absl::InvalidArgumentError(absl::StrCat(owner, ": tensor '", tensor.name,
+                                                     "' appears twice; send each state_dict ",
+                                                     "entry once"));
     }
     for (int64_t size : tensor.shape) {
       if (size < 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(owner, ": tensor '", tensor.name, "' has shape ",
-                         ShapeText(tensor.shape), " with a negative dimension"));
+        return absl::InvalidArgumentError(absl::StrCat(owner, ": tensor '", tensor.name,
+                                                       "' has shape ", ShapeText(tensor.shape),
+                                                       " with a negative dimension"));
       }
     }
     const int64_t expected = NumElements(tensor.shape);
     if (static_cast<int64_t>(tensor.data.size()) != expected) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          owner, ": tensor '", tensor.name, "' has shape ", ShapeText(tensor.shape), " (",
-          expected, " values) but holds ", tensor.data.size(),
-          " values; send the tensor's values row-major, all of them"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(owner, ": tensor '", tensor.name, "' has shape ", ShapeText(tensor.shape),
+                       " (", expected, " values) but holds ", tensor.data.size(),
+                       " values; send the tensor's values row-major, all of them"));
     }
     for (size_t i = 0; i < tensor.data.size(); ++i) {
       if (!std::isfinite(tensor.data[i])) {
@@ -74,8 +74,8 @@ absl::Status ValidateUpdates(const Model& global, absl::Span<const ClientUpdate>
   for (const ClientUpdate& update : updates) {
     const std::string owner = ClientOwner(update);
     if (!clients.insert(update.client).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          owner, " sent two updates in one round; pass each client's update once"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(owner, " sent two updates in one round; pass each client's update once"));
     }
     if (update.num_samples < 1) {
       return absl::InvalidArgumentError(
@@ -83,9 +83,9 @@ absl::Status ValidateUpdates(const Model& global, absl::Span<const ClientUpdate>
                        "; it must be >= 1 (a client that trained on nothing has no update)"));
     }
     if (update.model.size() != global.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          owner, " sent ", update.model.size(), " tensors but the global model has ",
-          global.size(), "; send every state_dict entry of the global model"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(owner, " sent ", update.model.size(), " tensors but the global model has ",
+                       global.size(), "; send every state_dict entry of the global model"));
     }
     for (size_t t = 0; t < global.size(); ++t) {
       const NamedTensor& theirs = update.model[t];
@@ -122,9 +122,9 @@ absl::StatusOr<Model> UnflattenModel(const Model& layout, absl::Span<const float
   int64_t total = 0;
   for (const NamedTensor& tensor : layout) total += NumElements(tensor.shape);
   if (static_cast<int64_t>(flat.size()) != total) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("flat: holds ", flat.size(), " values but the layout's tensors hold ", total,
-                     "; flatten a model with the same tensors"));
+    return absl::InvalidArgumentError(absl::StrCat("flat: holds ", flat.size(),
+                                                   " values but the layout's tensors hold ", total,
+                                                   "; flatten a model with the same tensors"));
   }
   Model model;
   model.reserve(layout.size());

@@ -52,10 +52,11 @@ std::vector<ClientUpdate> ClientsAt(const Model& global,
                                     const std::vector<std::vector<float>>& deltas) {
   std::vector<ClientUpdate> updates;
   for (size_t i = 0; i < deltas.size(); ++i) {
-    updates.push_back({"client-" + std::to_string(i),
-                       TwoTensors(global[0].data[0] + deltas[i][0],
-                                  global[0].data[1] + deltas[i][1], global[1].data[0] + deltas[i][2]),
-                       /*num_samples=*/100});
+    updates.push_back(
+        {"client-" + std::to_string(i),
+         TwoTensors(global[0].data[0] + deltas[i][0], global[0].data[1] + deltas[i][1],
+                    global[1].data[0] + deltas[i][2]),
+         /*num_samples=*/100});
   }
   return updates;
 }
@@ -83,9 +84,9 @@ TEST(ModelUpdateTest, RejectsEveryBadInput) {
   ExpectInvalid(ValidateUpdates(global, {}), "no client updates");
   ExpectInvalid(ValidateUpdates(global, one({"a", TwoTensors(1, 1, 1), 0})),
                 "client 'a': num_samples is 0");
-  ExpectInvalid(ValidateUpdates(global, {{"a", TwoTensors(1, 1, 1), 1},
-                                         {"a", TwoTensors(1, 1, 1), 1}}),
-                "client 'a' sent two updates");
+  ExpectInvalid(
+      ValidateUpdates(global, {{"a", TwoTensors(1, 1, 1), 1}, {"a", TwoTensors(1, 1, 1), 1}}),
+      "client 'a' sent two updates");
   ExpectInvalid(ValidateUpdates(global, one({"a", {TwoTensors(1, 1, 1)[0]}, 1})),
                 "client 'a' sent 1 tensors but the global model has 2");
   Model renamed = TwoTensors(1, 1, 1);
@@ -94,8 +95,9 @@ TEST(ModelUpdateTest, RejectsEveryBadInput) {
                 "client 'a': tensor #1 is 'fc.b' but the global model's is 'fc.bias'");
   Model reshaped = TwoTensors(1, 1, 1);
   reshaped[0].shape = {2, 1};
-  ExpectInvalid(ValidateUpdates(global, one({"a", reshaped, 1})),
-                "client 'a': tensor 'fc.weight' has shape [2, 1] but the global model's has [1, 2]");
+  ExpectInvalid(
+      ValidateUpdates(global, one({"a", reshaped, 1})),
+      "client 'a': tensor 'fc.weight' has shape [2, 1] but the global model's has [1, 2]");
   ExpectInvalid(ValidateUpdates(global, one({"a", TwoTensors(1, NAN, 1), 1})),
                 "client 'a': tensor 'fc.weight' value 1 is nan");
   ExpectInvalid(ValidateUpdates(global, one({"a", TwoTensors(1, 1, INFINITY), 1})),
@@ -184,7 +186,8 @@ TEST(FedProxTest, RejectsBadInputs) {
 // ---------------------------------------------------------------- FedLD ------------------------
 
 // The worked example: m = 3 clients, d = 2, deltas (rows of G)
-//   g1 = (4, 1), g2 = (2, 4), g3 = (-1, -2);  ||g1|| = sqrt(17), ||g2|| = 2 sqrt(5), ||g3|| = sqrt(5)
+//   g1 = (4, 1), g2 = (2, 4), g3 = (-1, -2);  ||g1|| = sqrt(17), ||g2|| = 2 sqrt(5), ||g3|| =
+//   sqrt(5)
 // G^T G = [[16+4+1, 4+8+2], [14, 1+16+4]] = [[21, 14], [14, 21]]: eigenvalues 35 and 7 with
 // eigenvectors (1, 1)/sqrt(2) and (1, -1)/sqrt(2). K = G G^T / 3 has the same nonzero spectrum
 // divided by m: s = (35/3, 7/3, 0), sum s = 14; k = floor(3 * 0.8) = 2; weights s_j / sum s =
@@ -369,8 +372,8 @@ TEST(FedLdTest, FallsBackToTheMeanWhereTheNotesSaySo) {
   const FedLdHistory zeros = {{"fc.weight", {0, 0}}, {"fc.bias", {0}}};
   absl::StatusOr<FedLdRound> zero = FedLdAggregate(2, start, clients, zeros, FedLdOptions());
   ASSERT_TRUE(zero.ok()) << zero.status();
-  EXPECT_THAT(zero->routes, ElementsAre(FedLdRoute::kMeanZeroHistory,
-                                        FedLdRoute::kMeanZeroHistory));
+  EXPECT_THAT(zero->routes,
+              ElementsAre(FedLdRoute::kMeanZeroHistory, FedLdRoute::kMeanZeroHistory));
   ExpectTensor(zero->global, 0, {5.0 / 3, 1});
   EXPECT_NEAR(zero->history.at("fc.weight")[0], 0.01 * 5.0 / 3, 1e-7);
 
@@ -431,9 +434,8 @@ TEST(FedLdStateTest, FailedRoundsLeaveTheStateUnchanged) {
   const Model global = TwoTensors(0, 0, 0);
   ASSERT_TRUE((*strategy)->Aggregate(1, global, ClientsAt(global, {{1, 2, 3}, {3, 1, 2}})).ok());
   const std::string before = (*strategy)->SaveState();
-  ExpectInvalid(
-      (*strategy)->Aggregate(2, global, ClientsAt(global, {{1, NAN, 3}})).status(),
-      "client 'client-0': tensor 'fc.weight' value 1 is nan");
+  ExpectInvalid((*strategy)->Aggregate(2, global, ClientsAt(global, {{1, NAN, 3}})).status(),
+                "client 'client-0': tensor 'fc.weight' value 1 is nan");
   EXPECT_EQ((*strategy)->SaveState(), before);
 }
 

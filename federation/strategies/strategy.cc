@@ -32,24 +32,23 @@ absl::StatusOr<Json> ParseState(absl::string_view text, StrategyKind kind) {
   const std::string name(StrategyName(kind));
   Json state = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (state.is_discarded() || !state.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, ": the state is not a JSON object; pass the string SaveState returned"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": the state is not a JSON object; pass the string SaveState returned"));
   }
   const auto strategy = state.find("strategy");
-  if (strategy == state.end() || !strategy->is_string() ||
-      strategy->get<std::string>() != name) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, ": the state is not a ", name, " state (its \"strategy\" is ",
-        strategy == state.end() ? std::string("missing") : strategy->dump(),
-        "); load the checkpoint into the strategy that saved it"));
+  if (strategy == state.end() || !strategy->is_string() || strategy->get<std::string>() != name) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": the state is not a ", name, " state (its \"strategy\" is ",
+                     strategy == state.end() ? std::string("missing") : strategy->dump(),
+                     "); load the checkpoint into the strategy that saved it"));
   }
   const auto version = state.find("version");
   if (version == state.end() || !version->is_number_integer() ||
       version->get<int>() != kStateVersion) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, ": the state's \"version\" is ",
-        version == state.end() ? std::string("missing") : version->dump(), "; this build reads ",
-        kStateVersion));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": the state's \"version\" is ",
+                     version == state.end() ? std::string("missing") : version->dump(),
+                     "; this build reads ", kStateVersion));
   }
   return state;
 }
@@ -65,8 +64,8 @@ class FedAvgStrategy : public Strategy {
   absl::StatusOr<Model> Aggregate(int64_t round, const Model& global,
                                   absl::Span<const ClientUpdate> updates) override {
     if (round < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(StrategyName(kind_), ": round is ", round,
-                                                     "; rounds count from 1"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(StrategyName(kind_), ": round is ", round, "; rounds count from 1"));
     }
     return FedAvgAggregate(global, updates);
   }
@@ -120,15 +119,15 @@ class FedLdStrategy : public Strategy {
     FedLdHistory loaded;
     for (const auto& [name, values] : history->items()) {
       if (!values.is_array()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "fedld: the history of tensor '", name, "' is not an array of numbers"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("fedld: the history of tensor '", name, "' is not an array of numbers"));
       }
       std::vector<float>& h = loaded[name];
       for (const Json& value : values) {
         if (!value.is_number()) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "fedld: the history of tensor '", name, "' holds ", value.dump(),
-              ", not a number; pass the string SaveState returned"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("fedld: the history of tensor '", name, "' holds ", value.dump(),
+                           ", not a number; pass the string SaveState returned"));
         }
         h.push_back(static_cast<float>(value.get<double>()));
       }
@@ -157,8 +156,8 @@ absl::StatusOr<StrategyKind> ParseStrategyName(absl::string_view name) {
   }
   std::vector<absl::string_view> names;
   for (const auto& entry : kNames) names.push_back(entry.second);
-  return absl::InvalidArgumentError(absl::StrCat("strategy: unknown name '", name,
-                                                 "'; use one of ", absl::StrJoin(names, ", ")));
+  return absl::InvalidArgumentError(
+      absl::StrCat("strategy: unknown name '", name, "'; use one of ", absl::StrJoin(names, ", ")));
 }
 
 absl::StatusOr<std::unique_ptr<Strategy>> MakeStrategy(absl::string_view name,
