@@ -63,12 +63,8 @@ class TrainCommandTest : public ::testing::Test {
 
   // Train runs `troupe train METHOD` on the small set with small settings and `flags`.
   static testing::CommandOutcome Train(const std::string& method, std::vector<std::string> flags) {
-    std::vector<std::string> all = {method,
-                                    "--data_dir=" + *data_dir_,
-                                    "--architecture=mlp",
-                                    "--epochs=2",
-                                    "--batch_size=40",
-                                    "--torch_threads=1"};
+    std::vector<std::string> all = {method,       "--data_dir=" + *data_dir_, "--architecture=mlp",
+                                    "--epochs=2", "--batch_size=40",          "--torch_threads=1"};
     all.insert(all.end(), flags.begin(), flags.end());
     return RunTroupeCommand("train", all);
   }

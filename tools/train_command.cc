@@ -4,8 +4,8 @@
 
 #include <torch/torch.h>
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -106,11 +106,11 @@ namespace data = methods::data;
 namespace train = methods::train;
 
 const std::vector<std::string> kCommonFlags = {
-    "data_dir",     "train_images", "test_images", "architecture", "width",
-    "epochs",       "batch_size",   "augment",     "pad",          "flip",     "optimizer",    "lr",
-    "momentum",     "weight_decay", "schedule",    "step_epochs",  "step_gamma",
-    "milestones",   "evaluate_every", "seed",         "torch_threads", "logs",       "checkpoint",
-    "resume",       "save_model"};
+    "data_dir",       "train_images", "test_images",   "architecture", "width",      "epochs",
+    "batch_size",     "augment",      "pad",           "flip",         "optimizer",  "lr",
+    "momentum",       "weight_decay", "schedule",      "step_epochs",  "step_gamma", "milestones",
+    "evaluate_every", "seed",         "torch_threads", "logs",         "checkpoint", "resume",
+    "save_model"};
 
 struct Method {
   std::string name;
@@ -128,8 +128,8 @@ const std::vector<Method>& Methods() {
       {"dhkd",
        "Dual-Head KD (Yang et al. 2024): arms ce, kd, bkl, ce_bkl (one head), dhkd (two heads; "
        "--align, --aux_hidden, --distill)",
-       {"arm", "teacher", "teacher_architecture", "teacher_width", "distill", "align",
-        "aux_hidden", "kd_temperature", "ce_weight", "distill_weight", "cosine_every"}},
+       {"arm", "teacher", "teacher_architecture", "teacher_width", "distill", "align", "aux_hidden",
+        "kd_temperature", "ce_weight", "distill_weight", "cosine_every"}},
   };
   return methods;
 }
@@ -172,6 +172,19 @@ absl::StatusOr<data::Dataset> Load(data::Split split, int64_t images) {
   return data::Select(*dataset, *subset);
 }
 
+// ReadModelOptions: a backbone by name and width, with `heads`, validated.
+absl::StatusOr<train::ModelOptions> ReadModelOptions(const std::string& architecture, int64_t width,
+                                                     std::vector<train::HeadSpec> heads) {
+  absl::StatusOr<train::Architecture> parsed = train::ParseArchitecture(architecture);
+  if (!parsed.ok()) return parsed.status();
+  train::ModelOptions options;
+  options.architecture = *parsed;
+  options.width = width;
+  options.heads = std::move(heads);
+  if (absl::Status s = train::ValidateModelOptions(options); !s.ok()) return s;
+  return options;
+}
+
 absl::StatusOr<train::TrainerOptions> ReadTrainerOptions() {
   train::TrainerOptions options;
   absl::StatusOr<train::OptimizerKind> optimizer =
@@ -199,9 +212,9 @@ absl::StatusOr<train::TrainerOptions> ReadTrainerOptions() {
        absl::StrSplit(absl::GetFlag(FLAGS_milestones), ',', absl::SkipEmpty())) {
     int64_t epoch = 0;
     if (!absl::SimpleAtoi(part, &epoch)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--milestones=", absl::GetFlag(FLAGS_milestones), ": '", part,
-          "' is not an epoch; give increasing epochs, e.g. --milestones=15,23"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--milestones=", absl::GetFlag(FLAGS_milestones), ": '", part,
+                       "' is not an epoch; give increasing epochs, e.g. --milestones=15,23"));
     }
     options.step_milestones.push_back(epoch);
   }
@@ -236,8 +249,8 @@ absl::StatusOr<train::Recipe> DhkdRecipe(const data::Dataset& train_set, bool au
     return absl::InvalidArgumentError(
         absl::StrCat("--distill=", distill, " is not known; use bkl_norm or bkl"));
   }
-  arm.dhkd.distill = distill == "bkl" ? dhkd::DistillLoss::kBinaryKl
-                                      : dhkd::DistillLoss::kBinaryKlNorm;
+  arm.dhkd.distill =
+      distill == "bkl" ? dhkd::DistillLoss::kBinaryKl : dhkd::DistillLoss::kBinaryKlNorm;
   arm.dhkd.ce_weight = absl::GetFlag(FLAGS_ce_weight);
   arm.dhkd.distill_weight = absl::GetFlag(FLAGS_distill_weight);
   const double temperature = absl::GetFlag(FLAGS_kd_temperature);
@@ -254,21 +267,21 @@ absl::StatusOr<train::Recipe> DhkdRecipe(const data::Dataset& train_set, bool au
   if (arm.arm != dhkd::Arm::kCe) {
     const std::string path = absl::GetFlag(FLAGS_teacher);
     if (path.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "DHKD arm '", name, "' needs --teacher=<model file>; train one with `troupe train "
-          "supervised --width=32 --save_model=teacher.pt`"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("DHKD arm '", name,
+                       "' needs --teacher=<model file>; train one with `troupe train "
+                       "supervised --width=32 --save_model=teacher.pt`"));
     }
-    train::ModelOptions teacher_options;
-    absl::StatusOr<train::Architecture> architecture =
-        train::ParseArchitecture(absl::GetFlag(FLAGS_teacher_architecture));
-    if (!architecture.ok()) return architecture.status();
-    teacher_options.architecture = *architecture;
-    teacher_options.width = absl::GetFlag(FLAGS_teacher_width);
-    absl::StatusOr<train::Classifier> model = train::MakeClassifier(teacher_options);
+    absl::StatusOr<train::ModelOptions> teacher_options =
+        ReadModelOptions(absl::GetFlag(FLAGS_teacher_architecture),
+                         absl::GetFlag(FLAGS_teacher_width), {{"main", 10}});
+    if (!teacher_options.ok()) return teacher_options.status();
+    absl::StatusOr<train::Classifier> model = train::MakeClassifier(*teacher_options);
     if (!model.ok()) return model.status();
     if (absl::Status s = train::LoadModel(**model, path); !s.ok()) {
-      return absl::Status(s.code(), absl::StrCat(s.message(), " (set --teacher_architecture and "
-                                                              "--teacher_width to the teacher's)"));
+      return absl::Status(s.code(), absl::StrCat(s.message(),
+                                                 " (set --teacher_architecture and "
+                                                 "--teacher_width to the teacher's)"));
     }
     absl::StatusOr<dhkd::TeacherFn> made =
         dhkd::MakeTeacher(*model, augmented ? nullptr : &train_set);
@@ -295,33 +308,29 @@ absl::Status Train(const Method& method) {
     std::error_code error;
     std::filesystem::create_directories(options->log_dir, error);
     if (error) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot create --logs=", options->log_dir,
-                                                     ": ", error.message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot create --logs=", options->log_dir, ": ", error.message()));
     }
   }
   absl::StatusOr<train::Recipe> recipe = train::Recipe{{{"main", 10}}, nullptr, nullptr};
   if (method.name == "sla") recipe = SlaRecipe();
   if (method.name == "dhkd") recipe = DhkdRecipe(*train_set, options->batches.augment.has_value());
   if (!recipe.ok()) return recipe.status();
-  train::ModelOptions model_options;
-  absl::StatusOr<train::Architecture> architecture =
-      train::ParseArchitecture(absl::GetFlag(FLAGS_architecture));
-  if (!architecture.ok()) return architecture.status();
-  model_options.architecture = *architecture;
-  model_options.width = absl::GetFlag(FLAGS_width);
-  model_options.heads = recipe->heads;
-  if (absl::Status s = train::ValidateModelOptions(model_options); !s.ok()) return s;
-  std::fprintf(stderr, "train %s%s: model %s, %lld training and %lld test images, %d threads\n",
-               method.name.c_str(),
-               absl::GetFlag(FLAGS_arm).empty() ? "" : (" --arm=" + absl::GetFlag(FLAGS_arm)).c_str(),
-               train::ModelSpec(model_options).c_str(), static_cast<long long>(train_set->size()),
-               static_cast<long long>(test_set->size()), threads);
+  absl::StatusOr<train::ModelOptions> read = ReadModelOptions(
+      absl::GetFlag(FLAGS_architecture), absl::GetFlag(FLAGS_width), recipe->heads);
+  if (!read.ok()) return read.status();
+  const train::ModelOptions model_options = *read;
+  std::fprintf(
+      stderr, "train %s%s: model %s, %lld training and %lld test images, %d threads\n",
+      method.name.c_str(),
+      absl::GetFlag(FLAGS_arm).empty() ? "" : (" --arm=" + absl::GetFlag(FLAGS_arm)).c_str(),
+      train::ModelSpec(model_options).c_str(), static_cast<long long>(train_set->size()),
+      static_cast<long long>(test_set->size()), threads);
 
   // The run is a job of a trainer actor on a CPU worker, as on any node of the runtime.
   caf::actor_system_config config;
   caf::actor_system system(config);
-  absl::StatusOr<caf::actor> worker =
-      actors::SpawnGpuWorker(system, {"train", -1, nullptr});
+  absl::StatusOr<caf::actor> worker = actors::SpawnGpuWorker(system, {"train", -1, nullptr});
   if (!worker.ok()) return worker.status();
   caf::actor trainer = train::SpawnTrainerActor(system, *worker);
   train::Classifier model{nullptr};
@@ -348,11 +357,10 @@ absl::Status Train(const Method& method) {
   caf::anon_send_exit(*worker, caf::exit_reason::user_shutdown);
   if (!result.ok()) return result.status();
   if (!result->history.empty()) {
-    std::printf("%s: test accuracy after %lld epochs: %s\n", method.name.c_str(),
-                static_cast<long long>(result->history.back().epoch),
-                absl::StrJoin(result->history.back().accuracy, " ",
-                              absl::PairFormatter("="))
-                    .c_str());
+    std::printf(
+        "%s: test accuracy after %lld epochs: %s\n", method.name.c_str(),
+        static_cast<long long>(result->history.back().epoch),
+        absl::StrJoin(result->history.back().accuracy, " ", absl::PairFormatter("=")).c_str());
   }
   const std::string save_model = absl::GetFlag(FLAGS_save_model);
   if (!save_model.empty()) {
@@ -383,7 +391,8 @@ int RunTrain(int argc, char** argv) {
       PrintHelp(*method);
     } else {
       std::printf("troupe train METHOD [--flags]; METHOD is one of: %s\n", MethodNames().c_str());
-      for (const Method& m : Methods()) std::printf("  %-11s %s\n", m.name.c_str(), m.summary.c_str());
+      for (const Method& m : Methods())
+        std::printf("  %-11s %s\n", m.name.c_str(), m.summary.c_str());
       std::printf("`troupe train METHOD --help` lists a method's flags.\n");
     }
     return 0;

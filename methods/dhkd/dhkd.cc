@@ -1,7 +1,6 @@
 // The only translation unit of methods/dhkd/ that includes LibTorch (its headers compile slowly):
 // dhkd.h's losses and dhkd_recipe.h's arms.
 #include "methods/dhkd/dhkd.h"
-#include "methods/dhkd/dhkd_recipe.h"
 
 #include <torch/torch.h>
 
@@ -16,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "methods/dhkd/dhkd_recipe.h"
 #include "methods/internal/torch_guard.h"
 
 namespace troupe::methods::dhkd {
@@ -375,8 +375,8 @@ class CosineLog {
     auto log = std::make_shared<CosineLog>();
     log->file_.open(path, std::ios::app);
     if (!log->file_) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cannot open the gradient-cosine log '", path, "' for appending; check the directory"));
+      return absl::InvalidArgumentError(absl::StrCat("cannot open the gradient-cosine log '", path,
+                                                     "' for appending; check the directory"));
     }
     if (!exists) log->file_ << "step,epoch,head_cosine,backbone_cosine\n";
     return log;
@@ -433,17 +433,15 @@ absl::StatusOr<TeacherFn> MakeTeacher(train::Classifier teacher,
     for (int64_t begin = 0; begin < n; begin += 1000) {
       std::vector<int64_t> indices;
       for (int64_t i = begin; i < std::min(n, begin + 1000); ++i) indices.push_back(i);
-      chunks.push_back(
-          teacher->Forward(train::ImagesToTensor(*precompute_over, indices)).at(head));
+      chunks.push_back(teacher->Forward(train::ImagesToTensor(*precompute_over, indices)).at(head));
     }
   } catch (const c10::Error& error) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the teacher failed on the training images: ", error.what_without_backtrace()));
+    return absl::InvalidArgumentError(absl::StrCat("the teacher failed on the training images: ",
+                                                   error.what_without_backtrace()));
   }
   torch::Tensor logits = torch::cat(chunks);
   return TeacherFn([logits](const train::Batch& batch) {
-    return logits.index_select(
-        0, torch::tensor(batch.indices, torch::kInt64).to(logits.device()));
+    return logits.index_select(0, torch::tensor(batch.indices, torch::kInt64).to(logits.device()));
   });
 }
 
@@ -451,18 +449,18 @@ absl::StatusOr<train::Recipe> MakeRecipe(const ArmOptions& options, int64_t num_
                                          TeacherFn teacher) {
   const DhkdOptions& d = options.dhkd;
   if (!(d.ce_weight >= 0) || !(d.distill_weight >= 0) || !(d.temperature > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "DHKD weights must be >= 0 and the temperature > 0 (ce_weight ", d.ce_weight,
-        ", distill_weight ", d.distill_weight, ", temperature ", d.temperature, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("DHKD weights must be >= 0 and the temperature > 0 (ce_weight ", d.ce_weight,
+                     ", distill_weight ", d.distill_weight, ", temperature ", d.temperature, ")"));
   }
   if (options.aux_hidden < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "aux_hidden is ", options.aux_hidden, "; use 0 (linear head) or a width > 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("aux_hidden is ", options.aux_hidden, "; use 0 (linear head) or a width > 0"));
   }
   if (options.cosine_every < 0 || (options.cosine_every > 0 && options.cosine_log.empty())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cosine_every is ", options.cosine_every,
-        "; it must be >= 0, and > 0 needs cosine_log (a CSV path)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cosine_every is ", options.cosine_every,
+                     "; it must be >= 0, and > 0 needs cosine_log (a CSV path)"));
   }
   if (!teacher && options.arm != Arm::kCe) {
     return absl::InvalidArgumentError(
@@ -490,8 +488,8 @@ absl::StatusOr<train::Recipe> MakeRecipe(const ArmOptions& options, int64_t num_
     }
     const torch::Tensor teacher_logits = teacher(in.batch);
     if (arm == Arm::kBkl) {
-      return d.distill_weight * ValueOrThrow(BinaryKl(main, teacher_logits, d.temperature,
-                                                      d.epsilon));
+      return d.distill_weight *
+             ValueOrThrow(BinaryKl(main, teacher_logits, d.temperature, d.epsilon));
     }
     // kd, ce_bkl and dhkd: gamma CE(z1) + alpha distill(z_aux), z_aux = z1 except for dhkd.
     DhkdOptions combined = d;
@@ -503,9 +501,9 @@ absl::StatusOr<train::Recipe> MakeRecipe(const ArmOptions& options, int64_t num_
     if (cosine_log && in.step % options.cosine_every == 0) {
       std::vector<at::Tensor> head = in.model.HeadParameters("main");
       if (arm == Arm::kDhkd) head = Concat(head, in.model.HeadParameters("aux"));
-      cosine_log->Write(in.step, in.epoch,
-                        ValueOrThrow(GradientCosine(loss.ce, loss.distill, head,
-                                                    in.model.BackboneParameters())));
+      cosine_log->Write(
+          in.step, in.epoch,
+          ValueOrThrow(GradientCosine(loss.ce, loss.distill, head, in.model.BackboneParameters())));
     }
     if (arm != Arm::kDhkd || !options.align) return loss.total;
     std::vector<at::Tensor> parameters;

@@ -1,5 +1,4 @@
 #include "methods/dhkd/dhkd.h"
-#include "methods/dhkd/dhkd_recipe.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "methods/dhkd/dhkd_recipe.h"
 
 namespace troupe::methods::dhkd {
 namespace {
@@ -406,7 +406,6 @@ TEST(GradientCosineTest, BadInputs) {
   absl::StatusOr<GradientCosines> detached = GradientCosine(loss.detach(), loss, {head}, {head});
   EXPECT_THAT(detached.status().message(), HasSubstr("loss_a"));
 }
-
 
 // ---- The arms as trainer recipes (dhkd_recipe.h).
 

@@ -1,7 +1,6 @@
 // The only translation unit of methods/sla/ that includes LibTorch (its headers compile slowly):
 // sla.h's math and sla_recipe.h's arms.
 #include "methods/sla/sla.h"
-#include "methods/sla/sla_recipe.h"
 
 #include <torch/torch.h>
 
@@ -13,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "methods/internal/torch_guard.h"
+#include "methods/sla/sla_recipe.h"
 
 namespace troupe::methods::sla {
 namespace {
@@ -411,8 +411,7 @@ train::HeadLogits RotatedForward(train::ClassifierImpl& model, const torch::Tens
 ScoreMap JointScores(train::ClassifierImpl& model, const torch::Tensor& images, int64_t m) {
   ScoreMap scores;
   scores["si"] = ValueOrThrow(IdentityColumnLogits(model.Forward(images).at("joint"), m));
-  scores["ag"] =
-      ValueOrThrow(AggregatedLogits(RotatedForward(model, images, m).at("joint"), m));
+  scores["ag"] = ValueOrThrow(AggregatedLogits(RotatedForward(model, images, m).at("joint"), m));
   return scores;
 }
 
@@ -422,8 +421,8 @@ absl::StatusOr<Arm> ParseArm(const std::string& name) {
   for (Arm arm : {Arm::kBaseline, Arm::kDa, Arm::kMt, Arm::kSla, Arm::kSlaSd}) {
     if (ArmName(arm) == name) return arm;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "SLA arm '", name, "' is not known; use baseline, da, mt, sla or sla_sd"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("SLA arm '", name, "' is not known; use baseline, da, mt, sla or sla_sd"));
 }
 
 std::string ArmName(Arm arm) {
@@ -453,17 +452,17 @@ absl::StatusOr<train::Recipe> MakeRecipe(Arm arm, int64_t num_classes, const Sla
         absl::StrCat("num_classes is ", num_classes, "; a classifier needs >= 2"));
   }
   if (!(options.distill_temperature > 0) || !(options.distill_ce_weight > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "SlaOptions.distill_temperature (", options.distill_temperature,
-        ") and distill_ce_weight (", options.distill_ce_weight, ") must be > 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("SlaOptions.distill_temperature (", options.distill_temperature,
+                     ") and distill_ce_weight (", options.distill_ce_weight, ") must be > 0"));
   }
   train::Recipe recipe;
   switch (arm) {
     case Arm::kBaseline:
       recipe.heads = {{"main", num_classes}};
       recipe.loss = [](train::LossInput& in) {
-        return ValueOrThrow(BaselineLoss(in.model.Forward(in.batch.images).at("main"),
-                                         in.batch.labels));
+        return ValueOrThrow(
+            BaselineLoss(in.model.Forward(in.batch.images).at("main"), in.batch.labels));
       };
       break;
     case Arm::kDa:

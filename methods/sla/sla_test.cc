@@ -1,5 +1,4 @@
 #include "methods/sla/sla.h"
-#include "methods/sla/sla_recipe.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -14,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "methods/data/augment.h"
+#include "methods/sla/sla_recipe.h"
 
 namespace troupe::methods::sla {
 namespace {
@@ -365,7 +365,6 @@ TEST(SelfDistillationTest, BadInputs) {
   EXPECT_THAT(m.status().message(), HasSubstr("not a multiple of num_transforms (4)"));
 }
 
-
 // ---- The arms as trainer recipes (sla_recipe.h).
 
 // RecipeModel is a small MLP with the recipe's heads.
@@ -468,8 +467,8 @@ TEST(SlaRecipeTest, SlaSdLossAndScoresAreTheLibrarysOnTheRotatedBatch) {
   std::map<std::string, at::Tensor> scores = recipe->scores(*model, batch.images);
   const at::Tensor rotated = model->Forward(*RotateBatch(batch.images, 4)).at("joint");
   EXPECT_TRUE(torch::allclose(scores.at("ag"), *AggregatedLogits(rotated, 4)));
-  EXPECT_TRUE(torch::allclose(
-      scores.at("si"), *IdentityColumnLogits(model->Forward(batch.images).at("joint"), 4)));
+  EXPECT_TRUE(torch::allclose(scores.at("si"),
+                              *IdentityColumnLogits(model->Forward(batch.images).at("joint"), 4)));
   EXPECT_TRUE(torch::allclose(scores.at("sd"), model->Forward(batch.images).at("sd")));
 }
 

@@ -254,14 +254,12 @@ ClassifierImpl::ClassifierImpl(const ModelOptions& options) : options_(options) 
   for (const HeadSpec& head : options.heads) {
     Head& added = heads_.emplace_back(Head{head.name});
     if (head.hidden == 0) {
-      added.linear =
-          register_module("head_" + head.name, nn::Linear(feature_size_, head.size));
+      added.linear = register_module("head_" + head.name, nn::Linear(feature_size_, head.size));
     } else {
       added.nonlinear = register_module(
-          "head_" + head.name,
-          nn::Sequential(nn::Linear(feature_size_, head.hidden), nn::Dropout(0.1),
-                         nn::BatchNorm1d(head.hidden), nn::ReLU(),
-                         nn::Linear(head.hidden, head.size)));
+          "head_" + head.name, nn::Sequential(nn::Linear(feature_size_, head.hidden),
+                                              nn::Dropout(0.1), nn::BatchNorm1d(head.hidden),
+                                              nn::ReLU(), nn::Linear(head.hidden, head.size)));
     }
   }
 }

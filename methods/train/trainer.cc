@@ -1,9 +1,8 @@
 #include "methods/train/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <torch/torch.h>
-
 #include <malloc.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
@@ -75,9 +74,9 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
   }
   for (size_t i = 0; i < o.step_milestones.size(); ++i) {
     if (o.step_milestones[i] < 1 || (i > 0 && o.step_milestones[i] <= o.step_milestones[i - 1])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("TrainerOptions.step_milestones is [", absl::StrJoin(o.step_milestones, ", "),
-                       "]; it must be increasing epochs >= 1, e.g. [15, 23]"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "TrainerOptions.step_milestones is [", absl::StrJoin(o.step_milestones, ", "),
+          "]; it must be increasing epochs >= 1, e.g. [15, 23]"));
     }
   }
   if (!(o.step_gamma > 0 && o.step_gamma <= 1)) {
@@ -186,8 +185,8 @@ LossFn CrossEntropyLoss(const std::string& head) {
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(Classifier model,
                                                          const data::Dataset& train,
                                                          const data::Dataset* test,
-                                                         const TrainerOptions& options,
-                                                         LossFn loss, ScoreFn scores) {
+                                                         const TrainerOptions& options, LossFn loss,
+                                                         ScoreFn scores) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
   absl::StatusOr<torch::Device> device = ParseDevice(options.device);
   if (!device.ok()) return device.status();
@@ -220,9 +219,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(Classifier model,
   }
   model->to(*device);
   torch::manual_seed(options.seed);
-  return std::unique_ptr<Trainer>(
-      new Trainer(std::move(model), *std::move(batcher), test, options, std::move(loss),
-                  std::move(scores)));
+  return std::unique_ptr<Trainer>(new Trainer(std::move(model), *std::move(batcher), test, options,
+                                              std::move(loss), std::move(scores)));
 }
 
 Trainer::Trainer(Classifier model, Batcher batcher, const data::Dataset* test,
@@ -259,8 +257,8 @@ double Trainer::LearningRate(int64_t step) const {
       const int64_t epoch = step / batcher_.BatchesPerEpoch();
       int64_t decays = epoch / options_.step_epochs;
       if (!options_.step_milestones.empty()) {
-        decays = std::upper_bound(options_.step_milestones.begin(),
-                                  options_.step_milestones.end(), epoch) -
+        decays = std::upper_bound(options_.step_milestones.begin(), options_.step_milestones.end(),
+                                  epoch) -
                  options_.step_milestones.begin();
       }
       return options_.learning_rate * std::pow(options_.step_gamma, static_cast<double>(decays));
@@ -474,8 +472,8 @@ std::string Trainer::RunFingerprint() const {
                       " batch_size=", o.batches.batch_size, " drop_last=", o.batches.drop_last,
                       " augment=", o.batches.augment.has_value(), " epochs=", o.epochs,
                       " optimizer=", OptimizerName(o.optimizer), " lr=", o.learning_rate,
-                      " schedule=", ScheduleName(o.schedule), " milestones=",
-                      absl::StrJoin(o.step_milestones, ","));
+                      " schedule=", ScheduleName(o.schedule),
+                      " milestones=", absl::StrJoin(o.step_milestones, ","));
 }
 
 absl::Status Trainer::SaveCheckpoint(const std::string& path) {

@@ -121,7 +121,7 @@ LossFn CrossEntropyLoss(const std::string& head);
 // of each name. SLA scores one pass (SI) and four rotated passes (AG) of its joint head this
 // way. The default is every head whose size is the number of classes.
 using ScoreFn = std::function<std::map<std::string, torch::Tensor>(ClassifierImpl& model,
-                                                                  const torch::Tensor& images)>;
+                                                                   const torch::Tensor& images)>;
 
 // Recipe is what a method (SLA's and DHKD's arms) gives the trainer: the heads its model needs,
 // its loss and its test scores (null: every head with num_classes outputs).
@@ -136,12 +136,9 @@ class Trainer {
   // Create checks the options (errors name the field), moves the model to the device, builds
   // the optimizer and seeds the generators. `train` and `test` (may be null) must outlive the
   // trainer.
-  static absl::StatusOr<std::unique_ptr<Trainer>> Create(Classifier model,
-                                                         const data::Dataset& train,
-                                                         const data::Dataset* test,
-                                                         const TrainerOptions& options,
-                                                         LossFn loss = nullptr,
-                                                         ScoreFn scores = nullptr);
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(
+      Classifier model, const data::Dataset& train, const data::Dataset* test,
+      const TrainerOptions& options, LossFn loss = nullptr, ScoreFn scores = nullptr);
   ~Trainer();
 
   // Train runs until all epochs are done or `max_steps` more steps (< 0: no limit) have run,

@@ -238,10 +238,9 @@ TEST(TrainerTest, EvaluatesEveryNEpochsAndAfterTheLast) {
   EXPECT_EQ(first.back(), ',');  // no accuracy after epoch 1
 
   options.evaluate_every_epochs = 0;
-  EXPECT_THAT(Trainer::Create(*MakeClassifier(ModelOptions()), train, &train, options)
-                  .status()
-                  .message(),
-              HasSubstr("evaluate_every_epochs is 0"));
+  EXPECT_THAT(
+      Trainer::Create(*MakeClassifier(ModelOptions()), train, &train, options).status().message(),
+      HasSubstr("evaluate_every_epochs is 0"));
 }
 
 TEST(TrainerTest, ScoreFnNamesTheAccuracies) {
@@ -257,8 +256,8 @@ TEST(TrainerTest, ScoreFnNamesTheAccuracies) {
     torch::Tensor main = model.Forward(images).at("main");
     return std::map<std::string, torch::Tensor>{{"main", main}, {"flipped", -main}};
   };
-  std::unique_ptr<Trainer> trainer = *Trainer::Create(*MakeClassifier(model_options), train,
-                                                      nullptr, options, nullptr, scores);
+  std::unique_ptr<Trainer> trainer =
+      *Trainer::Create(*MakeClassifier(model_options), train, nullptr, options, nullptr, scores);
   ASSERT_TRUE(trainer->Train().ok());
   absl::StatusOr<std::map<std::string, double>> accuracy = trainer->Evaluate(train);
   ASSERT_TRUE(accuracy.ok()) << accuracy.status();
@@ -269,8 +268,8 @@ TEST(TrainerTest, ScoreFnNamesTheAccuracies) {
   ScoreFn wrong = [](ClassifierImpl& model, const torch::Tensor& images) {
     return std::map<std::string, torch::Tensor>{{"joint", torch::zeros({images.size(0), 40})}};
   };
-  std::unique_ptr<Trainer> bad = *Trainer::Create(*MakeClassifier(model_options), train, nullptr,
-                                                  options, nullptr, wrong);
+  std::unique_ptr<Trainer> bad =
+      *Trainer::Create(*MakeClassifier(model_options), train, nullptr, options, nullptr, wrong);
   absl::Status status = bad->Evaluate(train).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("score 'joint' has shape [40, 40]"));
