@@ -45,9 +45,9 @@ std::optional<Rejection> ParameterServerRound::Submit(GradientSubmission submiss
   const std::string& worker = submission.worker;
   const int64_t step = submission.step;
   auto reject = [&](RejectionReason reason, const std::string& what) {
-    return Rejection{worker, step, reason,
-                     absl::StrCat(WorkerStep(worker, step), what, " (",
-                                  RejectionReasonName(reason), ")")};
+    return Rejection{
+        worker, step, reason,
+        absl::StrCat(WorkerStep(worker, step), what, " (", RejectionReasonName(reason), ")")};
   };
   if (known_.count(worker) == 0) {
     return reject(RejectionReason::kUnknownWorker,
@@ -151,8 +151,7 @@ absl::StatusOr<ParameterServer> ParameterServer::Create(const ParameterServerOpt
   const int n = static_cast<int>(options.workers.size());
   if (options.quorum < 0 || options.quorum > n) {
     return absl::InvalidArgumentError(absl::StrCat(where, "quorum is ", options.quorum,
-                                                   "; it must be in [0, n = ", n,
-                                                   "] (0 means n)"));
+                                                   "; it must be in [0, n = ", n, "] (0 means n)"));
   }
   const SgdOptions& sgd = options.sgd;
   if (!(sgd.learning_rate > 0) || !std::isfinite(sgd.learning_rate)) {
@@ -203,18 +202,17 @@ std::optional<Rejection> ParameterServer::Submit(GradientSubmission submission) 
 absl::StatusOr<RoundResult> ParameterServer::Close() {
   const int64_t step = round_.step();
   if (round_.NumValid() == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("step ", step, ": no valid gradient to aggregate (",
-                     round_.RejectedWorkers().size(), " rejected, ", round_.Silent().size(),
-                     " silent)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "step ", step, ": no valid gradient to aggregate (", round_.RejectedWorkers().size(),
+        " rejected, ", round_.Silent().size(), " silent)"));
   }
   const Eigen::MatrixXf gradients = round_.Gradients();
   absl::StatusOr<Eigen::VectorXf> aggregate = aggregator_->Aggregate(gradients);
   if (!aggregate.ok()) {
-    return absl::Status(aggregate.status().code(),
-                        absl::StrCat("step ", step, ": aggregating ", gradients.cols(),
-                                     " gradients with \"", options_.aggregator,
-                                     "\": ", aggregate.status().message()));
+    return absl::Status(
+        aggregate.status().code(),
+        absl::StrCat("step ", step, ": aggregating ", gradients.cols(), " gradients with \"",
+                     options_.aggregator, "\": ", aggregate.status().message()));
   }
   Eigen::Map<Eigen::VectorXf> w(parameters_.data(), static_cast<Eigen::Index>(parameters_.size()));
   const float weight_decay = static_cast<float>(options_.sgd.weight_decay);
@@ -232,8 +230,8 @@ absl::StatusOr<RoundResult> ParameterServer::Close() {
   spdlog::debug("parameter server: closed step {} with {} of {} workers ({} rejected, {} silent)",
                 step, result.accepted.size(), options_.workers.size(), result.rejected.size(),
                 result.silent.size());
-  round_ = ParameterServerRound(options_.workers, step + 1,
-                                static_cast<int64_t>(parameters_.size()));
+  round_ =
+      ParameterServerRound(options_.workers, step + 1, static_cast<int64_t>(parameters_.size()));
   return result;
 }
 

@@ -67,9 +67,10 @@ void OnDeadline(ServerState& state) {
   const ParameterServerRound& round = state.server.round();
   const int quorum = state.server.quorum();
   if (round.NumValid() >= quorum) {
-    spdlog::warn("parameter server: step {} timed out; closing with {} valid gradients "
-                 "(quorum {}); silent: {}",
-                 round.step(), round.NumValid(), quorum, absl::StrJoin(round.Silent(), ", "));
+    spdlog::warn(
+        "parameter server: step {} timed out; closing with {} valid gradients "
+        "(quorum {}); silent: {}",
+        round.step(), round.NumValid(), quorum, absl::StrJoin(round.Silent(), ", "));
     CloseRound(state);
     return;
   }
@@ -122,8 +123,7 @@ absl::StatusOr<caf::actor> SpawnParameterServer(caf::actor_system& system,
                                                 const ParameterServerOptions& options) {
   absl::StatusOr<ParameterServer> server = ParameterServer::Create(options);
   if (!server.ok()) return server.status();
-  return system.spawn(ParameterServerActor,
-                      std::make_shared<ServerState>(*std::move(server)));
+  return system.spawn(ParameterServerActor, std::make_shared<ServerState>(*std::move(server)));
 }
 
 }  // namespace troupe::federation::robust

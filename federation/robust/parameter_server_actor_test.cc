@@ -26,9 +26,11 @@ constexpr absl::Duration kAskTimeout = absl::Seconds(30);
 // The honest workers' loss is 0.5 ||w - c_i||^2 with c_i = c* + offset_i (offsets summing to
 // zero, so c* is the optimum of their average); the attacker's own data has c = c*.
 const std::vector<float> kOptimum = {1.0f, -2.0f, 3.0f};
-const std::vector<std::vector<float>> kOffsets = {
-    {0.05f, -0.05f, 0.02f}, {-0.05f, 0.05f, -0.02f}, {0.03f, 0.01f, -0.04f},
-    {-0.03f, -0.01f, 0.04f}, {0.0f, 0.0f, 0.0f}};
+const std::vector<std::vector<float>> kOffsets = {{0.05f, -0.05f, 0.02f},
+                                                  {-0.05f, 0.05f, -0.02f},
+                                                  {0.03f, 0.01f, -0.04f},
+                                                  {-0.03f, -0.01f, 0.04f},
+                                                  {0.0f, 0.0f, 0.0f}};
 
 GradientSource Quadratic(const std::vector<float>& offset) {
   return [offset](int64_t, const std::vector<float>& w) -> absl::StatusOr<std::vector<float>> {
@@ -107,8 +109,7 @@ class ParameterServerActorTest : public ::testing::Test {
     std::vector<std::thread> threads;
     for (size_t i = 0; i < workers.size(); ++i) {
       threads.emplace_back([&, i] {
-        reports[i] =
-            actors::Ask<WorkerReport>(system_, workers[i], kAskTimeout, RunWorker{steps});
+        reports[i] = actors::Ask<WorkerReport>(system_, workers[i], kAskTimeout, RunWorker{steps});
       });
     }
     for (std::thread& thread : threads) thread.join();
@@ -144,8 +145,8 @@ TEST_F(ParameterServerActorTest, RepliesWithTheRejectionReasonAtOnce) {
   options.sgd = {1.0, 0.0, 0.0};
   caf::actor server = Spawn(options);
   // w1's NaN is rejected at once; that answers the last worker, so the round closes with w0.
-  std::vector<absl::StatusOr<ParameterSnapshot>> replies = SubmitConcurrently(
-      server, {{"w0", 0, {1.0f, 2.0f}}, {"w1", 0, {std::nanf(""), 0.0f}}});
+  std::vector<absl::StatusOr<ParameterSnapshot>> replies =
+      SubmitConcurrently(server, {{"w0", 0, {1.0f, 2.0f}}, {"w1", 0, {std::nanf(""), 0.0f}}});
   ASSERT_TRUE(replies[0].ok()) << replies[0].status();
   EXPECT_EQ(replies[0]->step, 1);
   EXPECT_THAT(replies[0]->parameters, ElementsAre(-1.0f, -2.0f));

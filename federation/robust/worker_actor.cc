@@ -22,8 +22,7 @@ absl::StatusOr<std::vector<float>> Forge(const WorkerOptions& options, int64_t s
   if (attacks::IsOmniscient(options.attack->kind())) {
     if (!options.honest_gradients) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "worker \"", options.id, "\": the attack \"",
-          attacks::AttackName(options.attack->kind()),
+          "worker \"", options.id, "\": the attack \"", attacks::AttackName(options.attack->kind()),
           "\" reads the honest gradients; set WorkerOptions::honest_gradients"));
     }
     absl::StatusOr<std::vector<std::vector<float>>> gradients =
@@ -49,9 +48,7 @@ struct WorkerState {
 
 void Fetch(caf::event_based_actor* self, std::shared_ptr<WorkerState> state);
 
-void Finish(std::shared_ptr<WorkerState> state) {
-  state->promise.deliver(state->report);
-}
+void Finish(std::shared_ptr<WorkerState> state) { state->promise.deliver(state->report); }
 
 // Step computes, forges and submits the gradient at `snapshot`, then goes on with the reply.
 void Step(caf::event_based_actor* self, std::shared_ptr<WorkerState> state,
