@@ -10,11 +10,13 @@
 # Scale, from the environment (defaults: what fits the 2-core development machine in about an
 # hour): SEEDS ("1 2 3"), SLA_SUBSET (5000), SLA_SUBSET_EPOCHS (10), SLA_FULL_EPOCHS (1),
 # DHKD_IMAGES (10000), DHKD_EPOCHS (5), TEACHER_WIDTH (32), TEACHER_EPOCHS (3), THREADS (2),
-# TROUPE (bazel-bin/tools/troupe), PARTS ("sla_subset dhkd sla_full": which experiments). A
-# finished run leaves RUN/done and is skipped, so the script continues where it stopped; an interrupted run resumes from its checkpoint. Several copies of
-# the script share the runs (each takes RUN.lock before a run): on 2 cores, two copies with
-# THREADS=1 do more work than one with THREADS=2. A copy killed with SIGKILL leaves its lock:
-# remove RUN.lock by hand before running again.
+# TROUPE (bazel-bin/tools/troupe), PARTS ("sla_subset dhkd dhkd_mechanism sla_full").
+#
+# A finished run leaves RUN/done and is skipped, so the script continues where it stopped; an
+# interrupted run resumes from its checkpoint. Several copies of the script share the runs (each
+# takes RUN.lock before a run): on 2 cores, two copies with THREADS=1 do more work than one with
+# THREADS=2. A copy killed with SIGKILL leaves its lock: remove RUN.lock by hand before running
+# again.
 set -euo pipefail
 out="${1:-docs/results/methods_runs}"
 seeds="${SEEDS:-1 2 3}"
@@ -26,7 +28,7 @@ dhkd_epochs="${DHKD_EPOCHS:-5}"
 teacher_width="${TEACHER_WIDTH:-32}"
 teacher_epochs="${TEACHER_EPOCHS:-3}"
 threads="${THREADS:-2}"
-parts=" ${PARTS:-sla_subset dhkd sla_full} "
+parts=" ${PARTS:-sla_subset dhkd dhkd_mechanism sla_full} "
 troupe="${TROUPE:-bazel-bin/tools/troupe}"
 if [ -z "${TROUPE:-}" ]; then bazel build --jobs=2 //tools:troupe >/dev/null; fi
 mkdir -p "$out"
@@ -88,6 +90,21 @@ for seed in $seeds; do
       --teacher="$out/dhkd/teacher/model.pt" --teacher_width="$teacher_width" \
       --train_images="$dhkd_images" --epochs="$dhkd_epochs" --augment=false \
       --evaluate_every="$dhkd_epochs"
+  done
+done
+fi
+
+# The mechanism test, logged every 10 steps (the runs above log every 100): the one-head failure
+# case, and the best DHKD arm for its backbone.
+if [[ "$parts" == *" dhkd_mechanism "* ]]; then
+for seed in $seeds; do
+  for entry in "ce_bkl:--arm=ce_bkl" "dhkd_nonlinear_ga:--arm=dhkd --aux_hidden=200 --align=true"; do
+    name="${entry%%:*}"
+    # shellcheck disable=SC2086  # the flags split on purpose
+    run "$out/dhkd_mechanism/$name/seed$seed" dhkd ${entry#*:} --seed="$seed" \
+      --teacher="$out/dhkd/teacher/model.pt" --teacher_width="$teacher_width" \
+      --train_images="$dhkd_images" --epochs="$dhkd_epochs" --augment=false \
+      --evaluate_every="$dhkd_epochs" --cosine_every=10
   done
 done
 fi
