@@ -9,8 +9,9 @@
 #
 # Scale, from the environment (defaults: docs/results/methods.md's runs, which took about 1.5
 # hours on the 2-core development machine as two copies with THREADS=1): SEEDS ("1 2 3"),
-# SLA_SUBSET (5000), SLA_SUBSET_EPOCHS (10), SLA_FULL_EPOCHS (1), DHKD_IMAGES (10000), DHKD_EPOCHS (5), TEACHER_WIDTH (32), TEACHER_EPOCHS (3), THREADS (2),
-# TROUPE (bazel-bin/tools/troupe), PARTS ("sla_subset dhkd dhkd_mechanism sla_full").
+# SLA_SUBSET (5000), SLA_SUBSET_EPOCHS (10), SLA_FULL_EPOCHS (1), DHKD_IMAGES (10000),
+# DHKD_EPOCHS (5), TEACHER_WIDTH (32), TEACHER_EPOCHS (3), THREADS (2), TROUPE
+# (bazel-bin/tools/troupe), PARTS ("sla_subset dhkd dhkd_mechanism sla_full").
 #
 # A finished run leaves RUN/done and is skipped, so the script continues where it stopped; an
 # interrupted run resumes from its checkpoint. Several copies of the script share the runs (each
