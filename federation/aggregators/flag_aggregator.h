@@ -1,7 +1,7 @@
 // The Flag Aggregator (Almasi et al., ICLR 2024; reference code hamidralmasi/FlagAggregator):
 // estimates an m-dimensional subspace Y of the normalized worker gradients by IRLS on a flag-
 // median objective, then returns the projection (1/m) Y Y^T sum_i x_i, x_i = g_i / ||g_i||.
-// /work/shared/papers/flag_aggregator.md is the spec; docs/federation.md summarizes it.
+// shared/papers/flag_aggregator.md is the spec; docs/federation.md summarizes it.
 //
 //   FlagOptions options = FlagOptions::CodeExact();  // n_its = 1, as the reference runs it
 //   options.subspace_dim = 8;

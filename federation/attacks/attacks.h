@@ -17,7 +17,7 @@
 //
 // References: ALIE, Baruch et al., "A Little Is Enough", NeurIPS 2019; IPM, Xie et al., "Fall of
 // Empires", UAI 2020. docs/federation.md ("Attacks") compares them with the Flag Aggregator
-// reference code (/work/shared/papers/flag_aggregator.md, section 5).
+// reference code (shared/papers/flag_aggregator.md, section 5).
 #pragma once
 
 #include <cstdint>
