@@ -1,5 +1,7 @@
 // Tests of every aggregation rule against results worked out by hand on small inputs, of the
 // input checks and bounds, of robustness to outliers, and of the Flag Aggregator's Gram route.
+#include "federation/aggregators/aggregators.h"
+
 #include <cmath>
 #include <initializer_list>
 #include <memory>
@@ -11,8 +13,8 @@
 #include "eigen3/Eigen/Core"
 #include "eigen3/Eigen/SVD"
 #include "federation/aggregators/aggregator.h"
-#include "federation/aggregators/aggregators.h"
 #include "federation/aggregators/flag_aggregator.h"
+#include "federation/aggregators/worker_matrix.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -22,18 +24,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// Workers builds a d x n matrix from a list of worker gradients (one row of the list per worker).
-Eigen::MatrixXf Workers(std::initializer_list<std::initializer_list<float>> workers) {
-  const Eigen::Index d = static_cast<Eigen::Index>(workers.begin()->size());
-  Eigen::MatrixXf matrix(d, static_cast<Eigen::Index>(workers.size()));
-  Eigen::Index column = 0;
-  for (const auto& worker : workers) {
-    Eigen::Index row = 0;
-    for (float value : worker) matrix(row++, column) = value;
-    ++column;
-  }
-  return matrix;
-}
+using testing::Workers;
 
 void ExpectNear(const absl::StatusOr<Eigen::VectorXf>& actual, std::initializer_list<double> want,
                 double tolerance = 1e-5) {
@@ -53,9 +44,7 @@ void ExpectInvalid(const absl::Status& status, const std::string& message_part) 
 
 // Five workers, d = 2; worker 4 is far off in both coordinates.
 //   x: 1, 2, 4, 7, 100      y: 10, 20, 30, 40, -50
-Eigen::MatrixXf FiveWorkers() {
-  return Workers({{1, 10}, {2, 20}, {4, 30}, {7, 40}, {100, -50}});
-}
+Eigen::MatrixXf FiveWorkers() { return Workers({{1, 10}, {2, 20}, {4, 30}, {7, 40}, {100, -50}}); }
 
 TEST(MeanTest, AveragesEachCoordinate) {
   // x: 114 / 5 = 22.8; y: 50 / 5 = 10.
@@ -92,9 +81,7 @@ TEST(TrimmedMeanTest, RejectsTwoFNotBelowN) {
 //   p3: p0 8, p1 5, p2 4, p4 128, p5 2      -> 2 + 4 + 5 = 11
 //   p4: 200, 181, 164, 128, 162             -> 128 + 162 + 164 = 454
 //   p5: p0 2, p1 1, p2 2, p3 2, p4 162      -> 1 + 2 + 2 = 5
-Eigen::MatrixXf SixWorkers() {
-  return Workers({{0, 0}, {1, 0}, {0, 2}, {2, 2}, {10, 10}, {1, 1}});
-}
+Eigen::MatrixXf SixWorkers() { return Workers({{0, 0}, {1, 0}, {0, 2}, {2, 2}, {10, 10}, {1, 1}}); }
 
 TEST(KrumTest, ScoresAndSelection) {
   absl::StatusOr<std::vector<double>> scores = KrumScores(SixWorkers(), 1);

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "eigen3/Eigen/Core"
+#include "federation/aggregators/worker_matrix.h"
 #include "federation/attacks/attack.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -24,18 +25,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// Workers builds a d x n matrix from a list of worker gradients (one row of the list per worker).
-Eigen::MatrixXf Workers(std::initializer_list<std::initializer_list<float>> workers) {
-  const Eigen::Index d = static_cast<Eigen::Index>(workers.begin()->size());
-  Eigen::MatrixXf matrix(d, static_cast<Eigen::Index>(workers.size()));
-  Eigen::Index column = 0;
-  for (const auto& worker : workers) {
-    Eigen::Index row = 0;
-    for (float value : worker) matrix(row++, column) = value;
-    ++column;
-  }
-  return matrix;
-}
+using testing::Workers;
 
 // ExpectColumns checks that every column of `actual` is near `want`.
 void ExpectColumns(const absl::StatusOr<Eigen::MatrixXf>& actual, Eigen::Index columns,
