@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "methods/dhkd/dhkd_recipe.h"
+#include "methods/internal/test_tensors.h"
 
 namespace troupe::methods::dhkd {
 namespace {
@@ -22,21 +23,9 @@ using ::testing::HasSubstr;
 
 constexpr double kTolerance = 1e-12;
 
-at::Tensor Matrix(const std::vector<std::vector<double>>& rows) {
-  std::vector<at::Tensor> parts;
-  for (const std::vector<double>& row : rows) {
-    parts.push_back(torch::tensor(row, torch::kFloat64));
-  }
-  return torch::stack(parts);
-}
-
-at::Tensor Vector(const std::vector<double>& values) {
-  return torch::tensor(values, torch::kFloat64);
-}
-
-at::Tensor Labels(const std::vector<int64_t>& labels) {
-  return torch::tensor(labels, torch::kLong);
-}
+using testing::Labels;
+using testing::Matrix;
+using testing::Vector;
 
 double Value(const at::Tensor& scalar) { return scalar.item<double>(); }
 

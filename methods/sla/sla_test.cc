@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "methods/data/augment.h"
+#include "methods/internal/test_tensors.h"
 #include "methods/sla/sla_recipe.h"
 
 namespace troupe::methods::sla {
@@ -22,18 +23,8 @@ using ::testing::HasSubstr;
 
 constexpr double kTolerance = 1e-12;
 
-// Rows of doubles as a [rows, cols] double tensor.
-at::Tensor Matrix(const std::vector<std::vector<double>>& rows) {
-  std::vector<at::Tensor> parts;
-  for (const std::vector<double>& row : rows) {
-    parts.push_back(torch::tensor(row, torch::kFloat64));
-  }
-  return torch::stack(parts);
-}
-
-at::Tensor Labels(const std::vector<int64_t>& labels) {
-  return torch::tensor(labels, torch::kLong);
-}
+using testing::Labels;
+using testing::Matrix;
 
 // -log softmax(row)[label], by hand.
 double HandCrossEntropy(const std::vector<double>& row, int label) {
